@@ -1,0 +1,162 @@
+//! The commands a host issues and the pure decision of which events they
+//! produce. All validation of transitions happens here, never in the reducer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Permission;
+use crate::error::{ids, Error, ErrorKind, Result};
+use crate::event::EventPayload;
+use crate::id::LockReason;
+use crate::state::{InitialState, UserState};
+use crate::timestamp::Timestamp;
+use crate::user::User;
+
+/// A lifecycle command on one user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[non_exhaustive]
+pub enum Command {
+    /// Create the user in `Active` or `Initial`.
+    Create {
+        /// The state to create the user in.
+        state: InitialState,
+    },
+    /// `Initial` → `Active`.
+    CompleteInitialisation,
+    /// `Active` or `Initial` → `Locked`.
+    Lock(LockRequest),
+    /// `Locked` → the state before the lock.
+    Unlock,
+    /// `Active` or `Locked` → `Inactive`.
+    Deactivate,
+    /// `Inactive` → `Active`.
+    Reactivate,
+    /// Any existing state → `Deleted`.
+    Remove,
+}
+
+/// The optional parts of a lock.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockRequest {
+    /// Why the user is locked.
+    pub reason: Option<LockReason>,
+    /// When the lock stops blocking login; must lie in the future.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl LockRequest {
+    /// A lock without reason or expiry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records why.
+    pub fn reason(mut self, reason: LockReason) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+
+    /// Makes the lock temporary.
+    pub fn until(mut self, expires_at: Timestamp) -> Self {
+        self.expires_at = Some(expires_at);
+        self
+    }
+}
+
+impl Command {
+    /// The permission the caller needs in the targeted organisation.
+    pub fn permission(&self) -> Permission {
+        match self {
+            Command::Remove => Permission::Delete,
+            _ => Permission::Write,
+        }
+    }
+
+    /// Checks the command's own arguments at `now` (before any permission or
+    /// state check).
+    ///
+    /// # Errors
+    /// InvalidArgument for a lock expiry that is not in the future.
+    pub fn validate(&self, now: Timestamp) -> Result<()> {
+        if let Command::Lock(LockRequest {
+            expires_at: Some(at),
+            ..
+        }) = self
+        {
+            if *at <= now {
+                return Err(Error::invalid(
+                    ids::INVALID_TIME,
+                    "lock expiry must lie in the future",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides the events the command produces on `user` (`None` if the id
+    /// was never used). Pure: the same input always gives the same answer.
+    ///
+    /// # Errors
+    /// AlreadyExists, NotFound or FailedPrecondition as in the transition table.
+    pub fn decide(&self, user: Option<&User>) -> Result<Vec<EventPayload>> {
+        use UserState::*;
+        let event = match (self, user.map(|u| u.state)) {
+            (Command::Create { state }, None) => EventPayload::Added { state: *state },
+            (Command::Create { .. }, Some(_)) => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    ids::ALREADY_EXISTS,
+                    "User already exists",
+                ))
+            }
+            (_, None | Some(Deleted)) => return Err(Error::not_found()),
+            (Command::CompleteInitialisation, Some(Initial)) => EventPayload::Initialized,
+            (Command::CompleteInitialisation, _) => {
+                return Err(Error::precondition(ids::NOT_INITIAL, "User is not initial"))
+            }
+            (Command::Lock(lock), Some(Active | Initial)) => EventPayload::Locked {
+                reason: lock.reason.clone(),
+                expires_at: lock.expires_at,
+            },
+            (Command::Lock(_), Some(Locked)) => {
+                return Err(Error::precondition(
+                    ids::ALREADY_LOCKED,
+                    "User is already locked",
+                ))
+            }
+            (Command::Lock(_), Some(Inactive)) => {
+                return Err(Error::precondition(
+                    ids::NOT_ACTIVE_OR_INITIAL,
+                    "User is not active or initial",
+                ))
+            }
+            (Command::Unlock, Some(Locked)) => EventPayload::Unlocked,
+            (Command::Unlock, _) => {
+                return Err(Error::precondition(ids::NOT_LOCKED, "User is not locked"))
+            }
+            (Command::Deactivate, Some(Active | Locked)) => EventPayload::Deactivated,
+            (Command::Deactivate, Some(Initial)) => {
+                return Err(Error::precondition(
+                    ids::INITIAL_CANNOT_DEACTIVATE,
+                    "User with state initial can only be deleted not deactivated",
+                ))
+            }
+            (Command::Deactivate, Some(Inactive)) => {
+                return Err(Error::precondition(
+                    ids::ALREADY_INACTIVE,
+                    "User already inactive",
+                ))
+            }
+            (Command::Reactivate, Some(Inactive)) => EventPayload::Reactivated,
+            (Command::Reactivate, _) => {
+                return Err(Error::precondition(
+                    ids::NOT_INACTIVE,
+                    "User is not inactive",
+                ))
+            }
+            (Command::Remove, Some(_)) => EventPayload::Removed,
+        };
+        Ok(vec![event])
+    }
+}

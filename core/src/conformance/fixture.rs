@@ -1,0 +1,189 @@
+//! The callers, organisations and clock every conformance test starts from.
+
+use std::sync::Arc;
+
+use crate::{
+    Caller, Details, InMemoryAuthorizer, InitialState, LockRequest, ManualClock, OrgId, Permission,
+    Timestamp, User, UserId, UserRepository, UserService, UserState,
+};
+
+/// 2024-06-13T06:44:37.424Z, the time of the seeds' Management API example.
+pub const T0: i64 = 1_718_261_077_424;
+
+/// A service on the repository under test with a manual clock and a fixed
+/// cast of callers:
+///
+/// | caller | organisation | grants |
+/// |---|---|---|
+/// | `acme_admin` | acme | read, write, delete in acme |
+/// | `acme_writer` | acme | read, write in acme |
+/// | `acme_reader` | acme | read in acme |
+/// | `globex_admin` | globex | read, write, delete in globex |
+/// | `root` | root-org | read, write, delete everywhere |
+/// | `nobody` | acme | none |
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    /// The service under test.
+    pub service: UserService,
+    /// The repository under test.
+    pub repo: Arc<dyn UserRepository>,
+    /// The clock the service reads; starts at [`T0`].
+    pub clock: ManualClock,
+    /// The organisation `acme`.
+    pub acme: OrgId,
+    /// The organisation `globex`.
+    pub globex: OrgId,
+    /// All permissions in acme.
+    pub acme_admin: Caller,
+    /// Read and write in acme.
+    pub acme_writer: Caller,
+    /// Read in acme.
+    pub acme_reader: Caller,
+    /// All permissions in globex.
+    pub globex_admin: Caller,
+    /// All permissions in every organisation.
+    pub root: Caller,
+    /// No permissions.
+    pub nobody: Caller,
+}
+
+impl Fixture {
+    /// The fixture on `repo`, which should be empty.
+    pub fn new(repo: Arc<dyn UserRepository>) -> Self {
+        let acme = org("acme");
+        let globex = org("globex");
+        let grants = InMemoryAuthorizer::new();
+        let caller = |name: &str, org: &OrgId| Caller::new(user(name), org.clone());
+        let acme_admin = caller("acme-admin", &acme);
+        let acme_writer = caller("acme-writer", &acme);
+        let acme_reader = caller("acme-reader", &acme);
+        let globex_admin = caller("globex-admin", &globex);
+        let root = caller("root", &org("root-org"));
+        let nobody = caller("nobody", &acme);
+        use Permission::*;
+        grants.grant(&acme_admin.user_id, &acme, [Read, Write, Delete]);
+        grants.grant(&acme_writer.user_id, &acme, [Read, Write]);
+        grants.grant(&acme_reader.user_id, &acme, [Read]);
+        grants.grant(&globex_admin.user_id, &globex, [Read, Write, Delete]);
+        grants.grant_instance(&root.user_id, [Read, Write, Delete]);
+        let clock = ManualClock::new(at(T0));
+        let service =
+            UserService::new(repo.clone(), Arc::new(grants)).with_clock(Arc::new(clock.clone()));
+        Fixture {
+            service,
+            repo,
+            clock,
+            acme,
+            globex,
+            acme_admin,
+            acme_writer,
+            acme_reader,
+            globex_admin,
+            root,
+            nobody,
+        }
+    }
+
+    /// Creates `id` in acme in `state` by the acme admin, driving it through
+    /// the commands that lead there (`Locked` is reached from `Active`).
+    pub async fn user_in_state(&self, id: &str, state: UserState) -> UserId {
+        let id = user(id);
+        let admin = &self.acme_admin;
+        let s = &self.service;
+        let initial = if state == UserState::Initial {
+            InitialState::Initial
+        } else {
+            InitialState::Active
+        };
+        s.create(admin, &id, initial).await.expect("create");
+        match state {
+            UserState::Initial | UserState::Active => {}
+            UserState::Locked => {
+                s.lock(admin, &id, LockRequest::new()).await.expect("lock");
+            }
+            UserState::Inactive => {
+                s.deactivate(admin, &id).await.expect("deactivate");
+            }
+            UserState::Deleted => {
+                s.remove(admin, &id).await.expect("remove");
+            }
+        }
+        id
+    }
+
+    /// The clock's time plus `millis`.
+    pub fn now_plus(&self, millis: i64) -> Timestamp {
+        crate::Clock::now(&self.clock).plus_millis(millis)
+    }
+
+    /// The stored snapshot of `id`, which must exist.
+    pub async fn stored(&self, id: &UserId) -> User {
+        self.repo
+            .load(id)
+            .await
+            .expect("load")
+            .expect("user exists")
+    }
+
+    /// Checks that the stored snapshot equals the replay of the stored history.
+    pub async fn assert_snapshot_is_replay(&self, id: &UserId) {
+        let snapshot = self.repo.load(id).await.expect("load");
+        let history = self.all_events(id).await;
+        assert_eq!(
+            snapshot,
+            User::replay(&history),
+            "snapshot of {id} differs from the replay of its events"
+        );
+        for (event, expected) in history.iter().zip(1u64..) {
+            assert_eq!(event.sequence, expected, "gap in the history of {id}");
+        }
+    }
+
+    /// Every stored event of `id`, read page by page.
+    pub async fn all_events(&self, id: &UserId) -> Vec<crate::Event> {
+        let mut events = Vec::new();
+        loop {
+            let query = crate::HistoryQuery {
+                after_sequence: events.len() as u64,
+                limit: crate::MAX_PAGE_SIZE,
+            };
+            let page = self.repo.history(id, query).await.expect("history");
+            if page.is_empty() {
+                return events;
+            }
+            events.extend(page);
+        }
+    }
+}
+
+/// A valid user id (test input; panics on an invalid literal).
+pub(crate) fn user(id: &str) -> UserId {
+    UserId::new(id).expect("valid user id")
+}
+
+/// A valid organisation id (test input).
+pub(crate) fn org(id: &str) -> OrgId {
+    OrgId::new(id).expect("valid org id")
+}
+
+/// The instant `millis` after the epoch (test input).
+pub(crate) fn at(millis: i64) -> Timestamp {
+    Timestamp::from_unix_millis(millis).expect("valid time")
+}
+
+/// Details as a command on a user created at `created` should return them.
+pub(crate) fn details(
+    id: &UserId,
+    org: &OrgId,
+    sequence: u64,
+    created: i64,
+    changed: i64,
+) -> Details {
+    Details {
+        id: id.clone(),
+        sequence,
+        creation_date: at(created),
+        change_date: at(changed),
+        resource_owner: org.clone(),
+    }
+}

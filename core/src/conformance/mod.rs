@@ -1,0 +1,65 @@
+//! The behaviour every storage adapter must show, as `pub async fn`s that take
+//! a fresh, empty repository. Adapters run all of them, unchanged, with
+//! [`conformance_tests!`](crate::conformance_tests):
+//!
+//! ```ignore
+//! userstate::conformance_tests!(my_adapter::Repo::open_temporary());
+//! ```
+//!
+//! That expands to one `#[test]` per function below plus the model-based
+//! property test ([`model_test`]). The functions panic on failure, like any test.
+
+mod fixture;
+mod model;
+mod race;
+mod suite;
+
+pub use fixture::{Fixture, T0};
+pub use futures::executor::block_on;
+pub use model::{model_test, model_test_cases};
+pub use race::{concurrent_commands_keep_history_exact, concurrent_locks_one_wins};
+pub use suite::*;
+
+/// Expands to one `#[test]` per conformance function, each on a fresh
+/// repository from `$factory` (an expression evaluated once per test, giving
+/// `Arc<dyn UserRepository>` or anything that converts into it), plus
+/// `model_based_property_test`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::conformance_tests!(@each $factory;
+            every_transition_from_every_state,
+            create_rules,
+            unlock_returns_to_state_before_lock,
+            lock_reason_and_expiry,
+            login_allowed_by_state,
+            sequence_and_details,
+            history_records_every_event,
+            history_of_removed_user_stays_readable,
+            list_pages_and_filters,
+            tenant_isolation_and_order_of_checks,
+            snapshot_equals_replay,
+            stale_append_is_a_conflict_and_writes_nothing,
+            concurrent_locks_one_wins,
+            concurrent_commands_keep_history_exact,
+        );
+
+        #[test]
+        fn model_based_property_test() {
+            $crate::conformance::model_test(
+                || ::std::convert::Into::into($factory),
+                $crate::conformance::model_test_cases(),
+            );
+        }
+    };
+    (@each $factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let repo: ::std::sync::Arc<dyn $crate::UserRepository> =
+                    ::std::convert::Into::into($factory);
+                $crate::conformance::block_on($crate::conformance::$name(repo));
+            }
+        )*
+    };
+}

@@ -1,0 +1,267 @@
+//! The one error type of the library: a kind that maps to a gRPC code and an
+//! HTTP status, a stable machine-readable id and an English message.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// `Result` with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, coarsely: decides the gRPC code and HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// An id, organisation, reason or query parameter is empty, too long or malformed.
+    InvalidArgument,
+    /// The user does not exist, is deleted, or belongs to another organisation.
+    NotFound,
+    /// A user with this id exists or existed (ids are never reused).
+    AlreadyExists,
+    /// The caller lacks the permission in the targeted organisation.
+    PermissionDenied,
+    /// The command is not allowed in the user's current state.
+    FailedPrecondition,
+    /// A concurrent writer won and retrying did not resolve it.
+    Aborted,
+    /// The storage backend cannot be reached or stayed busy past its timeout.
+    Unavailable,
+    /// Stored data cannot be decoded, or another backend fault.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The gRPC status code the seeds' servers answer with.
+    pub fn grpc_code(self) -> u16 {
+        match self {
+            ErrorKind::InvalidArgument => 3,
+            ErrorKind::NotFound => 5,
+            ErrorKind::AlreadyExists => 6,
+            ErrorKind::PermissionDenied => 7,
+            ErrorKind::FailedPrecondition => 9,
+            ErrorKind::Aborted => 10,
+            ErrorKind::Internal => 13,
+            ErrorKind::Unavailable => 14,
+        }
+    }
+
+    /// The HTTP status the seeds' servers answer with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidArgument | ErrorKind::FailedPrecondition => 400,
+            ErrorKind::PermissionDenied => 403,
+            ErrorKind::NotFound => 404,
+            ErrorKind::AlreadyExists | ErrorKind::Aborted => 409,
+            ErrorKind::Internal => 500,
+            ErrorKind::Unavailable => 503,
+        }
+    }
+}
+
+type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The library's error: match on [`Error::kind`], log [`Error::id`].
+///
+/// Two errors are equal when kind, id and message are equal; the source is
+/// diagnostic only. Messages never carry data of an organisation other than
+/// the one the caller targeted.
+#[derive(Clone, thiserror::Error)]
+#[error("{message} ({id})")]
+#[non_exhaustive]
+pub struct Error {
+    kind: ErrorKind,
+    id: &'static str,
+    message: Cow<'static, str>,
+    #[source]
+    source: Option<Source>,
+}
+
+impl Error {
+    /// An error of `kind` with a stable `id` (`USER-...`) and an English message.
+    pub fn new(kind: ErrorKind, id: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Error {
+            kind,
+            id,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause (kept for logs, not shown in the body).
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// The coarse kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The stable machine-readable id, e.g. `USER-NOT-LOCKED`.
+    pub fn id(&self) -> &'static str {
+        self.id
+    }
+
+    /// The English message, without the id.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The error body of the seeds' servers.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            code: self.kind.grpc_code(),
+            message: self.to_string(),
+            details: vec![ErrorDetail {
+                type_url: ERROR_DETAIL_TYPE.to_owned(),
+                id: self.id.to_owned(),
+                message: self.message.to_string(),
+            }],
+        }
+    }
+
+    /// True for the conflict an adapter reports when the expected sequence
+    /// no longer matches; the service reloads and re-validates on it.
+    pub fn is_conflict(&self) -> bool {
+        self.id == ids::CONFLICT
+    }
+
+    pub(crate) fn invalid(id: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Error::new(ErrorKind::InvalidArgument, id, message)
+    }
+
+    pub(crate) fn precondition(id: &'static str, message: &'static str) -> Self {
+        Error::new(ErrorKind::FailedPrecondition, id, message)
+    }
+
+    /// The user does not exist in the targeted organisation.
+    pub fn not_found() -> Self {
+        Error::new(ErrorKind::NotFound, ids::NOT_FOUND, "User not found")
+    }
+
+    /// Adapters: the stored sequence of the user is not the expected one.
+    pub fn conflict(expected: u64, actual: u64) -> Self {
+        Error::new(
+            ErrorKind::Aborted,
+            ids::CONFLICT,
+            format!("Concurrent modification: expected sequence {expected}, found {actual}"),
+        )
+    }
+
+    /// Adapters: the backend cannot be reached or is busy past its timeout.
+    pub fn unavailable(message: impl Into<Cow<'static, str>>) -> Self {
+        Error::new(ErrorKind::Unavailable, ids::UNAVAILABLE, message)
+    }
+
+    /// Adapters: stored data cannot be decoded or is of an unknown format.
+    pub fn corrupt(message: impl Into<Cow<'static, str>>) -> Self {
+        Error::new(ErrorKind::Internal, ids::CORRUPT, message)
+    }
+
+    /// Adapters: any other backend fault.
+    pub fn internal(message: impl Into<Cow<'static, str>>) -> Self {
+        Error::new(ErrorKind::Internal, ids::INTERNAL, message)
+    }
+}
+
+impl PartialEq for Error {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.id == other.id && self.message == other.message
+    }
+}
+
+impl Eq for Error {}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind)
+            .field("id", &self.id)
+            .field("message", &self.message);
+        if let Some(source) = &self.source {
+            d.field("source", &format_args!("{source}"));
+        }
+        d.finish()
+    }
+}
+
+/// The `@type` of [`ErrorDetail`].
+pub const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/userstate.v1.ErrorDetail";
+
+/// The error body: `{"code":9,"message":"User is not locked (USER-NOT-LOCKED)","details":[...]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// gRPC status code.
+    pub code: u16,
+    /// English message followed by the id in parentheses.
+    pub message: String,
+    /// One [`ErrorDetail`].
+    pub details: Vec<ErrorDetail>,
+}
+
+/// The detail of an [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Always [`ERROR_DETAIL_TYPE`].
+    #[serde(rename = "@type")]
+    pub type_url: String,
+    /// The stable error id.
+    pub id: String,
+    /// The English message without the id.
+    pub message: String,
+}
+
+/// The stable error ids. They never change meaning once released.
+pub mod ids {
+    /// A user id is empty, too long or contains control characters.
+    pub const INVALID_USER_ID: &str = "USER-ARG-USER-ID";
+    /// An organisation id is empty, too long or contains control characters.
+    pub const INVALID_ORG_ID: &str = "USER-ARG-ORG-ID";
+    /// A lock reason is empty, too long or contains control characters.
+    pub const INVALID_REASON: &str = "USER-ARG-REASON";
+    /// A lock expiry is not in the future, or a time is out of range.
+    pub const INVALID_TIME: &str = "USER-ARG-TIME";
+    /// A page size is zero or above the maximum, or a state filter is not listable.
+    pub const INVALID_QUERY: &str = "USER-ARG-QUERY";
+    /// An unknown permission or state name.
+    pub const INVALID_NAME: &str = "USER-ARG-NAME";
+    /// The user does not exist in the targeted organisation.
+    pub const NOT_FOUND: &str = "USER-NOT-FOUND";
+    /// The id exists or existed.
+    pub const ALREADY_EXISTS: &str = "USER-EXISTS";
+    /// The caller lacks a permission.
+    pub const PERMISSION_DENIED: &str = "USER-PERMISSION";
+    /// Unlock on a user that is not locked.
+    pub const NOT_LOCKED: &str = "USER-NOT-LOCKED";
+    /// Lock on a locked user.
+    pub const ALREADY_LOCKED: &str = "USER-ALREADY-LOCKED";
+    /// Lock on a user that is neither active nor initial.
+    pub const NOT_ACTIVE_OR_INITIAL: &str = "USER-NOT-ACTIVE-OR-INITIAL";
+    /// Deactivate on an inactive user.
+    pub const ALREADY_INACTIVE: &str = "USER-ALREADY-INACTIVE";
+    /// Reactivate on a user that is not inactive.
+    pub const NOT_INACTIVE: &str = "USER-NOT-INACTIVE";
+    /// Deactivate on an initial user.
+    pub const INITIAL_CANNOT_DEACTIVATE: &str = "USER-INITIAL-DEACTIVATE";
+    /// Complete initialisation on a user that is not initial.
+    pub const NOT_INITIAL: &str = "USER-NOT-INITIAL";
+    /// Login refused: the user is locked.
+    pub const LOGIN_LOCKED: &str = "USER-LOGIN-LOCKED";
+    /// Login refused: the user is inactive.
+    pub const LOGIN_INACTIVE: &str = "USER-LOGIN-INACTIVE";
+    /// Login refused: the user has not completed initialisation.
+    pub const LOGIN_INITIAL: &str = "USER-LOGIN-INITIAL";
+    /// The expected sequence did not match (adapters report it; the service retries).
+    pub const CONFLICT: &str = "USER-CONFLICT";
+    /// Retrying after conflicts did not resolve the command.
+    pub const ABORTED: &str = "USER-ABORTED";
+    /// The backend is unreachable or busy.
+    pub const UNAVAILABLE: &str = "USER-UNAVAILABLE";
+    /// Stored data cannot be decoded or has an unknown format version.
+    pub const CORRUPT: &str = "USER-CORRUPT";
+    /// Another backend fault.
+    pub const INTERNAL: &str = "USER-INTERNAL";
+}

@@ -1,0 +1,77 @@
+//! The events of a user's history: the source of truth from which its state is
+//! derived.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{LockReason, OrgId, UserId};
+use crate::state::InitialState;
+use crate::timestamp::Timestamp;
+
+/// One entry of a user's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// The user the event belongs to.
+    pub user_id: UserId,
+    /// The organisation owning the user.
+    pub org_id: OrgId,
+    /// Position in the user's history: 1, 2, 3, ... without gaps.
+    pub sequence: u64,
+    /// When the event was written.
+    pub created_at: Timestamp,
+    /// The acting user.
+    pub creator: UserId,
+    /// What happened.
+    pub payload: EventPayload,
+}
+
+impl Event {
+    /// The event type name, e.g. `user.locked`.
+    pub fn event_type(&self) -> &'static str {
+        self.payload.event_type()
+    }
+}
+
+/// What happened to the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[non_exhaustive]
+pub enum EventPayload {
+    /// `user.added`: created in the given state.
+    Added {
+        /// `Active` or `Initial`.
+        state: InitialState,
+    },
+    /// `user.initialized`: initialisation completed.
+    Initialized,
+    /// `user.locked`.
+    Locked {
+        /// Why, if the caller said.
+        reason: Option<LockReason>,
+        /// When the lock stops blocking login, if it is temporary.
+        expires_at: Option<Timestamp>,
+    },
+    /// `user.unlocked`.
+    Unlocked,
+    /// `user.deactivated`.
+    Deactivated,
+    /// `user.reactivated`.
+    Reactivated,
+    /// `user.removed`.
+    Removed,
+}
+
+impl EventPayload {
+    /// The event type name, e.g. `user.locked`.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            EventPayload::Added { .. } => "user.added",
+            EventPayload::Initialized => "user.initialized",
+            EventPayload::Locked { .. } => "user.locked",
+            EventPayload::Unlocked => "user.unlocked",
+            EventPayload::Deactivated => "user.deactivated",
+            EventPayload::Reactivated => "user.reactivated",
+            EventPayload::Removed => "user.removed",
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! `userstate`: the lifecycle of user accounts in an identity system —
+//! create, lock, unlock, deactivate, reactivate, remove — with an audit trail
+//! of events, organisation (tenant) scoping, permission checks and pluggable
+//! storage.
+//!
+//! The state of a user is derived by one reducer ([`User::apply`]) from its
+//! events; commands are decided purely ([`Command::decide`]) and appended with
+//! optimistic concurrency, so two concurrent `lock` calls give exactly one
+//! success and one `User is already locked`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use userstate::{
+//!     Caller, ErrorKind, InMemoryAuthorizer, InMemoryRepository, InitialState, LockReason,
+//!     LockRequest, OrgId, Permission, UserId, UserService,
+//! };
+//!
+//! # fn main() -> Result<(), userstate::Error> {
+//! # futures::executor::block_on(async {
+//! let acme = OrgId::new("acme")?;
+//! let admin = Caller::new(UserId::new("admin")?, acme.clone());
+//! let grants = InMemoryAuthorizer::new();
+//! grants.grant(&admin.user_id, &acme, [Permission::Read, Permission::Write]);
+//! let service = UserService::new(Arc::new(InMemoryRepository::new()), Arc::new(grants));
+//!
+//! let alice = UserId::new("alice")?;
+//! service.create(&admin, &alice, InitialState::Active).await?;
+//! let reason = LockReason::new("too many failed logins")?;
+//! let details = service.lock(&admin, &alice, LockRequest::new().reason(reason)).await?;
+//! assert_eq!(details.sequence, 2);
+//!
+//! let again = service.lock(&admin, &alice, LockRequest::new()).await.unwrap_err();
+//! assert_eq!(again.kind(), ErrorKind::FailedPrecondition);
+//! assert_eq!(again.body().code, 9);
+//! assert!(service.login_allowed(&alice).await.is_err());
+//! # Ok(()) })
+//! # }
+//! ```
+//!
+//! Storage adapters implement [`UserRepository`] and prove it by running the
+//! conformance suite (feature `conformance`).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod auth;
+mod clock;
+mod command;
+mod details;
+mod error;
+mod event;
+mod id;
+mod memory;
+mod repository;
+mod service;
+mod state;
+mod timestamp;
+mod user;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use auth::{Authorizer, Caller, Grants, InMemoryAuthorizer, Permission};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use command::{Command, LockRequest};
+pub use details::{Details, DetailsBody, Owner, OwnerType, V1Details, V3Details};
+pub use error::{ids, Error, ErrorBody, ErrorDetail, ErrorKind, Result, ERROR_DETAIL_TYPE};
+pub use event::{Event, EventPayload};
+pub use id::{LockReason, OrgId, UserId, MAX_ID_BYTES, MAX_REASON_CHARS};
+pub use memory::InMemoryRepository;
+pub use repository::{Commit, HistoryQuery, ListQuery, Page, UserRepository, MAX_PAGE_SIZE};
+pub use service::{UserService, DEFAULT_MAX_ATTEMPTS};
+pub use state::{InitialState, UserState};
+pub use timestamp::Timestamp;
+pub use user::{Lock, User};

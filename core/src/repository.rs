@@ -1,0 +1,169 @@
+//! The storage contract every adapter implements: object-safe async traits
+//! with optimistic concurrency on a user's sequence.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ids, Error, Result};
+use crate::event::Event;
+use crate::id::{OrgId, UserId};
+use crate::state::UserState;
+use crate::user::User;
+
+/// Largest page a list or history read returns.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// The events one command writes and the snapshot they lead to.
+///
+/// An adapter stores it atomically (events, snapshot and indexes in one
+/// commit) if and only if the user's stored sequence still equals
+/// `expected_sequence` (0: the user must not exist); otherwise it writes
+/// nothing and returns [`Error::conflict`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// The user's sequence the command was decided on.
+    pub expected_sequence: u64,
+    /// The new events, numbered `expected_sequence + 1` onwards.
+    pub events: Vec<Event>,
+    /// [`User::replay`] of the whole history including `events`.
+    pub snapshot: User,
+}
+
+/// Which users of an organisation to list, and where the page starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    /// Only users in this state; `None` lists all users that exist (not deleted).
+    pub state: Option<UserState>,
+    /// Start after this user id (the previous page's `next_after`).
+    pub after: Option<UserId>,
+    /// Page size, 1 to [`MAX_PAGE_SIZE`].
+    pub limit: u32,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        ListQuery {
+            state: None,
+            after: None,
+            limit: 100,
+        }
+    }
+}
+
+impl ListQuery {
+    /// All existing users, first page of 100.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Users in `state`, first page of 100.
+    pub fn in_state(state: UserState) -> Self {
+        ListQuery {
+            state: Some(state),
+            ..Self::default()
+        }
+    }
+
+    /// Checks the limit and the filter.
+    ///
+    /// # Errors
+    /// InvalidArgument for a limit of 0 or above [`MAX_PAGE_SIZE`], or a
+    /// `Deleted` filter (deleted users do not exist).
+    pub fn validate(&self) -> Result<()> {
+        check_limit(self.limit)?;
+        if self.state == Some(UserState::Deleted) {
+            return Err(Error::invalid(
+                ids::INVALID_QUERY,
+                "deleted users cannot be listed",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One page of users, ordered by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    /// The users on this page.
+    pub users: Vec<User>,
+    /// Pass as [`ListQuery::after`] for the next page; `None` on the last page.
+    pub next_after: Option<UserId>,
+}
+
+/// Which part of a user's history to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryQuery {
+    /// Only events with a greater sequence.
+    pub after_sequence: u64,
+    /// At most this many events, 1 to [`MAX_PAGE_SIZE`].
+    pub limit: u32,
+}
+
+impl Default for HistoryQuery {
+    fn default() -> Self {
+        HistoryQuery {
+            after_sequence: 0,
+            limit: MAX_PAGE_SIZE,
+        }
+    }
+}
+
+impl HistoryQuery {
+    /// Checks the limit.
+    ///
+    /// # Errors
+    /// InvalidArgument for a limit of 0 or above [`MAX_PAGE_SIZE`].
+    pub fn validate(&self) -> Result<()> {
+        check_limit(self.limit)
+    }
+}
+
+fn check_limit(limit: u32) -> Result<()> {
+    if limit == 0 || limit > MAX_PAGE_SIZE {
+        return Err(Error::invalid(
+            ids::INVALID_QUERY,
+            format!("page size must be between 1 and {MAX_PAGE_SIZE}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Storage for users: snapshots, histories and the per-organisation state index.
+///
+/// Object safe: a service holds an `Arc<dyn UserRepository>` and can pick its
+/// backend at run time. Reads are not scoped by organisation; the service
+/// checks the owner before revealing anything.
+#[async_trait]
+pub trait UserRepository: Send + Sync + fmt::Debug {
+    /// The stored snapshot of `id`, deleted users included; `None` if the id
+    /// was never used.
+    ///
+    /// # Errors
+    /// Internal when the stored record cannot be decoded; Unavailable when
+    /// the backend cannot be reached.
+    async fn load(&self, id: &UserId) -> Result<Option<User>>;
+
+    /// Writes `commit` atomically if the stored sequence is still the expected one.
+    ///
+    /// # Errors
+    /// [`Error::conflict`] (kind Aborted) when the stored sequence differs;
+    /// Unavailable or Internal for backend faults. Nothing is written on error.
+    async fn append(&self, commit: Commit) -> Result<()>;
+
+    /// Events of `id` in sequence order, as selected by `query`.
+    ///
+    /// # Errors
+    /// As [`UserRepository::load`].
+    async fn history(&self, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>>;
+
+    /// A page of the users of `org`, ordered by id.
+    ///
+    /// # Errors
+    /// As [`UserRepository::load`].
+    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page>;
+}

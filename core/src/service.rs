@@ -1,0 +1,278 @@
+//! The service a host calls: checks arguments, permission, existence and the
+//! transition in that order, then appends with optimistic concurrency,
+//! re-deciding on a fresh load whenever another writer got there first.
+
+use std::sync::Arc;
+
+use crate::auth::{permission_denied, Authorizer, Caller, Permission};
+use crate::clock::{Clock, SystemClock};
+use crate::command::{Command, LockRequest};
+use crate::details::Details;
+use crate::error::{ids, Error, ErrorKind, Result};
+use crate::event::{Event, EventPayload};
+use crate::id::{OrgId, UserId};
+use crate::repository::{Commit, HistoryQuery, ListQuery, Page, UserRepository};
+use crate::state::{InitialState, UserState};
+use crate::timestamp::Timestamp;
+use crate::user::User;
+
+/// How often a command is re-decided after losing a race before it gives up
+/// with Aborted. Every lost race means another writer made progress.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 16;
+
+/// The entry point: user lifecycle commands and reads, for a caller.
+///
+/// Cheap to clone; clones share the repository, authoriser and clock.
+#[derive(Debug, Clone)]
+pub struct UserService {
+    repository: Arc<dyn UserRepository>,
+    authorizer: Arc<dyn Authorizer>,
+    clock: Arc<dyn Clock>,
+    max_attempts: u32,
+}
+
+impl UserService {
+    /// A service on `repository`, deciding permissions with `authorizer`,
+    /// using the system clock.
+    pub fn new(repository: Arc<dyn UserRepository>, authorizer: Arc<dyn Authorizer>) -> Self {
+        UserService {
+            repository,
+            authorizer,
+            clock: Arc::new(SystemClock),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// Replaces the clock (tests use a [`crate::ManualClock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets how many times a command is decided before giving up on conflicts (at least 1).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The repository the service writes to.
+    pub fn repository(&self) -> &Arc<dyn UserRepository> {
+        &self.repository
+    }
+
+    /// Creates `user` in the caller's target organisation.
+    ///
+    /// # Errors
+    /// PermissionDenied without `user.write`; AlreadyExists if the id exists
+    /// or existed in any organisation (ids are global and never reused).
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        user: &UserId,
+        state: InitialState,
+    ) -> Result<Details> {
+        self.execute(caller, user, Command::Create { state }).await
+    }
+
+    /// Completes initialisation: `Initial` → `Active`.
+    ///
+    /// # Errors
+    /// See [`UserService::execute`].
+    pub async fn complete_initialisation(&self, caller: &Caller, user: &UserId) -> Result<Details> {
+        self.execute(caller, user, Command::CompleteInitialisation)
+            .await
+    }
+
+    /// Locks an `Active` or `Initial` user, optionally with a reason and expiry.
+    ///
+    /// # Errors
+    /// See [`UserService::execute`]; FailedPrecondition `User is already
+    /// locked` or `User is not active or initial`.
+    pub async fn lock(&self, caller: &Caller, user: &UserId, lock: LockRequest) -> Result<Details> {
+        self.execute(caller, user, Command::Lock(lock)).await
+    }
+
+    /// Unlocks a `Locked` user back to the state it had before the lock.
+    ///
+    /// # Errors
+    /// See [`UserService::execute`]; FailedPrecondition `User is not locked`.
+    pub async fn unlock(&self, caller: &Caller, user: &UserId) -> Result<Details> {
+        self.execute(caller, user, Command::Unlock).await
+    }
+
+    /// Deactivates an `Active` or `Locked` user.
+    ///
+    /// # Errors
+    /// See [`UserService::execute`].
+    pub async fn deactivate(&self, caller: &Caller, user: &UserId) -> Result<Details> {
+        self.execute(caller, user, Command::Deactivate).await
+    }
+
+    /// Reactivates an `Inactive` user.
+    ///
+    /// # Errors
+    /// See [`UserService::execute`].
+    pub async fn reactivate(&self, caller: &Caller, user: &UserId) -> Result<Details> {
+        self.execute(caller, user, Command::Reactivate).await
+    }
+
+    /// Removes a user; its id stays taken. Needs `user.delete`.
+    ///
+    /// # Errors
+    /// See [`UserService::execute`].
+    pub async fn remove(&self, caller: &Caller, user: &UserId) -> Result<Details> {
+        self.execute(caller, user, Command::Remove).await
+    }
+
+    /// Runs any lifecycle command for `caller` on `user`.
+    ///
+    /// Checks, in this order, so nothing leaks across organisations: the
+    /// command's arguments (InvalidArgument), the permission in the targeted
+    /// organisation (PermissionDenied), that the user exists there (NotFound:
+    /// a user of another organisation looks like no user), the transition
+    /// (FailedPrecondition). If another writer changes the user between load
+    /// and append, the command is decided again on the new state.
+    ///
+    /// # Errors
+    /// The kinds above; Aborted when still conflicting after the configured
+    /// attempts; Unavailable or Internal from the repository.
+    pub async fn execute(
+        &self,
+        caller: &Caller,
+        user: &UserId,
+        command: Command,
+    ) -> Result<Details> {
+        let now = self.clock.now();
+        command.validate(now)?;
+        let org = caller.target();
+        self.authorize(caller, org, command.permission()).await?;
+        for _ in 0..self.max_attempts {
+            let stored = self.repository.load(user).await?;
+            // Create must see users of every organisation to keep ids unique.
+            let visible = match command {
+                Command::Create { .. } => stored,
+                _ => stored.filter(|u| &u.org_id == org),
+            };
+            let payloads = command.decide(visible.as_ref())?;
+            let commit = build_commit(visible, user, org, &caller.user_id, now, payloads)?;
+            let details = commit.snapshot.details();
+            match self.repository.append(commit).await {
+                Ok(()) => return Ok(details),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Aborted,
+            ids::ABORTED,
+            "Concurrent modifications did not settle; try again",
+        ))
+    }
+
+    /// The user as of its last event.
+    ///
+    /// # Errors
+    /// PermissionDenied without `user.read`; NotFound if the user does not
+    /// exist in the targeted organisation or is deleted.
+    pub async fn get(&self, caller: &Caller, user: &UserId) -> Result<User> {
+        let org = caller.target();
+        self.authorize(caller, org, Permission::Read).await?;
+        self.load_visible(user, org)
+            .await?
+            .filter(|u| u.state != UserState::Deleted)
+            .ok_or_else(Error::not_found)
+    }
+
+    /// The user's events, oldest first. The history of a removed user stays
+    /// readable, as an audit trail.
+    ///
+    /// # Errors
+    /// InvalidArgument for a bad page size; PermissionDenied without
+    /// `user.read`; NotFound if the id was never used in the targeted organisation.
+    pub async fn history(
+        &self,
+        caller: &Caller,
+        user: &UserId,
+        query: HistoryQuery,
+    ) -> Result<Vec<Event>> {
+        query.validate()?;
+        let org = caller.target();
+        self.authorize(caller, org, Permission::Read).await?;
+        if self.load_visible(user, org).await?.is_none() {
+            return Err(Error::not_found());
+        }
+        self.repository.history(user, query).await
+    }
+
+    /// A page of the target organisation's users, optionally in one state.
+    ///
+    /// # Errors
+    /// InvalidArgument for a bad query; PermissionDenied without `user.read`.
+    pub async fn list(&self, caller: &Caller, query: &ListQuery) -> Result<Page> {
+        query.validate()?;
+        let org = caller.target();
+        self.authorize(caller, org, Permission::Read).await?;
+        self.repository.list(org, query).await
+    }
+
+    /// Whether `user` may log in now. For the host's login flow, so it needs
+    /// no caller and no permission.
+    ///
+    /// # Errors
+    /// FailedPrecondition `User is locked`, `User is not active` or `User is
+    /// not initialised`; NotFound for an unknown or deleted user.
+    pub async fn login_allowed(&self, user: &UserId) -> Result<()> {
+        let stored = self.repository.load(user).await?;
+        let user = stored.ok_or_else(Error::not_found)?;
+        user.login_allowed(self.clock.now())
+    }
+
+    async fn authorize(&self, caller: &Caller, org: &OrgId, permission: Permission) -> Result<()> {
+        if self.authorizer.is_allowed(caller, org, permission).await? {
+            Ok(())
+        } else {
+            Err(permission_denied(permission))
+        }
+    }
+
+    async fn load_visible(&self, user: &UserId, org: &OrgId) -> Result<Option<User>> {
+        let stored = self.repository.load(user).await?;
+        Ok(stored.filter(|u| &u.org_id == org))
+    }
+}
+
+/// Numbers and stamps the decided events and folds them into the new snapshot.
+fn build_commit(
+    before: Option<User>,
+    user: &UserId,
+    org: &OrgId,
+    creator: &UserId,
+    now: Timestamp,
+    payloads: Vec<EventPayload>,
+) -> Result<Commit> {
+    let expected_sequence = before.as_ref().map_or(0, |u| u.sequence);
+    // Keep a user's times monotonic even if the clock steps back.
+    let at = before.as_ref().map_or(now, |u| now.max(u.changed_at));
+    let owner = before.as_ref().map_or(org, |u| &u.org_id).clone();
+    let events: Vec<Event> = payloads
+        .into_iter()
+        .zip(expected_sequence + 1..)
+        .map(|(payload, sequence)| Event {
+            user_id: user.clone(),
+            org_id: owner.clone(),
+            sequence,
+            created_at: at,
+            creator: creator.clone(),
+            payload,
+        })
+        .collect();
+    let snapshot = events
+        .iter()
+        .fold(before, |user, event| Some(User::apply(user, event)))
+        .ok_or_else(|| Error::internal("a command decided no events"))?;
+    Ok(Commit {
+        expected_sequence,
+        events,
+        snapshot,
+    })
+}
