@@ -1,0 +1,10 @@
+//! Runnable examples of `userstate` (`cargo run --example quickstart`); see
+//! the README for what each one shows.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+/// Compiles and runs the README's code blocks as doctests, so the README
+/// cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
