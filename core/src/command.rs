@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Permission;
 use crate::error::{ids, Error, ErrorKind, Result};
-use crate::event::EventPayload;
+use crate::event::{EventPayload, LockCause, UnlockCause};
 use crate::id::LockReason;
+use crate::lockout::{Factor, LockoutPolicy};
 use crate::state::{InitialState, UserState};
 use crate::timestamp::Timestamp;
 use crate::user::User;
@@ -33,6 +34,17 @@ pub enum Command {
     Reactivate,
     /// Any existing state → `Deleted`.
     Remove,
+    /// Records the outcome of an authentication check the host performed.
+    /// A failure that reaches the policy's limit also locks the user; a
+    /// check on a locked user is refused and not counted.
+    RecordCheck {
+        /// The factor checked.
+        factor: Factor,
+        /// Whether the credential was right.
+        succeeded: bool,
+    },
+    /// Records that the password was changed (resets its failure count).
+    ChangePassword,
 }
 
 /// The optional parts of a lock.
@@ -95,13 +107,20 @@ impl Command {
     }
 
     /// Decides the events the command produces on `user` (`None` if the id
-    /// was never used). Pure: the same input always gives the same answer.
+    /// was never used) at `now` under the organisation's lockout `policy`.
+    /// Pure: the same input always gives the same answer. An empty list
+    /// means there is nothing to record (a successful check with nothing to reset).
     ///
     /// # Errors
     /// AlreadyExists, NotFound or FailedPrecondition as in the transition table.
-    pub fn decide(&self, user: Option<&User>) -> Result<Vec<EventPayload>> {
+    pub fn decide(
+        &self,
+        user: Option<&User>,
+        now: Timestamp,
+        policy: &LockoutPolicy,
+    ) -> Result<Vec<EventPayload>> {
         use UserState::*;
-        let event = match (self, user.map(|u| u.state)) {
+        let event = match (self, user.map(|u| (u, u.state))) {
             (Command::Create { state }, None) => EventPayload::Added { state: *state },
             (Command::Create { .. }, Some(_)) => {
                 return Err(Error::new(
@@ -110,45 +129,52 @@ impl Command {
                     "User already exists",
                 ))
             }
-            (_, None | Some(Deleted)) => return Err(Error::not_found()),
-            (Command::CompleteInitialisation, Some(Initial)) => EventPayload::Initialized,
+            (_, None | Some((_, Deleted))) => return Err(Error::not_found()),
+            (Command::RecordCheck { factor, succeeded }, Some((user, _))) => {
+                return decide_check(user, *factor, *succeeded, now, policy)
+            }
+            (Command::ChangePassword, Some(_)) => EventPayload::PasswordChanged,
+            (Command::CompleteInitialisation, Some((_, Initial))) => EventPayload::Initialized,
             (Command::CompleteInitialisation, _) => {
                 return Err(Error::precondition(ids::NOT_INITIAL, "User is not initial"))
             }
-            (Command::Lock(lock), Some(Active | Initial)) => EventPayload::Locked {
+            (Command::Lock(lock), Some((_, Active | Initial))) => EventPayload::Locked {
                 reason: lock.reason.clone(),
                 expires_at: lock.expires_at,
+                cause: LockCause::Command,
             },
-            (Command::Lock(_), Some(Locked)) => {
+            (Command::Lock(_), Some((_, Locked))) => {
                 return Err(Error::precondition(
                     ids::ALREADY_LOCKED,
                     "User is already locked",
                 ))
             }
-            (Command::Lock(_), Some(Inactive)) => {
+            (Command::Lock(_), Some((_, Inactive))) => {
                 return Err(Error::precondition(
                     ids::NOT_ACTIVE_OR_INITIAL,
                     "User is not active or initial",
                 ))
             }
-            (Command::Unlock, Some(Locked)) => EventPayload::Unlocked,
+            (Command::Unlock, Some((_, Locked))) => EventPayload::Unlocked {
+                cause: UnlockCause::Command,
+            },
             (Command::Unlock, _) => {
                 return Err(Error::precondition(ids::NOT_LOCKED, "User is not locked"))
             }
-            (Command::Deactivate, Some(Active | Locked)) => EventPayload::Deactivated,
-            (Command::Deactivate, Some(Initial)) => {
+            (Command::Deactivate, Some((_, Active | Locked))) => EventPayload::Deactivated,
+            (Command::Deactivate, Some((_, Initial))) => {
                 return Err(Error::precondition(
                     ids::INITIAL_CANNOT_DEACTIVATE,
                     "User with state initial can only be deleted not deactivated",
                 ))
             }
-            (Command::Deactivate, Some(Inactive)) => {
+            (Command::Deactivate, Some((_, Inactive))) => {
                 return Err(Error::precondition(
                     ids::ALREADY_INACTIVE,
                     "User already inactive",
                 ))
             }
-            (Command::Reactivate, Some(Inactive)) => EventPayload::Reactivated,
+            (Command::Reactivate, Some((_, Inactive))) => EventPayload::Reactivated,
             (Command::Reactivate, _) => {
                 return Err(Error::precondition(
                     ids::NOT_INACTIVE,
@@ -159,4 +185,50 @@ impl Command {
         };
         Ok(vec![event])
     }
+}
+
+/// A check is refused on a user that cannot log in for a reason the check
+/// cannot change; an expired lock is first recorded as unlocked.
+fn decide_check(
+    user: &User,
+    factor: Factor,
+    succeeded: bool,
+    now: Timestamp,
+    policy: &LockoutPolicy,
+) -> Result<Vec<EventPayload>> {
+    let mut events = Vec::new();
+    let mut failed = user.failed_checks.get(factor);
+    match user.state {
+        UserState::Active | UserState::Initial => {}
+        UserState::Locked if !user.is_locked_at(now) => {
+            events.push(EventPayload::Unlocked {
+                cause: UnlockCause::Expired,
+            });
+            failed = 0;
+        }
+        UserState::Locked => return Err(Error::precondition(ids::LOGIN_LOCKED, "User is locked")),
+        UserState::Inactive => {
+            return Err(Error::precondition(
+                ids::LOGIN_INACTIVE,
+                "User is not active",
+            ))
+        }
+        UserState::Deleted => return Err(Error::not_found()),
+    }
+    if succeeded {
+        if failed > 0 || user.lockouts > 0 || !events.is_empty() {
+            events.push(EventPayload::CheckSucceeded { factor });
+        }
+    } else {
+        events.push(EventPayload::CheckFailed { factor });
+        let limit = policy.limit(factor);
+        if limit > 0 && failed.saturating_add(1) >= limit {
+            events.push(EventPayload::Locked {
+                reason: None,
+                expires_at: policy.lock_expiry(now, user.lockouts),
+                cause: LockCause::Lockout,
+            });
+        }
+    }
+    Ok(events)
 }

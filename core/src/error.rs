@@ -74,8 +74,19 @@ pub struct Error {
     kind: ErrorKind,
     id: &'static str,
     message: Cow<'static, str>,
+    attempts: Option<Attempts>,
     #[source]
     source: Option<Source>,
+}
+
+/// Failed-attempt figures a failed authentication check may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempts {
+    /// Consecutive failed checks of the factor, this one included.
+    pub failed: u32,
+    /// Checks left before the user is locked; `None` when the policy never locks.
+    pub remaining: Option<u32>,
 }
 
 impl Error {
@@ -85,6 +96,7 @@ impl Error {
             kind,
             id,
             message: message.into(),
+            attempts: None,
             source: None,
         }
     }
@@ -93,6 +105,17 @@ impl Error {
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Arc::new(source));
         self
+    }
+
+    /// Attaches failed-attempt figures (shown in the body's detail).
+    pub fn with_attempts(mut self, attempts: Attempts) -> Self {
+        self.attempts = Some(attempts);
+        self
+    }
+
+    /// The failed-attempt figures of a failed check, if shown.
+    pub fn attempts(&self) -> Option<Attempts> {
+        self.attempts
     }
 
     /// The coarse kind.
@@ -119,6 +142,8 @@ impl Error {
                 type_url: ERROR_DETAIL_TYPE.to_owned(),
                 id: self.id.to_owned(),
                 message: self.message.to_string(),
+                failed_attempts: self.attempts.map(|a| a.failed),
+                remaining_attempts: self.attempts.and_then(|a| a.remaining),
             }],
         }
     }
@@ -169,7 +194,10 @@ impl Error {
 
 impl PartialEq for Error {
     fn eq(&self, other: &Self) -> bool {
-        self.kind == other.kind && self.id == other.id && self.message == other.message
+        self.kind == other.kind
+            && self.id == other.id
+            && self.message == other.message
+            && self.attempts == other.attempts
     }
 }
 
@@ -181,6 +209,9 @@ impl fmt::Debug for Error {
         d.field("kind", &self.kind)
             .field("id", &self.id)
             .field("message", &self.message);
+        if let Some(attempts) = &self.attempts {
+            d.field("attempts", attempts);
+        }
         if let Some(source) = &self.source {
             d.field("source", &format_args!("{source}"));
         }
@@ -204,6 +235,7 @@ pub struct ErrorBody {
 
 /// The detail of an [`ErrorBody`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
     /// Always [`ERROR_DETAIL_TYPE`].
     #[serde(rename = "@type")]
@@ -212,6 +244,12 @@ pub struct ErrorDetail {
     pub id: String,
     /// The English message without the id.
     pub message: String,
+    /// Consecutive failed checks, on a failed authentication check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_attempts: Option<u32>,
+    /// Checks left before the lockout, on a failed authentication check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_attempts: Option<u32>,
 }
 
 /// The stable error ids. They never change meaning once released.
@@ -228,6 +266,8 @@ pub mod ids {
     pub const INVALID_QUERY: &str = "USER-ARG-QUERY";
     /// An unknown permission or state name.
     pub const INVALID_NAME: &str = "USER-ARG-NAME";
+    /// A lockout policy is inconsistent.
+    pub const INVALID_POLICY: &str = "USER-ARG-POLICY";
     /// The user does not exist in the targeted organisation.
     pub const NOT_FOUND: &str = "USER-NOT-FOUND";
     /// The id exists or existed.
@@ -254,6 +294,10 @@ pub mod ids {
     pub const LOGIN_INACTIVE: &str = "USER-LOGIN-INACTIVE";
     /// Login refused: the user has not completed initialisation.
     pub const LOGIN_INITIAL: &str = "USER-LOGIN-INITIAL";
+    /// A recorded password check failed.
+    pub const PASSWORD_INVALID: &str = "USER-PASSWORD-INVALID";
+    /// A recorded one-time-password check failed.
+    pub const OTP_INVALID: &str = "USER-OTP-INVALID";
     /// The expected sequence did not match (adapters report it; the service retries).
     pub const CONFLICT: &str = "USER-CONFLICT";
     /// Retrying after conflicts did not resolve the command.

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::id::{LockReason, OrgId, UserId};
+use crate::lockout::Factor;
 use crate::state::InitialState;
 use crate::timestamp::Timestamp;
 
@@ -50,15 +51,57 @@ pub enum EventPayload {
         reason: Option<LockReason>,
         /// When the lock stops blocking login, if it is temporary.
         expires_at: Option<Timestamp>,
+        /// Who or what locked.
+        #[serde(default)]
+        cause: LockCause,
     },
     /// `user.unlocked`.
-    Unlocked,
+    Unlocked {
+        /// An explicit unlock, or the first check after a lock expired.
+        #[serde(default)]
+        cause: UnlockCause,
+    },
     /// `user.deactivated`.
     Deactivated,
     /// `user.reactivated`.
     Reactivated,
     /// `user.removed`.
     Removed,
+    /// `user.password.check.succeeded` or `user.otp.check.succeeded`:
+    /// resets the factor's failure count and the lockout escalation.
+    CheckSucceeded {
+        /// The factor checked.
+        factor: Factor,
+    },
+    /// `user.password.check.failed` or `user.otp.check.failed`.
+    CheckFailed {
+        /// The factor checked.
+        factor: Factor,
+    },
+    /// `user.password.changed`: resets the password failure count.
+    PasswordChanged,
+}
+
+/// Why a user was locked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LockCause {
+    /// A caller's `lock` command.
+    #[default]
+    Command,
+    /// The lockout policy, after too many failed checks.
+    Lockout,
+}
+
+/// Why a user was unlocked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UnlockCause {
+    /// A caller's `unlock` command.
+    #[default]
+    Command,
+    /// The lock had expired when the next check was recorded.
+    Expired,
 }
 
 impl EventPayload {
@@ -68,10 +111,19 @@ impl EventPayload {
             EventPayload::Added { .. } => "user.added",
             EventPayload::Initialized => "user.initialized",
             EventPayload::Locked { .. } => "user.locked",
-            EventPayload::Unlocked => "user.unlocked",
+            EventPayload::Unlocked { .. } => "user.unlocked",
             EventPayload::Deactivated => "user.deactivated",
             EventPayload::Reactivated => "user.reactivated",
             EventPayload::Removed => "user.removed",
+            EventPayload::CheckSucceeded {
+                factor: Factor::Password,
+            } => "user.password.check.succeeded",
+            EventPayload::CheckSucceeded { .. } => "user.otp.check.succeeded",
+            EventPayload::CheckFailed {
+                factor: Factor::Password,
+            } => "user.password.check.failed",
+            EventPayload::CheckFailed { .. } => "user.otp.check.failed",
+            EventPayload::PasswordChanged => "user.password.changed",
         }
     }
 }

@@ -49,6 +49,7 @@ mod details;
 mod error;
 mod event;
 mod id;
+mod lockout;
 mod memory;
 mod repository;
 mod service;
@@ -63,12 +64,15 @@ pub use auth::{Authorizer, Caller, Grants, InMemoryAuthorizer, Permission};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use command::{Command, LockRequest};
 pub use details::{Details, DetailsBody, Owner, OwnerType, V1Details, V3Details};
-pub use error::{ids, Error, ErrorBody, ErrorDetail, ErrorKind, Result, ERROR_DETAIL_TYPE};
-pub use event::{Event, EventPayload};
+pub use error::{
+    ids, Attempts, Error, ErrorBody, ErrorDetail, ErrorKind, Result, ERROR_DETAIL_TYPE,
+};
+pub use event::{Event, EventPayload, LockCause, UnlockCause};
 pub use id::{LockReason, OrgId, UserId, MAX_ID_BYTES, MAX_REASON_CHARS};
+pub use lockout::{Factor, FailedChecks, LockoutPolicies, LockoutPolicy};
 pub use memory::InMemoryRepository;
 pub use repository::{Commit, HistoryQuery, ListQuery, Page, UserRepository, MAX_PAGE_SIZE};
-pub use service::{UserService, DEFAULT_MAX_ATTEMPTS};
+pub use service::{CheckRecord, UserService, DEFAULT_MAX_ATTEMPTS};
 pub use state::{InitialState, UserState};
 pub use timestamp::Timestamp;
 pub use user::{Lock, User};

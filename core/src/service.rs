@@ -8,9 +8,11 @@ use crate::auth::{permission_denied, Authorizer, Caller, Permission};
 use crate::clock::{Clock, SystemClock};
 use crate::command::{Command, LockRequest};
 use crate::details::Details;
+use crate::error::Attempts;
 use crate::error::{ids, Error, ErrorKind, Result};
 use crate::event::{Event, EventPayload};
 use crate::id::{OrgId, UserId};
+use crate::lockout::{Factor, LockoutPolicies, LockoutPolicy};
 use crate::repository::{Commit, HistoryQuery, ListQuery, Page, UserRepository};
 use crate::state::{InitialState, UserState};
 use crate::timestamp::Timestamp;
@@ -28,6 +30,7 @@ pub struct UserService {
     repository: Arc<dyn UserRepository>,
     authorizer: Arc<dyn Authorizer>,
     clock: Arc<dyn Clock>,
+    policies: Arc<LockoutPolicies>,
     max_attempts: u32,
 }
 
@@ -39,8 +42,20 @@ impl UserService {
             repository,
             authorizer,
             clock: Arc::new(SystemClock),
+            policies: Arc::new(LockoutPolicies::default()),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
+    }
+
+    /// Uses `policies` for automatic locking (the default never locks).
+    pub fn with_lockout_policies(mut self, policies: Arc<LockoutPolicies>) -> Self {
+        self.policies = policies;
+        self
+    }
+
+    /// The lockout policies in force; change them through this handle.
+    pub fn lockout_policies(&self) -> &Arc<LockoutPolicies> {
+        &self.policies
     }
 
     /// Replaces the clock (tests use a [`crate::ManualClock`]).
@@ -142,10 +157,73 @@ impl UserService {
         user: &UserId,
         command: Command,
     ) -> Result<Details> {
+        self.run(caller, user, &command)
+            .await
+            .map(|(after, _)| after.details())
+    }
+
+    /// Records the outcome of an authentication check that the host
+    /// performed on `user` (the library never sees credentials). Needs
+    /// `user.write`, like any command.
+    ///
+    /// A failure counts against the factor's limit in the organisation's
+    /// [`LockoutPolicy`]; the failure that reaches it is written together
+    /// with `user.locked`, atomically, so concurrent failures are counted
+    /// exactly. A success resets the factor's count and the lockout
+    /// escalation; it writes nothing when there is nothing to reset. The
+    /// first check after a temporary lock expired records `user.unlocked`
+    /// (cause `expired`) before it.
+    ///
+    /// # Errors
+    /// FailedPrecondition `User is locked` (the check is refused and not
+    /// counted) or `User is not active`, and the errors of
+    /// [`UserService::execute`]. A failed check is not an error here; see
+    /// [`CheckRecord::error`] for the error to show the person logging in.
+    pub async fn record_check(
+        &self,
+        caller: &Caller,
+        user: &UserId,
+        factor: Factor,
+        succeeded: bool,
+    ) -> Result<CheckRecord> {
+        let command = Command::RecordCheck { factor, succeeded };
+        let (after, policy) = self.run(caller, user, &command).await?;
+        let failed_attempts = after.failed_checks.get(factor);
+        let limit = policy.limit(factor);
+        Ok(CheckRecord {
+            details: after.details(),
+            state: after.state,
+            factor,
+            succeeded,
+            failed_attempts,
+            remaining_attempts: (limit > 0).then(|| limit.saturating_sub(failed_attempts)),
+            locked: !succeeded && after.state == UserState::Locked,
+            show_attempts: policy.show_attempts,
+        })
+    }
+
+    /// Records that `user`'s password was changed, which resets its failed
+    /// password checks. Needs `user.write`.
+    ///
+    /// # Errors
+    /// See [`UserService::execute`].
+    pub async fn change_password(&self, caller: &Caller, user: &UserId) -> Result<Details> {
+        self.execute(caller, user, Command::ChangePassword).await
+    }
+
+    /// Checks, decides and appends `command`; returns the user after it and
+    /// the lockout policy it was decided under.
+    async fn run(
+        &self,
+        caller: &Caller,
+        user: &UserId,
+        command: &Command,
+    ) -> Result<(User, LockoutPolicy)> {
         let now = self.clock.now();
         command.validate(now)?;
         let org = caller.target();
         self.authorize(caller, org, command.permission()).await?;
+        let policy = self.policies.policy_for(org);
         for _ in 0..self.max_attempts {
             let stored = self.repository.load(user).await?;
             // Create must see users of every organisation to keep ids unique.
@@ -153,11 +231,16 @@ impl UserService {
                 Command::Create { .. } => stored,
                 _ => stored.filter(|u| &u.org_id == org),
             };
-            let payloads = command.decide(visible.as_ref())?;
+            let payloads = command.decide(visible.as_ref(), now, &policy)?;
+            if payloads.is_empty() {
+                let unchanged =
+                    visible.ok_or_else(|| Error::internal("nothing decided for no user"))?;
+                return Ok((unchanged, policy));
+            }
             let commit = build_commit(visible, user, org, &caller.user_id, now, payloads)?;
-            let details = commit.snapshot.details();
+            let after = commit.snapshot.clone();
             match self.repository.append(commit).await {
-                Ok(()) => return Ok(details),
+                Ok(()) => return Ok((after, policy)),
                 Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(e),
             }
@@ -275,4 +358,54 @@ fn build_commit(
         events,
         snapshot,
     })
+}
+
+/// What recording an authentication check did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckRecord {
+    /// The user's details after the check.
+    pub details: Details,
+    /// The user's state after the check (`Locked` if this failure locked it).
+    pub state: UserState,
+    /// The factor checked.
+    pub factor: Factor,
+    /// Whether the check succeeded.
+    pub succeeded: bool,
+    /// Consecutive failed checks of the factor now.
+    pub failed_attempts: u32,
+    /// Failures left before a lockout; `None` when the policy never locks.
+    pub remaining_attempts: Option<u32>,
+    /// True when this failure locked the user.
+    pub locked: bool,
+    /// Whether the policy lets errors show the attempt figures.
+    pub show_attempts: bool,
+}
+
+impl CheckRecord {
+    /// The error to show the person whose check failed; `None` on success.
+    /// `Password is invalid` / `One-time password is invalid`
+    /// (InvalidArgument), or `User is locked` (FailedPrecondition) when this
+    /// failure locked the user; with the attempt figures unless the policy
+    /// hides them.
+    pub fn error(&self) -> Option<Error> {
+        if self.succeeded {
+            return None;
+        }
+        let error = if self.locked {
+            Error::precondition(ids::LOGIN_LOCKED, "User is locked")
+        } else if self.factor == Factor::Password {
+            Error::invalid(ids::PASSWORD_INVALID, "Password is invalid")
+        } else {
+            Error::invalid(ids::OTP_INVALID, "One-time password is invalid")
+        };
+        Some(if self.show_attempts {
+            error.with_attempts(Attempts {
+                failed: self.failed_attempts,
+                remaining: self.remaining_attempts,
+            })
+        } else {
+            error
+        })
+    }
 }

@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::details::Details;
 use crate::error::{ids, Error, Result};
+use crate::event::LockCause;
 use crate::event::{Event, EventPayload};
 use crate::id::{LockReason, OrgId, UserId};
+use crate::lockout::FailedChecks;
 use crate::state::UserState;
 use crate::timestamp::Timestamp;
 
@@ -31,6 +33,13 @@ pub struct User {
     pub created_at: Timestamp,
     /// Time of the last event.
     pub changed_at: Timestamp,
+    /// Consecutive failed checks per factor since the last reset.
+    #[serde(default)]
+    pub failed_checks: FailedChecks,
+    /// Lockouts by policy since the last successful check; drives growing
+    /// and, eventually, permanent lockouts.
+    #[serde(default)]
+    pub lockouts: u32,
 }
 
 /// The lock a locked user is under.
@@ -46,6 +55,9 @@ pub struct Lock {
     pub locked_at: Timestamp,
     /// The state `unlock` returns to: `Active` or `Initial`.
     pub previous_state: UserState,
+    /// A caller's command, or the lockout policy.
+    #[serde(default)]
+    pub cause: LockCause,
 }
 
 impl Lock {
@@ -68,11 +80,17 @@ impl User {
             sequence: 0,
             created_at: event.created_at,
             changed_at: event.created_at,
+            failed_checks: FailedChecks::default(),
+            lockouts: 0,
         });
         match &event.payload {
             EventPayload::Added { state } => user.state = (*state).into(),
             EventPayload::Initialized | EventPayload::Reactivated => user.state = UserState::Active,
-            EventPayload::Locked { reason, expires_at } => {
+            EventPayload::Locked {
+                reason,
+                expires_at,
+                cause,
+            } => {
                 let previous_state = match (&user.lock, user.state) {
                     (Some(lock), UserState::Locked) => lock.previous_state,
                     (_, UserState::Initial) => UserState::Initial,
@@ -83,14 +101,19 @@ impl User {
                     expires_at: *expires_at,
                     locked_at: event.created_at,
                     previous_state,
+                    cause: *cause,
                 });
                 user.state = UserState::Locked;
+                if *cause == LockCause::Lockout {
+                    user.lockouts = user.lockouts.saturating_add(1);
+                }
             }
-            EventPayload::Unlocked => {
+            EventPayload::Unlocked { .. } => {
                 user.state = user
                     .lock
                     .take()
                     .map_or(UserState::Active, |lock| lock.previous_state);
+                user.failed_checks = FailedChecks::default();
             }
             EventPayload::Deactivated => {
                 user.lock = None;
@@ -100,6 +123,15 @@ impl User {
                 user.lock = None;
                 user.state = UserState::Deleted;
             }
+            EventPayload::CheckSucceeded { factor } => {
+                *user.failed_checks.get_mut(*factor) = 0;
+                user.lockouts = 0;
+            }
+            EventPayload::CheckFailed { factor } => {
+                let count = user.failed_checks.get_mut(*factor);
+                *count = count.saturating_add(1);
+            }
+            EventPayload::PasswordChanged => user.failed_checks.password = 0,
         }
         user.sequence = event.sequence;
         user.changed_at = event.created_at;
@@ -122,6 +154,11 @@ impl User {
             change_date: self.changed_at,
             resource_owner: self.org_id.clone(),
         }
+    }
+
+    /// True when the user is locked and the lock has not expired at `now`.
+    pub fn is_locked_at(&self, now: Timestamp) -> bool {
+        self.state == UserState::Locked && !self.lock.as_ref().is_some_and(|l| l.is_expired(now))
     }
 
     /// Whether the user may log in at `now`: only `Active` users may, and a

@@ -10,12 +10,14 @@
 //! property test ([`model_test`]). The functions panic on failure, like any test.
 
 mod fixture;
+mod lockout;
 mod model;
 mod race;
 mod suite;
 
 pub use fixture::{Fixture, T0};
 pub use futures::executor::block_on;
+pub use lockout::*;
 pub use model::{model_test, model_test_cases};
 pub use race::{concurrent_commands_keep_history_exact, concurrent_locks_one_wins};
 pub use suite::*;
@@ -42,6 +44,12 @@ macro_rules! conformance_tests {
             stale_append_is_a_conflict_and_writes_nothing,
             concurrent_locks_one_wins,
             concurrent_commands_keep_history_exact,
+            lockout_after_max_failed_password_checks,
+            otp_failures_are_counted_per_factor,
+            successes_password_changes_and_unlocks_reset_counters,
+            policies_per_organisation_and_zero_limits,
+            temporary_lockouts_expire_grow_and_turn_permanent,
+            concurrent_failures_are_counted_exactly,
         );
 
         #[test]

@@ -13,8 +13,8 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use super::fixture::{at, user, Fixture, T0};
 use crate::{
-    ids, Caller, Command, Details, ErrorKind, HistoryQuery, InitialState, ListQuery, LockReason,
-    LockRequest, OrgId, User, UserRepository, UserState,
+    ids, Caller, Command, Details, ErrorKind, Factor, HistoryQuery, InitialState, ListQuery,
+    LockReason, LockRequest, LockoutPolicy, OrgId, User, UserRepository, UserState,
 };
 
 /// The number of cases [`model_test`] runs by default: `PROPTEST_CASES` if
@@ -51,6 +51,11 @@ enum Cmd {
     Reactivate,
     Remove,
     CompleteInitialisation,
+    Check {
+        factor: usize,
+        succeeded: bool,
+    },
+    ChangePassword,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +85,40 @@ enum Op {
         user: usize,
     },
     Advance(i64),
+    /// Sets the policy of an organisation (`None`: the instance default).
+    SetPolicy {
+        org: Option<usize>,
+        policy: usize,
+    },
+}
+
+const FACTORS: [Factor; 4] = [Factor::Password, Factor::Totp, Factor::Sms, Factor::Email];
+
+/// The policies the test switches between.
+fn policies() -> [LockoutPolicy; 4] {
+    [
+        LockoutPolicy::default(),
+        LockoutPolicy {
+            max_password_attempts: 2,
+            max_otp_attempts: 3,
+            ..LockoutPolicy::default()
+        },
+        LockoutPolicy {
+            max_password_attempts: 1,
+            max_otp_attempts: 1,
+            lock_duration_ms: Some(1_000),
+            duration_growth: 2,
+            max_lock_duration_ms: Some(4_000),
+            permanent_after: 2,
+            ..LockoutPolicy::default()
+        },
+        LockoutPolicy {
+            max_password_attempts: 3,
+            lock_duration_ms: Some(500),
+            show_attempts: false,
+            ..LockoutPolicy::default()
+        },
+    ]
 }
 
 fn cmd_strategy() -> impl Strategy<Value = Cmd> {
@@ -95,6 +134,9 @@ fn cmd_strategy() -> impl Strategy<Value = Cmd> {
         2 => Just(Cmd::Reactivate),
         1 => Just(Cmd::Remove),
         2 => Just(Cmd::CompleteInitialisation),
+        6 => (0..FACTORS.len(), prop_oneof![2 => Just(false), 1 => Just(true)])
+            .prop_map(|(factor, succeeded)| Cmd::Check { factor, succeeded }),
+        1 => Just(Cmd::ChangePassword),
     ]
 }
 
@@ -122,6 +164,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         ]).prop_map(|(caller, target, state)| Op::List { caller, target, state }),
         2 => (0..USERS).prop_map(|user| Op::Login { user }),
         2 => (1i64..3_000).prop_map(Op::Advance),
+        1 => (prop_oneof![Just(None), (0..ORGS).prop_map(Some)], 0..4usize)
+            .prop_map(|(org, policy)| Op::SetPolicy { org, policy }),
     ]
 }
 
@@ -134,13 +178,20 @@ struct ModelUser {
     sequence: u64,
     created: i64,
     changed: i64,
+    failed: [u32; 4],
+    lockouts: u32,
 }
 
 #[derive(Debug)]
 struct Model {
     users: BTreeMap<usize, ModelUser>,
     now: i64,
+    default_policy: usize,
+    org_policy: [Option<usize>; ORGS],
 }
+
+/// What a recorded check answers: state, failed count, locked, sequence, remaining.
+type CheckAnswer = (UserState, u32, bool, u64, Option<u32>);
 
 /// (kind, id) of an expected error.
 type Failure = (ErrorKind, &'static str);
@@ -214,6 +265,8 @@ impl Model {
                     sequence: 1,
                     created: now,
                     changed: now,
+                    failed: [0; 4],
+                    lockouts: 0,
                 },
             );
             return Ok((1, now, now, org));
@@ -240,18 +293,106 @@ impl Model {
             (Cmd::CompleteInitialisation, Initial) => (Active, None),
             (Cmd::CompleteInitialisation, _) => return fail(ids::NOT_INITIAL),
             (Cmd::Create(_), _) => return Err((ErrorKind::AlreadyExists, ids::ALREADY_EXISTS)),
+            (Cmd::ChangePassword, state) => (state, None),
+            (Cmd::Check { .. }, _) => {
+                return Err((ErrorKind::Internal, "checks go through Model::check"))
+            }
         };
         let Some(u) = self.users.get_mut(&user) else {
             return Err((ErrorKind::NotFound, ids::NOT_FOUND));
         };
-        if next == Locked {
+        if next == Locked && current != Locked {
             u.before_lock = current;
         }
+        match cmd {
+            Cmd::Unlock => u.failed = [0; 4],
+            Cmd::ChangePassword => u.failed[0] = 0,
+            _ => {}
+        }
+        if !matches!(cmd, Cmd::ChangePassword) || current != Locked {
+            u.expires_at = expires_at;
+        }
         u.state = next;
-        u.expires_at = expires_at;
         u.sequence += 1;
         u.changed = u.changed.max(now);
         Ok((u.sequence, u.created, u.changed, u.org))
+    }
+
+    fn policy(&self, org: usize) -> LockoutPolicy {
+        let index = self.org_policy[org].unwrap_or(self.default_policy);
+        policies()[index].clone()
+    }
+
+    fn check(
+        &mut self,
+        caller: usize,
+        target: Option<usize>,
+        user: usize,
+        factor: usize,
+        succeeded: bool,
+    ) -> Result<CheckAnswer, Failure> {
+        let org = target.unwrap_or(own_org(caller));
+        if !allowed(caller, org, Perm::Write) {
+            return Err((ErrorKind::PermissionDenied, ids::PERMISSION_DENIED));
+        }
+        let policy = self.policy(org);
+        let now = self.now;
+        let Some(mut u) = self
+            .visible(user, org)
+            .filter(|u| u.state != UserState::Deleted)
+            .cloned()
+        else {
+            return Err((ErrorKind::NotFound, ids::NOT_FOUND));
+        };
+        let mut written = 0;
+        match u.state {
+            UserState::Active | UserState::Initial => {}
+            UserState::Locked if u.expires_at.is_some_and(|at| at <= now) => {
+                u.state = u.before_lock;
+                u.expires_at = None;
+                u.failed = [0; 4];
+                written += 1;
+            }
+            UserState::Locked => return Err((ErrorKind::FailedPrecondition, ids::LOGIN_LOCKED)),
+            _ => return Err((ErrorKind::FailedPrecondition, ids::LOGIN_INACTIVE)),
+        }
+        let limit = if factor == 0 {
+            policy.max_password_attempts
+        } else {
+            policy.max_otp_attempts
+        };
+        let mut locked = false;
+        if succeeded {
+            if u.failed[factor] > 0 || u.lockouts > 0 || written > 0 {
+                u.failed[factor] = 0;
+                u.lockouts = 0;
+                written += 1;
+            }
+        } else {
+            u.failed[factor] += 1;
+            written += 1;
+            if limit > 0 && u.failed[factor] >= limit {
+                u.before_lock = u.state;
+                u.state = UserState::Locked;
+                u.expires_at = model_expiry(&policy, now, u.lockouts);
+                u.lockouts += 1;
+                locked = true;
+                written += 1;
+            }
+        }
+        if written > 0 {
+            u.sequence += written;
+            u.changed = u.changed.max(now);
+        }
+        let answer = (
+            u.state,
+            u.failed[factor],
+            locked,
+            u.sequence,
+            (limit > 0).then(|| limit.saturating_sub(u.failed[factor])),
+        );
+        self.users.insert(user, u);
+        Ok(answer)
     }
 
     fn login(&self, user: usize) -> Result<(), &'static str> {
@@ -273,6 +414,21 @@ impl Model {
             UserState::Deleted => Err(ids::NOT_FOUND),
         }
     }
+}
+
+/// The lockout expiry, computed step by step rather than as the library does.
+fn model_expiry(policy: &LockoutPolicy, now: i64, lockouts: u32) -> Option<i64> {
+    let mut duration = policy.lock_duration_ms? as i64;
+    if policy.permanent_after > 0 && lockouts >= policy.permanent_after {
+        return None;
+    }
+    for _ in 0..lockouts {
+        duration *= i64::from(policy.duration_growth);
+    }
+    if let Some(max) = policy.max_lock_duration_ms {
+        duration = duration.min(max as i64);
+    }
+    Some(now + duration)
 }
 
 struct Real {
@@ -326,16 +482,68 @@ macro_rules! check {
     };
 }
 
-async fn run_case(repo: Arc<dyn UserRepository>, ops: &[Op]) -> Result<(), TestCaseError> {
+async fn run_case(
+    repo: Arc<dyn UserRepository>,
+    initial_policy: usize,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
     let real = Real::new(repo);
     let s = &real.fixture.service;
+    s.lockout_policies()
+        .set_default(policies()[initial_policy].clone())
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let mut model = Model {
         users: BTreeMap::new(),
         now: T0,
+        default_policy: initial_policy,
+        org_policy: [None; ORGS],
     };
     let reason = LockReason::new("model").map_err(|e| TestCaseError::fail(e.to_string()))?;
     for (step, op) in ops.iter().enumerate() {
         match op {
+            Op::Command {
+                caller,
+                target,
+                user,
+                cmd: Cmd::Check { factor, succeeded },
+            } => {
+                let who = real.caller(*caller, *target);
+                let got = s
+                    .record_check(&who, &user_name(*user), FACTORS[*factor], *succeeded)
+                    .await;
+                let want = model.check(*caller, *target, *user, *factor, *succeeded);
+                let got_answer = got
+                    .as_ref()
+                    .map(|r| {
+                        (
+                            r.state,
+                            r.failed_attempts,
+                            r.locked,
+                            r.details.sequence,
+                            r.remaining_attempts,
+                        )
+                    })
+                    .map_err(|e| (e.kind(), e.id()));
+                check!(
+                    got_answer == want,
+                    "step {step} {op:?}: model {want:?}, real {got:?}"
+                );
+            }
+            Op::SetPolicy { org, policy } => {
+                let chosen = policies()[*policy].clone();
+                let policies = s.lockout_policies();
+                match org {
+                    Some(org) => {
+                        model.org_policy[*org] = Some(*policy);
+                        policies.set_org(&real.orgs[*org], chosen)
+                    }
+                    None => {
+                        model.default_policy = *policy;
+                        policies.set_default(chosen)
+                    }
+                }
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            }
             Op::Command {
                 caller,
                 target,
@@ -364,6 +572,10 @@ async fn run_case(repo: Arc<dyn UserRepository>, ops: &[Op]) -> Result<(), TestC
                     Cmd::Reactivate => Command::Reactivate,
                     Cmd::Remove => Command::Remove,
                     Cmd::CompleteInitialisation => Command::CompleteInitialisation,
+                    Cmd::ChangePassword => Command::ChangePassword,
+                    Cmd::Check { .. } => {
+                        return Err(TestCaseError::fail("checks are matched above"))
+                    }
                 };
                 let got = s.execute(&who, &id, command).await;
                 let want = model.command(*caller, *target, *user, cmd);
@@ -497,7 +709,9 @@ async fn run_case(repo: Arc<dyn UserRepository>, ops: &[Op]) -> Result<(), TestC
         let stored = real.fixture.stored(&id).await;
         check!(
             (stored.state, stored.sequence, &stored.org_id)
-                == (expected.state, expected.sequence, &real.orgs[expected.org]),
+                == (expected.state, expected.sequence, &real.orgs[expected.org])
+                && FACTORS.map(|f| stored.failed_checks.get(f)) == expected.failed
+                && stored.lockouts == expected.lockouts,
             "final state of {id}: model {expected:?}, stored {stored:?}"
         );
         let history = real.fixture.all_events(&id).await;
@@ -517,9 +731,12 @@ pub fn model_test(factory: impl Fn() -> Arc<dyn UserRepository>, cases: u32) {
         cases,
         ..Config::default()
     });
-    let strategy = proptest::collection::vec(op_strategy(), 1..80);
-    let result = runner.run(&strategy, |ops| {
-        futures::executor::block_on(run_case(factory(), &ops))
+    let strategy = (
+        0..policies().len(),
+        proptest::collection::vec(op_strategy(), 1..80),
+    );
+    let result = runner.run(&strategy, |(policy, ops)| {
+        futures::executor::block_on(run_case(factory(), policy, &ops))
     });
     if let Err(e) = result {
         panic!("model-based test failed: {e}");

@@ -9,12 +9,14 @@ use futures::future::join_all;
 
 use super::fixture::Fixture;
 use crate::{
-    ids, Command, Details, ErrorKind, EventPayload, LockRequest, User, UserId, UserRepository,
-    UserState,
+    ids, Command, Details, ErrorKind, EventPayload, LockRequest, LockoutPolicy, User, UserId,
+    UserRepository, UserState,
 };
 
 /// Runs each job on its own thread and awaits all their results.
-async fn on_threads<T: Send + 'static>(jobs: Vec<Box<dyn FnOnce() -> T + Send>>) -> Vec<T> {
+pub(crate) async fn on_threads<T: Send + 'static>(
+    jobs: Vec<Box<dyn FnOnce() -> T + Send>>,
+) -> Vec<T> {
     let receivers = jobs.into_iter().map(|job| {
         let (tx, rx) = oneshot::channel();
         std::thread::spawn(move || {
@@ -93,7 +95,7 @@ fn event_type_of(command: &Command) -> &'static str {
 fn command_of(payload: &EventPayload) -> Option<Command> {
     Some(match payload {
         EventPayload::Locked { .. } => Command::Lock(LockRequest::new()),
-        EventPayload::Unlocked => Command::Unlock,
+        EventPayload::Unlocked { .. } => Command::Unlock,
         EventPayload::Deactivated => Command::Deactivate,
         EventPayload::Reactivated => Command::Reactivate,
         _ => return None,
@@ -168,7 +170,7 @@ pub async fn concurrent_commands_keep_history_exact(repo: Arc<dyn UserRepository
         for event in &history {
             if let Some(command) = command_of(&event.payload) {
                 command
-                    .decide(state.as_ref())
+                    .decide(state.as_ref(), event.created_at, &LockoutPolicy::default())
                     .unwrap_or_else(|e| panic!("illegal {} in history: {e}", event.event_type()));
             }
             state = Some(User::apply(state, event));

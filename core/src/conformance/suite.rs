@@ -66,6 +66,18 @@ fn expected(start: Start, command: &Command) -> Expected {
 
         (Command::CompleteInitialisation, Initial) => Ok(S::Active),
         (Command::CompleteInitialisation, _) => precondition(ids::NOT_INITIAL),
+
+        // Beyond the table: recording checks (§7) under a policy that never locks.
+        (Command::RecordCheck { .. }, Initial) => Ok(S::Initial),
+        (Command::RecordCheck { .. }, Active) => Ok(S::Active),
+        (Command::RecordCheck { .. }, LockedFromActive | LockedFromInitial) => {
+            precondition(ids::LOGIN_LOCKED)
+        }
+        (Command::RecordCheck { .. }, Inactive) => precondition(ids::LOGIN_INACTIVE),
+        (Command::ChangePassword, LockedFromActive | LockedFromInitial) => Ok(S::Locked),
+        (Command::ChangePassword, Initial) => Ok(S::Initial),
+        (Command::ChangePassword, Active) => Ok(S::Active),
+        (Command::ChangePassword, Inactive) => Ok(S::Inactive),
     }
 }
 
@@ -89,8 +101,9 @@ async fn prepare(f: &Fixture, id: &str, start: Start) -> UserId {
     }
 }
 
-/// Every cell of the transition table of SPEC §2: the resulting state on
-/// success, the exact error otherwise, and nothing written on error.
+/// Every cell of the transition table of SPEC §2 (plus a failed check and a
+/// password change from every state): the resulting state on success, the
+/// exact error otherwise, and nothing written on error.
 pub async fn every_transition_from_every_state(repo: Arc<dyn UserRepository>) {
     let f = Fixture::new(repo);
     let commands = [
@@ -106,6 +119,11 @@ pub async fn every_transition_from_every_state(repo: Arc<dyn UserRepository>) {
         Command::Reactivate,
         Command::Remove,
         Command::CompleteInitialisation,
+        Command::RecordCheck {
+            factor: crate::Factor::Password,
+            succeeded: false,
+        },
+        Command::ChangePassword,
     ];
     for (s, start) in STARTS.into_iter().enumerate() {
         for (c, command) in commands.iter().enumerate() {
@@ -245,7 +263,8 @@ pub async fn lock_reason_and_expiry(repo: Arc<dyn UserRepository>) {
         history.last().map(|e| &e.payload),
         Some(&EventPayload::Locked {
             reason: Some(reason.clone()),
-            expires_at: Some(until)
+            expires_at: Some(until),
+            cause: crate::LockCause::Command,
         })
     );
     let lock = f.stored(&id).await.lock.expect("lock");
@@ -753,6 +772,7 @@ pub async fn stale_append_is_a_conflict_and_writes_nothing(repo: Arc<dyn UserRep
         payload: EventPayload::Locked {
             reason: None,
             expires_at: None,
+            cause: crate::LockCause::Command,
         },
     };
     for expected_sequence in [0, 2, 7] {
