@@ -1,7 +1,11 @@
 //! Runnable examples of `userstate` (`cargo run --example quickstart`); see
-//! the README for what each one shows.
+//! the README for what each one shows. The library part holds what the
+//! examples share: opening a backend from a spec, and the HTTP server.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod backend;
+pub mod http;
 
 /// Compiles and runs the README's code blocks as doctests, so the README
 /// cannot drift from the API.

@@ -1,0 +1,1 @@
+//! The HTTP service example's server (filled in by the http_service work).
