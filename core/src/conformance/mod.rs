@@ -10,6 +10,7 @@
 //! property test ([`model_test`]). The functions panic on failure, like any test.
 
 mod fixture;
+mod isolation;
 mod lockout;
 mod model;
 mod race;
@@ -17,6 +18,7 @@ mod suite;
 
 pub use fixture::{Fixture, T0};
 pub use futures::executor::block_on;
+pub use isolation::tenant_isolation_matrix;
 pub use lockout::*;
 pub use model::{model_test, model_test_cases};
 pub use race::{concurrent_commands_keep_history_exact, concurrent_locks_one_wins};
@@ -40,6 +42,8 @@ macro_rules! conformance_tests {
             history_of_removed_user_stays_readable,
             list_pages_and_filters,
             tenant_isolation_and_order_of_checks,
+            tenant_isolation_matrix,
+            hostile_input_is_refused_or_stored_literally,
             snapshot_equals_replay,
             stale_append_is_a_conflict_and_writes_nothing,
             concurrent_locks_one_wins,

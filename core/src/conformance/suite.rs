@@ -809,3 +809,117 @@ pub async fn stale_append_is_a_conflict_and_writes_nothing(repo: Arc<dyn UserRep
         .expect("list");
     assert_eq!(listed.users, vec![snapshot]);
 }
+
+/// Hostile input: empty, 1 MiB, NUL and control-character ids and
+/// organisations, and over-long reasons are InvalidArgument before anything
+/// is read; ids and organisations full of SQL and pattern metacharacters, or
+/// that are prefixes of one another, are stored and returned literally and
+/// never match each other.
+pub async fn hostile_input_is_refused_or_stored_literally(repo: Arc<dyn UserRepository>) {
+    let f = Fixture::new(repo);
+    let huge = "x".repeat(1 << 20);
+    for bad in [
+        "",
+        "nul\0byte",
+        "bell\u{7}",
+        "line\nbreak",
+        "del\u{7f}",
+        &huge,
+    ] {
+        for err in [
+            UserId::new(bad).expect_err("bad user id"),
+            crate::OrgId::new(bad).expect_err("bad org id").clone(),
+        ] {
+            assert_eq!(
+                err.kind(),
+                ErrorKind::InvalidArgument,
+                "{:?}",
+                &bad[..bad.len().min(20)]
+            );
+        }
+    }
+    let err = LockReason::new("r".repeat(crate::MAX_REASON_CHARS + 1)).expect_err("long reason");
+    assert_eq!(err.id(), ids::INVALID_REASON);
+    assert!(serde_json::from_str::<UserId>("\"a\\u0000b\"").is_err());
+
+    let literal_ids = [
+        "'; DROP TABLE users; --",
+        "Robert'); DELETE FROM events;--",
+        "%",
+        "_",
+        "a%",
+        "a_",
+        "a",
+        "ab",
+        "a b",
+        "\\",
+        "\"quoted\"",
+        "ü🙂",
+        "*",
+        "?",
+    ];
+    let literal_orgs = ["%", "_", "o", "o1", "o'; --", "o\\"];
+    let s = &f.service;
+    for (i, org_name) in literal_orgs.iter().enumerate() {
+        let org = crate::OrgId::new(*org_name).expect("valid org");
+        let caller = f.root.clone().in_org(org.clone());
+        for name in literal_ids {
+            let id = UserId::new(format!("{name}#{i}")).expect("valid id");
+            s.create(&caller, &id, InitialState::Active)
+                .await
+                .expect("create");
+            if name.len() % 2 == 0 {
+                s.lock(&caller, &id, LockRequest::new())
+                    .await
+                    .expect("lock");
+            }
+        }
+    }
+    for (i, org_name) in literal_orgs.iter().enumerate() {
+        let org = crate::OrgId::new(*org_name).expect("valid org");
+        let caller = f.root.clone().in_org(org.clone());
+        let page = s
+            .list(
+                &caller,
+                &ListQuery {
+                    limit: 1000,
+                    ..ListQuery::all()
+                },
+            )
+            .await
+            .expect("list");
+        let mut listed: Vec<String> = page.users.iter().map(|u| u.id.to_string()).collect();
+        let mut expected: Vec<String> = literal_ids.iter().map(|n| format!("{n}#{i}")).collect();
+        listed.sort();
+        expected.sort();
+        assert_eq!(
+            listed, expected,
+            "org {org_name:?} lists exactly its own users"
+        );
+        assert!(page.users.iter().all(|u| u.org_id == org));
+        let locked = s
+            .list(
+                &caller,
+                &ListQuery {
+                    limit: 1000,
+                    ..ListQuery::in_state(UserState::Locked)
+                },
+            )
+            .await
+            .expect("list locked");
+        let want = literal_ids.iter().filter(|n| n.len() % 2 == 0).count();
+        assert_eq!(locked.users.len(), want, "org {org_name:?}");
+        for name in literal_ids {
+            let id = UserId::new(format!("{name}#{i}")).expect("valid id");
+            let user = s.get(&caller, &id).await.expect("get");
+            assert_eq!(user.id, id);
+            assert_eq!(user.org_id, org);
+            let history = s
+                .history(&caller, &id, HistoryQuery::default())
+                .await
+                .expect("history");
+            assert!(history.iter().all(|e| e.user_id == id && e.org_id == org));
+            assert_eq!(history.len(), if name.len() % 2 == 0 { 2 } else { 1 });
+        }
+    }
+}
