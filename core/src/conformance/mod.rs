@@ -11,6 +11,7 @@
 
 mod fixture;
 mod isolation;
+pub mod kill;
 mod lockout;
 mod model;
 mod race;
