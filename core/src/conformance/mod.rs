@@ -21,7 +21,7 @@ pub use fixture::{Fixture, T0};
 pub use futures::executor::block_on;
 pub use isolation::tenant_isolation_matrix;
 pub use lockout::*;
-pub use model::{model_test, model_test_cases};
+pub use model::{model_check_bytes, model_test, model_test_cases};
 pub use race::{concurrent_commands_keep_history_exact, concurrent_locks_one_wins};
 pub use suite::*;
 

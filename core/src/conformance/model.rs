@@ -742,3 +742,95 @@ pub fn model_test(factory: impl Fn() -> Arc<dyn UserRepository>, cases: u32) {
         panic!("model-based test failed: {e}");
     }
 }
+
+/// Decodes arbitrary bytes into an initial policy and a command sequence
+/// (four bytes an operation), for fuzzers.
+fn ops_from_bytes(data: &[u8]) -> (usize, Vec<Op>) {
+    let policy = usize::from(data.first().copied().unwrap_or(0)) % policies().len();
+    let ops = data
+        .get(1..)
+        .unwrap_or_default()
+        .chunks_exact(4)
+        .map(|c| {
+            let (kind, who, where_, extra) = (c[0], c[1], c[2], c[3]);
+            let caller = usize::from(who) % CALLERS;
+            let target = match where_ % 8 {
+                n @ 1..=3 => Some(usize::from(n) - 1),
+                _ => None,
+            };
+            let user = usize::from(extra) % USERS;
+            let flag = extra & 0x80 != 0;
+            let cmd = |cmd| Op::Command {
+                caller,
+                target,
+                user,
+                cmd,
+            };
+            match kind % 18 {
+                0 => cmd(Cmd::Create(if flag {
+                    InitialState::Initial
+                } else {
+                    InitialState::Active
+                })),
+                1 => cmd(Cmd::Lock {
+                    reason: flag,
+                    expires_in: match where_ >> 3 {
+                        0 => None,
+                        1 => Some(0),
+                        n => Some(i64::from(n) * 97),
+                    },
+                }),
+                2 => cmd(Cmd::Unlock),
+                3 => cmd(Cmd::Deactivate),
+                4 => cmd(Cmd::Reactivate),
+                5 => cmd(Cmd::Remove),
+                6 => cmd(Cmd::CompleteInitialisation),
+                7..=10 => cmd(Cmd::Check {
+                    factor: usize::from(extra >> 4) % FACTORS.len(),
+                    succeeded: flag,
+                }),
+                11 => cmd(Cmd::ChangePassword),
+                12 => Op::Get {
+                    caller,
+                    target,
+                    user,
+                },
+                13 => Op::History {
+                    caller,
+                    target,
+                    user,
+                },
+                14 => Op::List {
+                    caller,
+                    target,
+                    state: [
+                        None,
+                        Some(UserState::Initial),
+                        Some(UserState::Active),
+                        Some(UserState::Locked),
+                        Some(UserState::Inactive),
+                    ][usize::from(extra) % 5],
+                },
+                15 => Op::Login { user },
+                16 => Op::Advance(1 + i64::from(u16::from_le_bytes([who, extra])) % 3_000),
+                _ => Op::SetPolicy {
+                    org: target,
+                    policy: usize::from(extra) % policies().len(),
+                },
+            }
+        })
+        .collect();
+    (policy, ops)
+}
+
+/// For fuzzers: runs the command sequence that `data` decodes to on `repo`
+/// (fresh and empty) against the reference model.
+///
+/// # Panics
+/// When the repository and the model disagree, with the step that differs.
+pub fn model_check_bytes(repo: Arc<dyn UserRepository>, data: &[u8]) {
+    let (policy, ops) = ops_from_bytes(data);
+    if let Err(e) = futures::executor::block_on(run_case(repo, policy, &ops)) {
+        panic!("model and repository disagree: {e}");
+    }
+}
