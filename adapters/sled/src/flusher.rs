@@ -1,0 +1,250 @@
+//! Group commit: one thread makes commits durable for all callers at once.
+//!
+//! A caller whose transaction committed queues its answer here. The thread
+//! takes every queued answer, runs one flush-and-sync, and answers them all
+//! with its outcome. Callers that queue while a sync runs wait for the next
+//! one, so every caller is answered after a sync that started after its
+//! commit, and under load one sync serves many commits.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use futures::channel::oneshot;
+use userstate::{Error, Result};
+
+use crate::stats::SyncStats;
+
+/// The work one sync does: flush sled, then force the files to the device.
+pub(crate) type SyncFn = Box<dyn FnMut() -> Result<()> + Send>;
+
+/// Where a waiting caller gets its answer.
+pub(crate) type Answer = oneshot::Sender<Result<()>>;
+
+/// The group-commit thread; dropping it runs a last sync and stops it.
+#[derive(Debug)]
+pub(crate) struct GroupFlusher {
+    queue: FlushQueue,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Where callers queue for the next sync; cheap to clone into jobs.
+#[derive(Debug, Clone)]
+pub(crate) struct FlushQueue {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    commits: AtomicU64,
+    syncs: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    waiting: Vec<Waiter>,
+    stopping: bool,
+    /// Set by the first failed sync: after it, nothing can be promised
+    /// durable any more (the kernel may have dropped the dirty pages), so
+    /// every later durable write is refused with this error.
+    failure: Option<Error>,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    answer: Answer,
+    is_commit: bool,
+}
+
+impl GroupFlusher {
+    /// Starts the thread that runs `sync` for each group.
+    ///
+    /// # Errors
+    /// Unavailable when the thread cannot be spawned.
+    pub(crate) fn start(sync: SyncFn) -> Result<Self> {
+        let shared = Arc::new(Shared::default());
+        let thread = std::thread::Builder::new()
+            .name("userstate-sled-flusher".into())
+            .spawn({
+                let shared = shared.clone();
+                move || run(&shared, sync)
+            })
+            .map_err(|e| Error::unavailable("cannot start the flusher thread").with_source(e))?;
+        Ok(GroupFlusher {
+            queue: FlushQueue { shared },
+            thread: Some(thread),
+        })
+    }
+
+    /// The queue, for callers to wait on.
+    pub(crate) fn queue(&self) -> &FlushQueue {
+        &self.queue
+    }
+}
+
+impl FlushQueue {
+    /// Answers `answer` after the next sync; `is_commit` counts it as a
+    /// command in [`SyncStats`] (an explicit sync request is not one).
+    pub(crate) fn enqueue(&self, answer: Answer, is_commit: bool) {
+        let mut queue = self.shared.lock();
+        if let Some(failure) = &queue.failure {
+            let _ = answer.send(Err(failure.clone()));
+            return;
+        }
+        if queue.stopping {
+            let _ = answer.send(Err(Error::unavailable("the repository is closing")));
+            return;
+        }
+        queue.waiting.push(Waiter { answer, is_commit });
+        self.shared.wake.notify_one();
+    }
+
+    /// The error of the first failed sync, if any: new durable writes must
+    /// not start after it.
+    pub(crate) fn health(&self) -> Result<()> {
+        match &self.shared.lock().failure {
+            Some(failure) => Err(failure.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Commands answered after a sync, and syncs run, so far.
+    pub(crate) fn stats(&self) -> SyncStats {
+        SyncStats {
+            commits: self.shared.commits.load(Ordering::Relaxed),
+            syncs: self.shared.syncs.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for GroupFlusher {
+    /// Answers everything still queued with one last sync, then stops.
+    fn drop(&mut self) {
+        let shared = &self.queue.shared;
+        shared.lock().stopping = true;
+        shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // The queue is consistent after every statement, so a panic while it
+        // was held leaves nothing half-done.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn run(shared: &Shared, mut sync: SyncFn) {
+    loop {
+        let group = {
+            let mut queue = shared.lock();
+            while queue.waiting.is_empty() && !queue.stopping {
+                queue = shared.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
+            }
+            if queue.waiting.is_empty() {
+                return;
+            }
+            std::mem::take(&mut queue.waiting)
+        };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut sync))
+            .unwrap_or_else(|_| Err(Error::internal("the sync panicked")));
+        if let Err(failure) = &outcome {
+            shared.lock().failure.get_or_insert_with(|| failure.clone());
+        }
+        let commits = group.iter().filter(|w| w.is_commit).count() as u64;
+        shared.syncs.fetch_add(1, Ordering::Relaxed);
+        shared.commits.fetch_add(commits, Ordering::Relaxed);
+        for waiter in group {
+            let _ = waiter.answer.send(outcome.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A sync that reports when it starts and waits for permission to end.
+    fn gated_sync() -> (SyncFn, mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (started_tx, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let sync: SyncFn = Box::new(move || {
+            started_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            Ok(())
+        });
+        (sync, started, release)
+    }
+
+    #[test]
+    fn callers_queued_during_a_sync_wait_for_the_next_one() {
+        let (sync, started, release) = gated_sync();
+        let flusher = GroupFlusher::start(sync).unwrap();
+        let (first, mut first_rx) = oneshot::channel();
+        flusher.queue().enqueue(first, true);
+        started.recv().unwrap();
+        // These commit while the first sync runs: they must not ride on it.
+        let mut late = Vec::new();
+        for _ in 0..5 {
+            let (tx, rx) = oneshot::channel();
+            flusher.queue().enqueue(tx, true);
+            late.push(rx);
+        }
+        release.send(()).unwrap();
+        assert!(futures::executor::block_on(&mut first_rx).unwrap().is_ok());
+        started.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        for rx in &mut late {
+            assert_eq!(rx.try_recv().unwrap(), None, "answered before its sync");
+        }
+        release.send(()).unwrap();
+        for rx in late {
+            assert!(futures::executor::block_on(rx).unwrap().is_ok());
+        }
+        assert_eq!(
+            flusher.queue().stats(),
+            SyncStats {
+                commits: 6,
+                syncs: 2
+            }
+        );
+    }
+
+    #[test]
+    fn a_failed_sync_fails_its_group_and_every_later_write() {
+        let flusher =
+            GroupFlusher::start(Box::new(|| Err(Error::unavailable("disk gone")))).unwrap();
+        let (tx, rx) = oneshot::channel();
+        flusher.queue().enqueue(tx, true);
+        let err = futures::executor::block_on(rx).unwrap().unwrap_err();
+        assert_eq!(err.kind(), userstate::ErrorKind::Unavailable);
+        assert_eq!(flusher.queue().health().unwrap_err(), err);
+        let (tx, rx) = oneshot::channel();
+        flusher.queue().enqueue(tx, false);
+        assert_eq!(futures::executor::block_on(rx).unwrap().unwrap_err(), err);
+    }
+
+    #[test]
+    fn dropping_answers_what_is_queued() {
+        let (sync, started, release) = gated_sync();
+        let flusher = GroupFlusher::start(sync).unwrap();
+        let (tx, rx) = oneshot::channel();
+        flusher.queue().enqueue(tx, true);
+        started.recv().unwrap();
+        let (tx2, rx2) = oneshot::channel();
+        flusher.queue().enqueue(tx2, true);
+        // Two syncs: the running one and the last one for the second caller.
+        release.send(()).unwrap();
+        release.send(()).unwrap();
+        drop(flusher);
+        assert!(futures::executor::block_on(rx).unwrap().is_ok());
+        assert!(futures::executor::block_on(rx2).unwrap().is_ok());
+    }
+}

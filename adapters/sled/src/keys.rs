@@ -1,0 +1,177 @@
+//! Key layout of the trees. Ids never contain control characters, so a 0x00
+//! byte after a variable-length id ends it unambiguously: `ab` and `a` can
+//! never share a prefix once the separator follows.
+
+use userstate::{Error, OrgId, Result, UserId, UserState};
+
+/// Ends a variable-length id inside a composite key.
+const SEPARATOR: u8 = 0x00;
+/// The byte after [`SEPARATOR`]: the exclusive upper bound of "everything
+/// that starts with this id and a separator".
+const AFTER_SEPARATOR: u8 = 0x01;
+
+/// `snapshots` tree: the user id, as is.
+pub(crate) fn snapshot_key(user: &UserId) -> Vec<u8> {
+    user.as_str().as_bytes().to_vec()
+}
+
+/// `events` tree: user id, separator, big-endian sequence. Big-endian keeps
+/// a user's events in sequence order, so a history is one range scan.
+pub(crate) fn event_key(user: &UserId, sequence: u64) -> Vec<u8> {
+    let mut key = id_prefix(user.as_str());
+    key.extend_from_slice(&sequence.to_be_bytes());
+    key
+}
+
+/// `by_org_state` tree: organisation, separator, state, user id.
+pub(crate) fn org_state_key(org: &OrgId, state: UserState, user: &UserId) -> Vec<u8> {
+    let mut key = org_state_prefix(org, state);
+    key.extend_from_slice(user.as_str().as_bytes());
+    key
+}
+
+/// `by_org` tree: organisation, separator, user id.
+pub(crate) fn org_key(org: &OrgId, user: &UserId) -> Vec<u8> {
+    let mut key = id_prefix(org.as_str());
+    key.extend_from_slice(user.as_str().as_bytes());
+    key
+}
+
+/// Every key of the `by_org_state` tree for `org` and `state` starts with this.
+pub(crate) fn org_state_prefix(org: &OrgId, state: UserState) -> Vec<u8> {
+    let mut key = id_prefix(org.as_str());
+    key.push(state_code(state));
+    key
+}
+
+/// Every key of the `by_org` tree for `org` starts with this.
+pub(crate) fn org_prefix(org: &OrgId) -> Vec<u8> {
+    id_prefix(org.as_str())
+}
+
+/// The exclusive end of the keys that start with `prefix` (which never ends
+/// in 0xff here: it ends in a separator or a state code).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    match end.last_mut() {
+        Some(last) if *last < u8::MAX => *last += 1,
+        _ => end.push(u8::MAX),
+    }
+    end
+}
+
+/// The user id at the end of an index key that starts with `prefix`.
+///
+/// # Errors
+/// Internal when the key does not start with `prefix` or the rest is not a
+/// valid user id.
+pub(crate) fn user_after_prefix(key: &[u8], prefix: &[u8]) -> Result<UserId> {
+    let rest = key
+        .strip_prefix(prefix)
+        .ok_or_else(|| Error::corrupt("index key outside its range"))?;
+    let text = std::str::from_utf8(rest)
+        .map_err(|e| Error::corrupt("index key holds an invalid user id").with_source(e))?;
+    UserId::new(text)
+        .map_err(|e| Error::corrupt("index key holds an invalid user id").with_source(e))
+}
+
+/// The first key after `prefix` of a user's events: the separator ends the
+/// id so `a` never matches events of `ab`.
+fn id_prefix(id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(id.len() + 1 + 8);
+    key.extend_from_slice(id.as_bytes());
+    key.push(SEPARATOR);
+    key
+}
+
+/// The exclusive end of all events of `user`.
+pub(crate) fn events_end(user: &UserId) -> Vec<u8> {
+    let mut key = user.as_str().as_bytes().to_vec();
+    key.push(AFTER_SEPARATOR);
+    key
+}
+
+/// One byte per state, fixed forever: it is part of stored keys.
+fn state_code(state: UserState) -> u8 {
+    match state {
+        UserState::Initial => 1,
+        UserState::Active => 2,
+        UserState::Locked => 3,
+        UserState::Inactive => 4,
+        UserState::Deleted => 5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str) -> UserId {
+        UserId::new(id).unwrap()
+    }
+
+    fn org(id: &str) -> OrgId {
+        OrgId::new(id).unwrap()
+    }
+
+    #[test]
+    fn events_of_an_id_never_include_events_of_a_longer_id() {
+        let a = user("a");
+        let ab = user("ab");
+        let range = event_key(&a, 0)..events_end(&a);
+        for sequence in [0, 1, 255, 256, u64::MAX] {
+            assert!(range.contains(&event_key(&a, sequence)));
+            assert!(!range.contains(&event_key(&ab, sequence)));
+        }
+        // An id ending just below the separator's successor stays outside too.
+        let range_ab = event_key(&ab, 0)..events_end(&ab);
+        assert!(!range_ab.contains(&event_key(&a, 7)));
+    }
+
+    #[test]
+    fn events_sort_by_sequence() {
+        let a = user("a");
+        assert!(event_key(&a, 255) < event_key(&a, 256));
+        assert!(event_key(&a, 1) < event_key(&a, u64::MAX));
+    }
+
+    #[test]
+    fn organisations_that_are_prefixes_do_not_mix() {
+        let a = org("a");
+        let ab = org("ab");
+        let u = user("u");
+        let prefix = org_prefix(&a);
+        let end = prefix_end(&prefix);
+        let range = prefix.clone()..end;
+        assert!(range.contains(&org_key(&a, &u)));
+        assert!(!range.contains(&org_key(&ab, &u)));
+
+        let locked = org_state_prefix(&a, UserState::Locked);
+        let range = locked.clone()..prefix_end(&locked);
+        assert!(range.contains(&org_state_key(&a, UserState::Locked, &u)));
+        assert!(!range.contains(&org_state_key(&a, UserState::Active, &u)));
+        assert!(!range.contains(&org_state_key(&ab, UserState::Locked, &u)));
+    }
+
+    #[test]
+    fn index_keys_give_back_their_user() {
+        let a = org("acme");
+        let u = user("alice");
+        let key = org_state_key(&a, UserState::Inactive, &u);
+        let prefix = org_state_prefix(&a, UserState::Inactive);
+        assert_eq!(user_after_prefix(&key, &prefix).unwrap(), u);
+        assert!(user_after_prefix(&key, &org_prefix(&org("other"))).is_err());
+        assert!(user_after_prefix(&[0, 0xff], &[0]).is_err());
+        assert!(user_after_prefix(&[0], &[0]).is_err(), "empty id");
+    }
+
+    #[test]
+    fn id_order_is_key_order() {
+        let a = org("acme");
+        let ids = ["a", "a b", "aa", "b", "z", "é"];
+        let keys: Vec<_> = ids.iter().map(|i| org_key(&a, &user(i))).collect();
+        let users: Vec<_> = ids.iter().map(|i| user(i)).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        assert!(users.windows(2).all(|w| w[0] < w[1]));
+    }
+}

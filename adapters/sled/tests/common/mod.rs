@@ -1,0 +1,54 @@
+//! Helpers shared by the integration tests: durable databases on the real
+//! file system that disappear with the test.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tempfile::TempDir;
+use userstate::{
+    Commit, Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserRepository,
+};
+use userstate_sled::SledRepository;
+
+/// A durable repository in its own temporary directory on disk, removed
+/// after the repository closes.
+#[derive(Debug)]
+pub struct OnDisk {
+    // Field order is drop order: close the database, then remove its files.
+    pub repo: SledRepository,
+    pub dir: TempDir,
+}
+
+impl OnDisk {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let repo = SledRepository::open(dir.path().join("db")).expect("open on disk");
+        OnDisk { repo, dir }
+    }
+}
+
+/// A fresh durable repository on disk, for the conformance suite.
+pub fn durable_on_disk() -> Arc<dyn UserRepository> {
+    Arc::new(OnDisk::new())
+}
+
+#[async_trait]
+impl UserRepository for OnDisk {
+    async fn load(&self, id: &UserId) -> Result<Option<User>> {
+        self.repo.load(id).await
+    }
+
+    async fn append(&self, commit: Commit) -> Result<()> {
+        self.repo.append(commit).await
+    }
+
+    async fn history(&self, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {
+        self.repo.history(id, query).await
+    }
+
+    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page> {
+        self.repo.list(org, query).await
+    }
+}
