@@ -1,0 +1,100 @@
+//! Group commit: concurrent durable callers share flush-and-sync rounds.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+
+use userstate::{
+    Caller, InMemoryAuthorizer, InitialState, LockRequest, OrgId, Permission, UserId,
+    UserRepository, UserService,
+};
+
+const CALLERS: usize = 64;
+
+#[test]
+fn sixty_four_concurrent_durable_callers_share_syncs() {
+    let disk = common::OnDisk::new();
+    let repo = disk.repo.clone();
+    let acme = OrgId::new("acme").unwrap();
+    let admin = Caller::new(UserId::new("admin").unwrap(), acme.clone());
+    let grants = InMemoryAuthorizer::new();
+    grants.grant(&admin.user_id, &acme, [Permission::Read, Permission::Write]);
+    let service = UserService::new(Arc::new(repo.clone()), Arc::new(grants));
+
+    let barrier = Arc::new(Barrier::new(CALLERS));
+    let threads: Vec<_> = (0..CALLERS)
+        .map(|i| {
+            let (service, admin, barrier) = (service.clone(), admin.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let id = UserId::new(format!("caller-{i}")).unwrap();
+                barrier.wait();
+                futures::executor::block_on(async {
+                    service
+                        .create(&admin, &id, InitialState::Active)
+                        .await
+                        .unwrap();
+                    service.lock(&admin, &id, LockRequest::new()).await.unwrap();
+                    service.unlock(&admin, &id).await.unwrap();
+                });
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+
+    let stats = repo.sync_stats();
+    let commands = (CALLERS * 3) as u64;
+    assert_eq!(
+        stats.commits, commands,
+        "every durable command waited for a sync"
+    );
+    assert!(
+        stats.syncs < stats.commits,
+        "concurrent callers shared no sync: {stats:?}"
+    );
+    eprintln!(
+        "{} commands, {} syncs ({:.1} commands per sync)",
+        stats.commits,
+        stats.syncs,
+        stats.commits_per_sync()
+    );
+    futures::executor::block_on(async {
+        for i in 0..CALLERS {
+            let id = UserId::new(format!("caller-{i}")).unwrap();
+            assert_eq!(repo.load(&id).await.unwrap().unwrap().sequence, 3);
+        }
+    });
+}
+
+#[test]
+fn one_caller_at_a_time_gets_one_sync_per_command() {
+    let disk = common::OnDisk::new();
+    let repo: &dyn UserRepository = &disk.repo;
+    let acme = OrgId::new("acme").unwrap();
+    futures::executor::block_on(async {
+        for i in 0..5u64 {
+            let id = UserId::new(format!("u{i}")).unwrap();
+            let event = userstate::Event {
+                user_id: id.clone(),
+                org_id: acme.clone(),
+                sequence: 1,
+                created_at: userstate::Timestamp::from_unix_millis(0).unwrap(),
+                creator: id.clone(),
+                payload: userstate::EventPayload::Added {
+                    state: InitialState::Active,
+                },
+            };
+            let snapshot = userstate::User::replay([&event]).unwrap();
+            repo.append(userstate::Commit {
+                expected_sequence: 0,
+                events: vec![event],
+                snapshot,
+            })
+            .await
+            .unwrap();
+        }
+    });
+    let stats = disk.repo.sync_stats();
+    assert_eq!((stats.commits, stats.syncs), (5, 5));
+}
