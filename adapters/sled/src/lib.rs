@@ -68,7 +68,10 @@
 //! [postcard](https://docs.rs/postcard), a compact format with a stable,
 //! documented wire specification. A record that cannot be decoded, or of an
 //! unknown format byte, is an Internal error (`USER-CORRUPT`) for that user
-//! only; every other user stays readable.
+//! (and for a list page that would include it); every other user stays
+//! readable. postcard writes fields in order and enum variants by index, so a
+//! core change that adds, removes or reorders fields or variants of `User` or
+//! `Event` needs a new record format.
 //!
 //! # Memory
 //!
@@ -112,3 +115,9 @@ pub use format::DATABASE_FORMAT;
 pub use options::{SledOptions, DEFAULT_CACHE_BYTES, DEFAULT_WORKER_THREADS};
 pub use repository::SledRepository;
 pub use stats::SyncStats;
+
+/// Compiles and runs the README's example as a doctest, so it cannot drift
+/// from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,265 @@
+//! Durable lock+unlock throughput through `UserService` on sled, with one
+//! caller and with 64 concurrent callers on distinct users (group commit),
+//! plus relaxed mode for comparison; or, with `--load N`, the peak resident
+//! memory while creating N users.
+//!
+//! ```text
+//! cargo run --release -p userstate-sled --example throughput -- [--users N] [--seconds S] [--dir PATH]
+//! cargo run --release -p userstate-sled --example throughput -- --load 1000000 [--relaxed] [--dir PATH]
+//! ```
+//!
+//! `--cache-mib N` sets sled's cache (default 64 MiB), `--workers N` the
+//! repository's worker threads (default 4).
+//!
+//! The database lives in a fresh temporary directory under `--dir` (default:
+//! the system's temporary directory; make sure it is on the device you want
+//! to measure, not a tmpfs).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use userstate::{
+    Caller, InMemoryAuthorizer, InitialState, LockRequest, OrgId, Permission, UserId, UserService,
+};
+use userstate_sled::{Durability, SledOptions, SledRepository};
+
+const CONCURRENT: usize = 64;
+
+struct Args {
+    users: usize,
+    cache_mib: Option<u64>,
+    workers: Option<usize>,
+    seconds: f64,
+    dir: Option<PathBuf>,
+    load: Option<usize>,
+    relaxed: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        users: 10_000,
+        cache_mib: None,
+        workers: None,
+        seconds: 3.0,
+        dir: None,
+        load: None,
+        relaxed: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--users" => args.users = value()?.parse().map_err(|e| format!("--users: {e}"))?,
+            "--seconds" => {
+                args.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?
+            }
+            "--dir" => args.dir = Some(PathBuf::from(value()?)),
+            "--load" => args.load = Some(value()?.parse().map_err(|e| format!("--load: {e}"))?),
+            "--relaxed" => args.relaxed = true,
+            "--cache-mib" => {
+                args.cache_mib = Some(value()?.parse().map_err(|e| format!("--cache-mib: {e}"))?)
+            }
+            "--workers" => {
+                args.workers = Some(value()?.parse().map_err(|e| format!("--workers: {e}"))?)
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args()?;
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::tempdir_in(&base)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    println!("database in {}", dir.path().display());
+    match args.load {
+        Some(count) => runtime.block_on(load(&args, dir.path().join("db"), count))?,
+        None => runtime.block_on(throughput(&args, dir.path()))?,
+    }
+    Ok(())
+}
+
+/// The options the command line asks for, on `path`.
+fn options(args: &Args, path: &std::path::Path) -> SledOptions {
+    let mut options = SledOptions::new(path);
+    if let Some(mib) = args.cache_mib {
+        options = options.cache_bytes(mib * 1024 * 1024);
+    }
+    if let Some(workers) = args.workers {
+        options = options.worker_threads(workers);
+    }
+    options
+}
+
+struct Bench {
+    service: UserService,
+    admin: Caller,
+    repo: SledRepository,
+}
+
+fn bench(repo: SledRepository) -> Result<Bench, userstate::Error> {
+    let acme = OrgId::new("acme")?;
+    let admin = Caller::new(UserId::new("admin")?, acme.clone());
+    let grants = InMemoryAuthorizer::new();
+    grants.grant(&admin.user_id, &acme, [Permission::Read, Permission::Write]);
+    let service = UserService::new(Arc::new(repo.clone()), Arc::new(grants));
+    Ok(Bench {
+        service,
+        admin,
+        repo,
+    })
+}
+
+fn user(i: usize) -> Result<UserId, userstate::Error> {
+    UserId::new(format!("user-{i:08}"))
+}
+
+/// Creates users `0..count` with `CONCURRENT` callers; returns the elapsed time.
+async fn create_users(bench: &Bench, count: usize) -> Result<Duration, Box<dyn std::error::Error>> {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for caller in 0..CONCURRENT {
+        let (service, admin) = (bench.service.clone(), bench.admin.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = caller;
+            while i < count {
+                service
+                    .create(&admin, &user(i)?, InitialState::Active)
+                    .await?;
+                i += CONCURRENT;
+            }
+            Ok::<(), userstate::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(start.elapsed())
+}
+
+/// Lock+unlock pairs by `callers` concurrent callers, each on its own user,
+/// for `seconds`; returns commands per second.
+async fn lock_unlock(
+    bench: &Bench,
+    callers: usize,
+    seconds: f64,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for caller in 0..callers {
+        let (service, admin) = (bench.service.clone(), bench.admin.clone());
+        tasks.push(tokio::spawn(async move {
+            let id = user(caller)?;
+            let mut commands = 0u64;
+            while Instant::now() < deadline {
+                service.lock(&admin, &id, LockRequest::new()).await?;
+                service.unlock(&admin, &id).await?;
+                commands += 2;
+            }
+            Ok::<u64, userstate::Error>(commands)
+        }));
+    }
+    let mut commands = 0;
+    for task in tasks {
+        commands += task.await??;
+    }
+    Ok(commands as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn throughput(args: &Args, dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let users = args.users.max(CONCURRENT);
+    for durability in [Durability::Durable, Durability::Relaxed] {
+        let path = dir.join(format!("{durability:?}").to_lowercase());
+        let bench = bench(options(args, &path).durability(durability).open()?)?;
+        let created = create_users(&bench, users).await?;
+        println!(
+            "{durability:?}: created {users} users in {:.2} s ({:.0}/s)",
+            created.as_secs_f64(),
+            users as f64 / created.as_secs_f64()
+        );
+        let mut one = 0.0;
+        for callers in [1, CONCURRENT] {
+            let before = bench.repo.sync_stats();
+            let cpu_before = cpu_seconds();
+            let wall = Instant::now();
+            let rate = lock_unlock(&bench, callers, args.seconds).await?;
+            let after = bench.repo.sync_stats();
+            let cores = (cpu_seconds() - cpu_before) / wall.elapsed().as_secs_f64();
+            println!("  (CPU busy: {cores:.2} cores)");
+            let (commits, syncs) = (after.commits - before.commits, after.syncs - before.syncs);
+            let per_sync = if syncs == 0 {
+                String::new()
+            } else {
+                format!(", {:.1} commands per sync", commits as f64 / syncs as f64)
+            };
+            if callers == 1 {
+                one = rate;
+                println!("{durability:?}: lock+unlock, 1 caller: {rate:.0} ops/s{per_sync}");
+            } else {
+                println!(
+                    "{durability:?}: lock+unlock, {callers} callers: {rate:.0} ops/s ({:.1}x one caller){per_sync}",
+                    rate / one
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn load(args: &Args, path: PathBuf, count: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let durability = if args.relaxed {
+        Durability::Relaxed
+    } else {
+        Durability::Durable
+    };
+    let bench = bench(options(args, &path).durability(durability).open()?)?;
+    let elapsed = create_users(&bench, count).await?;
+    bench.repo.sync().await?;
+    let stats = bench.repo.sync_stats();
+    println!(
+        "{durability:?}: created {count} users in {:.1} s ({:.0}/s, {} syncs)",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64(),
+        stats.syncs
+    );
+    // Reads after the load, so the cache is exercised too.
+    let probe = user(count / 2)?;
+    let found = bench.service.get(&bench.admin, &probe).await?;
+    println!("probe {} sequence {}", found.id, found.sequence);
+    match peak_rss_kib() {
+        Some(kib) => println!("peak RSS (VmHWM): {} MiB", kib / 1024),
+        None => println!("peak RSS: not available (no /proc/self/status)"),
+    }
+    Ok(())
+}
+
+/// VmHWM from /proc/self/status, in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User plus system CPU time of the process so far, from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
