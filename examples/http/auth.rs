@@ -1,0 +1,255 @@
+//! Who is calling: a table of bearer tokens, each naming a caller and its
+//! grants, and the org header that picks the organisation a request targets.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use userstate::{Caller, Grants, InMemoryAuthorizer, OrgId, Permission, UserId};
+
+use super::error::HttpError;
+use super::AppState;
+
+/// The header naming the organisation a request targets (the seeds' org
+/// header); without it, a request targets the caller's own organisation.
+pub const ORG_HEADER: &str = "x-zitadel-orgid";
+
+/// The bearer tokens the server accepts: each maps to a [`Caller`] (acting
+/// user and its organisation) and the grants of that user.
+///
+/// The JSON form (`--tokens FILE`) is an object keyed by token:
+///
+/// ```json
+/// {
+///   "s3cret-acme-admin": {
+///     "userId": "acme-admin",
+///     "orgId": "acme",
+///     "grants": {"acme": ["user.read", "user.write", "user.delete"]}
+///   },
+///   "s3cret-root": {"userId": "root", "orgId": "acme",
+///                   "instanceGrants": ["user.read", "user.write", "user.delete"]}
+/// }
+/// ```
+///
+/// `grants` (per organisation) and `instanceGrants` (every organisation) are
+/// both optional; unknown fields and permissions are refused. Grants belong
+/// to the user, not the token: two tokens of one user share the union of
+/// their grants.
+///
+/// ```
+/// use userstate_examples::http::Tokens;
+/// let tokens = Tokens::from_json(r#"{"t1": {"userId": "u1", "orgId": "acme"}}"#).unwrap();
+/// assert_eq!(tokens.caller("t1").unwrap().user_id.as_str(), "u1");
+/// assert!(tokens.caller("t2").is_none());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    callers: HashMap<String, Caller>,
+    grants: HashMap<UserId, Grants>,
+}
+
+/// One entry of the JSON form.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TokenEntry {
+    user_id: UserId,
+    org_id: OrgId,
+    #[serde(default)]
+    grants: HashMap<OrgId, BTreeSet<Permission>>,
+    #[serde(default)]
+    instance_grants: BTreeSet<Permission>,
+}
+
+impl Tokens {
+    /// An empty table: every request is unauthenticated.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses the JSON form described on [`Tokens`].
+    ///
+    /// # Errors
+    /// A message naming what is wrong: not JSON, an unknown field or
+    /// permission, an invalid id, or an unusable token.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let entries: HashMap<String, TokenEntry> =
+            serde_json::from_str(text).map_err(|e| format!("token table: {e}"))?;
+        let mut tokens = Tokens::new();
+        for (token, entry) in entries {
+            let caller = Caller::new(entry.user_id, entry.org_id);
+            let grants = Grants {
+                orgs: entry.grants,
+                instance: entry.instance_grants,
+            };
+            tokens.insert(token, caller, grants)?;
+        }
+        Ok(tokens)
+    }
+
+    /// Reads and parses a token file.
+    ///
+    /// # Errors
+    /// The file cannot be read, or see [`Tokens::from_json`].
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Self::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Adds `token` for `caller`, whose user gains `grants`.
+    ///
+    /// # Errors
+    /// An empty token, or one with characters other than visible ASCII
+    /// (it could not be sent in an `Authorization` header).
+    pub fn insert(
+        &mut self,
+        token: impl Into<String>,
+        caller: Caller,
+        grants: Grants,
+    ) -> Result<(), String> {
+        let token = token.into();
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "token {token:?} must be non-empty visible ASCII without spaces"
+            ));
+        }
+        self.add_grants(caller.user_id.clone(), grants);
+        self.callers.insert(token, caller);
+        Ok(())
+    }
+
+    /// Adds every token of `other`; a token in both takes `other`'s caller.
+    pub fn extend(&mut self, other: Tokens) {
+        self.callers.extend(other.callers);
+        for (user, grants) in other.grants {
+            self.add_grants(user, grants);
+        }
+    }
+
+    fn add_grants(&mut self, user: UserId, grants: Grants) {
+        let held = self.grants.entry(user).or_default();
+        for (org, permissions) in grants.orgs {
+            held.orgs.entry(org).or_default().extend(permissions);
+        }
+        held.instance.extend(grants.instance);
+    }
+
+    /// The caller a token stands for.
+    pub fn caller(&self, token: &str) -> Option<&Caller> {
+        self.callers.get(token)
+    }
+
+    /// The number of tokens.
+    pub fn len(&self) -> usize {
+        self.callers.len()
+    }
+
+    /// True when no token is accepted.
+    pub fn is_empty(&self) -> bool {
+        self.callers.is_empty()
+    }
+
+    /// An authoriser granting what the tokens' users were granted.
+    pub fn authorizer(&self) -> InMemoryAuthorizer {
+        let authorizer = InMemoryAuthorizer::new();
+        for (user, grants) in &self.grants {
+            authorizer.set(user, grants.clone());
+        }
+        authorizer
+    }
+}
+
+/// The caller of a request, targeting the organisation of the org header.
+///
+/// Rejects with 401 (code 16) without a known bearer token, and with 400 for
+/// an org header that is not a valid organisation id.
+#[derive(Debug, Clone)]
+pub(crate) struct Authenticated(pub Caller);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate(state.tokens(), &parts.headers).map(Authenticated)
+    }
+}
+
+/// Finds the caller of the bearer token in `headers` and applies the org header.
+///
+/// # Errors
+/// 401 without a known bearer token; 400 for an invalid org header.
+pub(crate) fn authenticate(tokens: &Tokens, headers: &HeaderMap) -> Result<Caller, HttpError> {
+    let header = headers.get(AUTHORIZATION).ok_or_else(|| {
+        HttpError::unauthenticated("Authorization with a bearer token is required")
+    })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| HttpError::unauthenticated("Authorization must be Bearer <token>"))?;
+    let caller = tokens
+        .caller(token)
+        .cloned()
+        .ok_or_else(|| HttpError::unauthenticated("Bearer token is not valid"))?;
+    match headers.get(ORG_HEADER) {
+        None => Ok(caller),
+        Some(value) => {
+            // Organisation ids are UTF-8 text; `to_str` would refuse all but ASCII.
+            let text = std::str::from_utf8(value.as_bytes()).map_err(|_| {
+                HttpError::invalid(
+                    userstate::ids::INVALID_ORG_ID,
+                    format!("the {ORG_HEADER} header must be UTF-8 text"),
+                )
+            })?;
+            Ok(caller.in_org(OrgId::new(text)?))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_files_refuse_unknown_fields_permissions_and_bad_ids() {
+        let bad = [
+            r#"{"t": {"userId": "u", "orgId": "o", "role": "admin"}}"#,
+            r#"{"t": {"userId": "u", "orgId": "o", "grants": {"o": ["user.admin"]}}}"#,
+            r#"{"t": {"userId": "", "orgId": "o"}}"#,
+            r#"{"t": {"orgId": "o"}}"#,
+            r#"{"has space": {"userId": "u", "orgId": "o"}}"#,
+            r#"{"": {"userId": "u", "orgId": "o"}}"#,
+            r#"["t"]"#,
+        ];
+        for text in bad {
+            assert!(Tokens::from_json(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn grants_of_one_user_are_merged_across_tokens() {
+        let tokens = Tokens::from_json(
+            r#"{
+                "a": {"userId": "u", "orgId": "acme", "grants": {"acme": ["user.read"]}},
+                "b": {"userId": "u", "orgId": "acme", "grants": {"acme": ["user.write"]},
+                      "instanceGrants": ["user.delete"]}
+            }"#,
+        )
+        .unwrap();
+        assert_eq!(tokens.len(), 2);
+        let grants = &tokens.grants[&UserId::new("u").unwrap()];
+        let acme = OrgId::new("acme").unwrap();
+        assert!(grants.allows(&acme, Permission::Read));
+        assert!(grants.allows(&acme, Permission::Write));
+        assert!(grants.allows(&OrgId::new("globex").unwrap(), Permission::Delete));
+    }
+}

@@ -1,0 +1,581 @@
+//! The Management API v1 endpoints: lifecycle commands answering the seeds'
+//! v1 details, reads (get, search, changes), recording authentication checks,
+//! and the organisation's lockout policy.
+
+use std::collections::BTreeSet;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use userstate::{
+    DetailsBody, Error, EventPayload, Factor, FailedChecks, HistoryQuery, InitialState, ListQuery,
+    LockCause, LockReason, LockRequest, LockoutPolicy, OrgId, Permission, Timestamp, User, UserId,
+    UserState, V1Details, MAX_PAGE_SIZE,
+};
+
+use super::auth::Authenticated;
+use super::body::{self, JsonBody};
+use super::error::HttpError;
+use super::path::UserPath;
+use super::AppState;
+
+/// Handler results: a JSON body, or an error body.
+type Reply<T> = Result<Json<T>, HttpError>;
+
+/// Page size of a search that names none.
+const DEFAULT_SEARCH_LIMIT: u64 = 100;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/management/v1/users", post(create))
+        .route("/management/v1/users/_search", post(search))
+        .route("/management/v1/users/{id}", get(get_user).delete(remove))
+        .route("/management/v1/users/{id}/_lock", post(lock))
+        .route("/management/v1/users/{id}/_unlock", post(unlock))
+        .route("/management/v1/users/{id}/_deactivate", post(deactivate))
+        .route("/management/v1/users/{id}/_reactivate", post(reactivate))
+        .route("/management/v1/users/{id}/changes/_search", post(changes))
+        .route(
+            "/management/v1/users/{id}/_record_check",
+            post(record_check),
+        )
+        .route(
+            "/management/v1/policies/lockout",
+            get(get_lockout_policy).put(set_lockout_policy),
+        )
+}
+
+/// The body of commands that take no arguments: `{}` or nothing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoArguments {}
+
+/// The body of a lock: `{}`, or a reason and an RFC 3339 expiry.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct LockArguments {
+    reason: Option<String>,
+    until: Option<String>,
+}
+
+impl LockArguments {
+    /// Validates into the library's request (reason length, RFC 3339 time).
+    pub(crate) fn into_request(self) -> Result<LockRequest, Error> {
+        let mut request = LockRequest::new();
+        if let Some(reason) = self.reason {
+            request = request.reason(LockReason::new(reason)?);
+        }
+        if let Some(until) = self.until {
+            request = request.until(Timestamp::parse_rfc3339(&until)?);
+        }
+        Ok(request)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateArguments {
+    user_id: String,
+    state: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Created {
+    user_id: UserId,
+    details: V1Details,
+}
+
+/// `POST /management/v1/users`: creates a user, active unless `state` says
+/// `USER_STATE_INITIAL`.
+async fn create(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    JsonBody(arguments): JsonBody<CreateArguments>,
+) -> Reply<Created> {
+    let user = UserId::new(arguments.user_id)?;
+    let initial = match arguments
+        .state
+        .as_deref()
+        .map(UserState::parse)
+        .transpose()?
+    {
+        None | Some(UserState::Active) => InitialState::Active,
+        Some(UserState::Initial) => InitialState::Initial,
+        Some(_) => {
+            return Err(HttpError::invalid(
+                userstate::ids::INVALID_NAME,
+                "a user is created in USER_STATE_ACTIVE or USER_STATE_INITIAL",
+            ))
+        }
+    };
+    let details = state.service().create(&caller, &user, initial).await?;
+    Ok(Json(Created {
+        user_id: user,
+        details: details.to_v1().details,
+    }))
+}
+
+async fn lock(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    UserPath(user): UserPath,
+    JsonBody(arguments): JsonBody<LockArguments>,
+) -> Reply<DetailsBody<V1Details>> {
+    let request = arguments.into_request()?;
+    let details = state.service().lock(&caller, &user, request).await?;
+    Ok(Json(details.to_v1()))
+}
+
+async fn unlock(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    UserPath(user): UserPath,
+    JsonBody(NoArguments {}): JsonBody<NoArguments>,
+) -> Reply<DetailsBody<V1Details>> {
+    let details = state.service().unlock(&caller, &user).await?;
+    Ok(Json(details.to_v1()))
+}
+
+async fn deactivate(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    UserPath(user): UserPath,
+    JsonBody(NoArguments {}): JsonBody<NoArguments>,
+) -> Reply<DetailsBody<V1Details>> {
+    let details = state.service().deactivate(&caller, &user).await?;
+    Ok(Json(details.to_v1()))
+}
+
+async fn reactivate(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    UserPath(user): UserPath,
+    JsonBody(NoArguments {}): JsonBody<NoArguments>,
+) -> Reply<DetailsBody<V1Details>> {
+    let details = state.service().reactivate(&caller, &user).await?;
+    Ok(Json(details.to_v1()))
+}
+
+/// `DELETE /management/v1/users/{id}`: removes the user (needs `user.delete`).
+async fn remove(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    UserPath(user): UserPath,
+) -> Reply<DetailsBody<V1Details>> {
+    let details = state.service().remove(&caller, &user).await?;
+    Ok(Json(details.to_v1()))
+}
+
+/// A user as the v1 reads show it. `lock` only while locked, `failedChecks`
+/// only when a factor has failures (proto3 JSON leaves out empty fields).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserView {
+    id: UserId,
+    state: &'static str,
+    details: V1Details,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lock: Option<LockView>,
+    #[serde(skip_serializing_if = "FailedChecks::is_empty")]
+    failed_checks: FailedChecks,
+}
+
+/// The lock of a locked user: why (if said), until when (if temporary),
+/// since when, and whether a caller (`command`) or the lockout policy
+/// (`lockout`) locked it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LockView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<LockReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<Timestamp>,
+    locked_at: Timestamp,
+    cause: LockCause,
+}
+
+impl From<User> for UserView {
+    fn from(user: User) -> Self {
+        UserView {
+            state: user.state.api_name(),
+            details: user.details().to_v1().details,
+            lock: user.lock.map(|lock| LockView {
+                reason: lock.reason,
+                expires_at: lock.expires_at,
+                locked_at: lock.locked_at,
+                cause: lock.cause,
+            }),
+            failed_checks: user.failed_checks,
+            id: user.id,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct UserReply {
+    user: UserView,
+}
+
+/// `GET /management/v1/users/{id}`.
+async fn get_user(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    UserPath(user): UserPath,
+) -> Reply<UserReply> {
+    let user = state.service().get(&caller, &user).await?;
+    Ok(Json(UserReply { user: user.into() }))
+}
+
+/// `{"query":{"offset":"0","limit":100,"asc":true},"queries":[{"stateQuery":{"state":"USER_STATE_LOCKED"}}]}`
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SearchArguments {
+    #[serde(default)]
+    query: Window,
+    #[serde(default)]
+    queries: Vec<SearchQuery>,
+}
+
+/// Offset and limit, as numbers or decimal strings. Results are ordered by
+/// user id; only ascending order exists.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Window {
+    #[serde(default, deserialize_with = "body::uint")]
+    offset: Option<u64>,
+    #[serde(default, deserialize_with = "body::uint")]
+    limit: Option<u64>,
+    asc: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SearchQuery {
+    state_query: StateQuery,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateQuery {
+    state: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListDetails {
+    total_result: String,
+}
+
+#[derive(Debug, Serialize)]
+struct SearchReply {
+    details: ListDetails,
+    result: Vec<UserView>,
+}
+
+/// `POST /management/v1/users/_search`: the target organisation's users,
+/// ordered by id, optionally in one state (several state queries must all
+/// hold). `limit` 0 or absent means 100, at most 1000.
+///
+/// The library pages by key (`ListQuery::after`), not by offset, so this
+/// walks every page to count `totalResult` and cut out the window: O(users
+/// of the organisation) per search, and pages read at slightly different
+/// moments under concurrent writes. Fine for an example; a large
+/// deployment would expose the keyset cursor instead.
+async fn search(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    JsonBody(arguments): JsonBody<SearchArguments>,
+) -> Reply<SearchReply> {
+    let Window { offset, limit, asc } = arguments.query;
+    if asc == Some(false) {
+        return Err(HttpError::invalid(
+            userstate::ids::INVALID_QUERY,
+            "only ascending order (by user id) is supported",
+        ));
+    }
+    let offset = offset.unwrap_or(0);
+    let limit = match limit.unwrap_or(0) {
+        0 => DEFAULT_SEARCH_LIMIT,
+        n if n > u64::from(MAX_PAGE_SIZE) => {
+            return Err(HttpError::invalid(
+                userstate::ids::INVALID_QUERY,
+                format!("limit must be at most {MAX_PAGE_SIZE}"),
+            ))
+        }
+        n => n,
+    };
+    let mut states = BTreeSet::new();
+    for query in arguments.queries {
+        match query.state_query.state.as_str() {
+            "USER_STATE_UNSPECIFIED" => {}
+            name => {
+                states.insert(UserState::parse(name)?);
+            }
+        }
+    }
+    let mut states = states.into_iter();
+    let mut query = ListQuery {
+        state: states.next(),
+        after: None,
+        limit: MAX_PAGE_SIZE,
+    };
+    if states.next().is_some() {
+        // No user is in two states at once. Still authorise and validate.
+        query.limit = 1;
+        state.service().list(&caller, &query).await?;
+        return Ok(Json(SearchReply {
+            details: ListDetails {
+                total_result: "0".to_owned(),
+            },
+            result: Vec::new(),
+        }));
+    }
+    let mut total: u64 = 0;
+    let mut result = Vec::new();
+    loop {
+        let page = state.service().list(&caller, &query).await?;
+        let last_page = page.users.is_empty() || page.next_after.is_none();
+        for user in page.users {
+            if total >= offset && (result.len() as u64) < limit {
+                result.push(UserView::from(user));
+            }
+            total += 1;
+        }
+        if last_page {
+            break;
+        }
+        query.after = page.next_after;
+    }
+    Ok(Json(SearchReply {
+        details: ListDetails {
+            total_result: total.to_string(),
+        },
+        result,
+    }))
+}
+
+/// `{"query":{"sequence":"0","limit":100,"asc":true}}`: events after
+/// `sequence`, at most `limit` (0 or absent: 1000), oldest first.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ChangesArguments {
+    #[serde(default)]
+    query: ChangesWindow,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ChangesWindow {
+    #[serde(default, deserialize_with = "body::uint")]
+    sequence: Option<u64>,
+    #[serde(default, deserialize_with = "body::uint")]
+    limit: Option<u64>,
+    asc: Option<bool>,
+}
+
+/// One event of a user's history.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Change {
+    sequence: String,
+    creation_date: Timestamp,
+    event_type: EventType,
+    editor_id: UserId,
+    resource_owner_id: OrgId,
+    payload: Value,
+}
+
+#[derive(Debug, Serialize)]
+struct EventType {
+    key: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct ChangesReply {
+    result: Vec<Change>,
+}
+
+/// `POST /management/v1/users/{id}/changes/_search`: the user's events,
+/// oldest first: `{"result":[{"sequence":"1","creationDate":...,
+/// "eventType":{"key":"user.added"},"editorId":...,"resourceOwnerId":...,
+/// "payload":{"state":"USER_STATE_ACTIVE"}}]}`. The history of a removed
+/// user stays readable.
+async fn changes(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    UserPath(user): UserPath,
+    JsonBody(arguments): JsonBody<ChangesArguments>,
+) -> Reply<ChangesReply> {
+    let ChangesWindow {
+        sequence,
+        limit,
+        asc,
+    } = arguments.query;
+    if asc == Some(false) {
+        return Err(HttpError::invalid(
+            userstate::ids::INVALID_QUERY,
+            "only ascending order (oldest first) is supported",
+        ));
+    }
+    let query = HistoryQuery {
+        after_sequence: sequence.unwrap_or(0),
+        // Out of range values are refused by the library's validation.
+        limit: match limit.unwrap_or(0) {
+            0 => MAX_PAGE_SIZE,
+            n => u32::try_from(n).unwrap_or(u32::MAX),
+        },
+    };
+    let events = state.service().history(&caller, &user, query).await?;
+    let result = events
+        .into_iter()
+        .map(|event| Change {
+            sequence: event.sequence.to_string(),
+            creation_date: event.created_at,
+            event_type: EventType {
+                key: event.event_type(),
+            },
+            payload: payload(&event.payload),
+            editor_id: event.creator,
+            resource_owner_id: event.org_id,
+        })
+        .collect();
+    Ok(Json(ChangesReply { result }))
+}
+
+/// What an event carries beyond its type: the created state, a lock's
+/// reason, expiry and cause, an unlock's cause, a check's factor.
+fn payload(payload: &EventPayload) -> Value {
+    match payload {
+        EventPayload::Added { state } => {
+            json!({ "state": UserState::from(*state).api_name() })
+        }
+        EventPayload::Locked {
+            reason,
+            expires_at,
+            cause,
+        } => {
+            let mut fields = Map::new();
+            if let Some(reason) = reason {
+                fields.insert("reason".into(), json!(reason));
+            }
+            if let Some(at) = expires_at {
+                fields.insert("expiresAt".into(), json!(at));
+            }
+            fields.insert("cause".into(), json!(cause));
+            Value::Object(fields)
+        }
+        EventPayload::Unlocked { cause } => json!({ "cause": cause }),
+        EventPayload::CheckSucceeded { factor } | EventPayload::CheckFailed { factor } => {
+            json!({ "factor": factor })
+        }
+        _ => json!({}),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckArguments {
+    factor: String,
+    succeeded: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CheckReply {
+    details: V1Details,
+    state: &'static str,
+    failed_attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remaining_attempts: Option<u32>,
+    locked: bool,
+}
+
+/// `POST /management/v1/users/{id}/_record_check`: records the outcome of a
+/// check the host made (`factor`: `password`, `totp`, `sms`, `email`). The
+/// failure that reaches the organisation's limit locks the user (`locked`:
+/// true); a check on a locked user is refused with 400 `User is locked`.
+/// `remainingAttempts` is left out when the policy never locks.
+async fn record_check(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    UserPath(user): UserPath,
+    JsonBody(arguments): JsonBody<CheckArguments>,
+) -> Reply<CheckReply> {
+    let factor = Factor::parse(&arguments.factor)?;
+    let record = state
+        .service()
+        .record_check(&caller, &user, factor, arguments.succeeded)
+        .await?;
+    Ok(Json(CheckReply {
+        details: record.details.to_v1().details,
+        state: record.state.api_name(),
+        failed_attempts: record.failed_attempts,
+        remaining_attempts: record.remaining_attempts,
+        locked: record.locked,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PolicyReply {
+    org_id: OrgId,
+    policy: LockoutPolicy,
+}
+
+/// `PUT /management/v1/policies/lockout`: sets the lockout policy of the
+/// target organisation (the org header's, by default the caller's own);
+/// needs `user.write` there. The body is a [`LockoutPolicy`] in camelCase,
+/// missing fields take their defaults, unknown ones are refused. Policies
+/// live in the server's memory: a restart returns to the default.
+async fn set_lockout_policy(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    JsonBody(fields): JsonBody<Map<String, Value>>,
+) -> Reply<PolicyReply> {
+    let policy = parse_policy(fields)?;
+    policy.validate()?;
+    state.authorize(&caller, Permission::Write).await?;
+    let org = caller.target().clone();
+    state
+        .service()
+        .lockout_policies()
+        .set_org(&org, policy.clone())?;
+    Ok(Json(PolicyReply {
+        org_id: org,
+        policy,
+    }))
+}
+
+/// `GET /management/v1/policies/lockout`: the policy in force for the target
+/// organisation (its own or the instance default); needs `user.read`.
+async fn get_lockout_policy(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Reply<PolicyReply> {
+    state.authorize(&caller, Permission::Read).await?;
+    let org = caller.target().clone();
+    let policy = state.service().lockout_policies().policy_for(&org);
+    Ok(Json(PolicyReply {
+        org_id: org,
+        policy,
+    }))
+}
+
+/// The core type fills missing fields with defaults and ignores unknown ones;
+/// a misspelt limit must not silently mean "never lock", so unknown fields
+/// are refused here.
+fn parse_policy(fields: Map<String, Value>) -> Result<LockoutPolicy, HttpError> {
+    let invalid = |message: String| HttpError::invalid(userstate::ids::INVALID_POLICY, message);
+    let known = match serde_json::to_value(LockoutPolicy::default()) {
+        Ok(Value::Object(known)) => known,
+        _ => return Err(Error::internal("lockout policy is not a JSON object").into()),
+    };
+    if let Some(unknown) = fields.keys().find(|key| !known.contains_key(*key)) {
+        return Err(invalid(format!("unknown lockout policy field `{unknown}`")));
+    }
+    serde_json::from_value(Value::Object(fields))
+        .map_err(|e| invalid(format!("lockout policy is not valid: {e}")))
+}

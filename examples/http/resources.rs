@@ -1,0 +1,42 @@
+//! The Resources API v3alpha endpoints of the seeds: lock and unlock,
+//! answering `{"details":{"id","created","changed","owner":{"type","id"}}}`.
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use userstate::{DetailsBody, V3Details};
+
+use super::auth::Authenticated;
+use super::body::JsonBody;
+use super::error::HttpError;
+use super::management::{LockArguments, NoArguments};
+use super::path::UserPath;
+use super::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/resources/v3alpha/users/{id}/_lock", post(lock))
+        .route("/resources/v3alpha/users/{id}/_unlock", post(unlock))
+}
+
+/// Takes the same optional body as the v1 lock (`reason`, `until`).
+async fn lock(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    UserPath(user): UserPath,
+    JsonBody(arguments): JsonBody<LockArguments>,
+) -> Result<Json<DetailsBody<V3Details>>, HttpError> {
+    let request = arguments.into_request()?;
+    let details = state.service().lock(&caller, &user, request).await?;
+    Ok(Json(details.to_v3alpha()))
+}
+
+async fn unlock(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    UserPath(user): UserPath,
+    JsonBody(NoArguments {}): JsonBody<NoArguments>,
+) -> Result<Json<DetailsBody<V3Details>>, HttpError> {
+    let details = state.service().unlock(&caller, &user).await?;
+    Ok(Json(details.to_v3alpha()))
+}
