@@ -1,0 +1,190 @@
+//! The library as an HTTP service: the seeds' Management v1 and Resources
+//! v3alpha endpoints and ZITADEL's v2 User service (Connect, JSON).
+//!
+//! ```text
+//! cargo run --example http_service -- --demo
+//! cargo run --example http_service -- --db memory --listen 127.0.0.1:9000 --tokens tokens.json
+//! ```
+//!
+//! Flags: `--db sqlite:PATH | sled:PATH | memory` (default: SQLite in the
+//! system temp dir, or memory while this build has no SQLite backend),
+//! `--listen ADDR` (default 127.0.0.1:8080), `--tokens FILE` (see
+//! `userstate_examples::http::Tokens`), `--demo` (demo organisations, users and
+//! tokens, and curl commands to try). Logs go to stderr; `RUST_LOG` filters
+//! them (default `info`). Ctrl-C (or SIGTERM) stops it after the requests in
+//! flight.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+use userstate::UserRepository;
+use userstate_examples::backend;
+use userstate_examples::http::{self, AppState, Tokens};
+
+const USAGE: &str = "\
+usage: http_service [--db sqlite:PATH | sled:PATH | memory] [--listen ADDR] [--tokens FILE] [--demo]
+
+  --db SPEC      storage backend (default: sqlite:<temp dir>/userstate-http.sqlite3,
+                 or memory when that cannot be opened)
+  --listen ADDR  address to serve on (default 127.0.0.1:8080)
+  --tokens FILE  bearer tokens: {\"TOKEN\": {\"userId\", \"orgId\", \"grants\"?, \"instanceGrants\"?}}
+  --demo         organisations acme and globex with users and tokens, and curl commands";
+
+/// The command line.
+#[derive(Debug)]
+struct Options {
+    db: Option<String>,
+    listen: SocketAddr,
+    tokens: Option<PathBuf>,
+    demo: bool,
+}
+
+impl Options {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
+        let mut options = Options {
+            db: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tokens: None,
+            demo: false,
+        };
+        while let Some(flag) = args.next() {
+            let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--db" => options.db = Some(value()?),
+                "--listen" => {
+                    let text = value()?;
+                    options.listen = text
+                        .parse()
+                        .map_err(|e| format!("--listen {text:?}: {e}"))?;
+                }
+                "--tokens" => options.tokens = Some(PathBuf::from(value()?)),
+                "--demo" => options.demo = true,
+                "-h" | "--help" => return Err(String::new()),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let options = match Options::parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) if message.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("{message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: Options) -> Result<(), String> {
+    let repository = open_backend(options.db.as_deref())?;
+    let tokens = match &options.tokens {
+        Some(path) => Tokens::load(path)?,
+        None => Tokens::new(),
+    };
+    let state = if options.demo {
+        http::demo(repository, tokens)
+            .await
+            .map_err(|e| format!("demo setup: {e}"))?
+    } else if tokens.is_empty() {
+        return Err("no tokens: pass --tokens FILE or --demo".to_owned());
+    } else {
+        AppState::new(repository, tokens)
+    };
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| format!("listening socket: {e}"))?;
+    tracing::info!(%address, tokens = state.tokens().len(), "serving");
+    if options.demo {
+        println!("{}", http::demo_curl_commands(&format!("http://{address}")));
+    }
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The backend `--db` names; without `--db`, SQLite in the temp dir, or
+/// memory (with a warning saying why) when this build cannot open it.
+fn open_backend(spec: Option<&str>) -> Result<Arc<dyn UserRepository>, String> {
+    if let Some(spec) = spec {
+        let repository = backend::open(spec)?;
+        tracing::info!(backend = spec, "storage");
+        return Ok(repository);
+    }
+    let default = format!(
+        "sqlite:{}",
+        std::env::temp_dir()
+            .join("userstate-http.sqlite3")
+            .display()
+    );
+    match backend::open(&default) {
+        Ok(repository) => {
+            tracing::info!(backend = %default, "storage");
+            Ok(repository)
+        }
+        Err(message) => {
+            tracing::warn!(%message, "default backend unavailable; storing in memory");
+            backend::open("memory")
+        }
+    }
+}
+
+/// Resolves on Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
