@@ -154,7 +154,7 @@ fn open_backend(spec: Option<&str>) -> Result<Arc<dyn UserRepository>, String> {
             Ok(repository)
         }
         Err(message) => {
-            tracing::warn!(%message, "default backend unavailable; storing in memory");
+            tracing::warn!(reason = %message, "default backend unavailable; storing in memory");
             backend::open("memory")
         }
     }

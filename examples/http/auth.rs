@@ -2,6 +2,7 @@
 //! grants, and the org header that picks the organisation a request targets.
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt;
 use std::path::Path;
 
 use axum::extract::FromRequestParts;
@@ -46,10 +47,21 @@ pub const ORG_HEADER: &str = "x-zitadel-orgid";
 /// assert_eq!(tokens.caller("t1").unwrap().user_id.as_str(), "u1");
 /// assert!(tokens.caller("t2").is_none());
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Tokens {
     callers: HashMap<String, Caller>,
     grants: HashMap<UserId, Grants>,
+}
+
+/// Shows how many tokens there are, never the tokens themselves (they are
+/// secrets, and `AppState` may end up in a log).
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tokens")
+            .field("tokens", &self.callers.len())
+            .field("users", &self.grants.len())
+            .finish()
+    }
 }
 
 /// One entry of the JSON form.
@@ -246,6 +258,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(tokens.len(), 2);
+        assert_eq!(format!("{tokens:?}"), "Tokens { tokens: 2, users: 1 }");
         let grants = &tokens.grants[&UserId::new("u").unwrap()];
         let acme = OrgId::new("acme").unwrap();
         assert!(grants.allows(&acme, Permission::Read));
