@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use userstate::{DetailsBody, UserId, V1Details};
+use userstate::{DetailsBody, LockRequest, UserId, V1Details};
 
 use super::auth::authenticate;
 use super::body;
@@ -88,7 +88,7 @@ async fn dispatch(state: &AppState, request: Request) -> Result<Response, HttpEr
     let user = UserId::new(user_id)?;
     let service = state.service();
     let details = match method {
-        Method::Lock => service.lock(&caller, &user, Default::default()).await?,
+        Method::Lock => service.lock(&caller, &user, LockRequest::new()).await?,
         Method::Unlock => service.unlock(&caller, &user).await?,
         Method::Deactivate => service.deactivate(&caller, &user).await?,
         Method::Reactivate => service.reactivate(&caller, &user).await?,

@@ -5,14 +5,14 @@
 use std::collections::BTreeSet;
 
 use axum::extract::State;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use userstate::{
-    DetailsBody, Error, EventPayload, Factor, FailedChecks, HistoryQuery, InitialState, ListQuery,
-    LockCause, LockReason, LockRequest, LockoutPolicy, OrgId, Permission, Timestamp, User, UserId,
-    UserState, V1Details, MAX_PAGE_SIZE,
+    Command, DetailsBody, Error, EventPayload, Factor, FailedChecks, HistoryQuery, InitialState,
+    ListQuery, LockCause, LockReason, LockRequest, LockoutPolicy, OrgId, Permission, Timestamp,
+    User, UserId, UserState, V1Details, MAX_PAGE_SIZE,
 };
 
 use super::auth::Authenticated;
@@ -33,9 +33,18 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/management/v1/users/_search", post(search))
         .route("/management/v1/users/{id}", get(get_user).delete(remove))
         .route("/management/v1/users/{id}/_lock", post(lock))
-        .route("/management/v1/users/{id}/_unlock", post(unlock))
-        .route("/management/v1/users/{id}/_deactivate", post(deactivate))
-        .route("/management/v1/users/{id}/_reactivate", post(reactivate))
+        .route(
+            "/management/v1/users/{id}/_unlock",
+            plain_command(Command::Unlock),
+        )
+        .route(
+            "/management/v1/users/{id}/_deactivate",
+            plain_command(Command::Deactivate),
+        )
+        .route(
+            "/management/v1/users/{id}/_reactivate",
+            plain_command(Command::Reactivate),
+        )
         .route("/management/v1/users/{id}/changes/_search", post(changes))
         .route(
             "/management/v1/users/{id}/_record_check",
@@ -129,34 +138,18 @@ async fn lock(
     Ok(Json(details.to_v1()))
 }
 
-async fn unlock(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    UserPath(user): UserPath,
-    JsonBody(NoArguments {}): JsonBody<NoArguments>,
-) -> Reply<DetailsBody<V1Details>> {
-    let details = state.service().unlock(&caller, &user).await?;
-    Ok(Json(details.to_v1()))
-}
-
-async fn deactivate(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    UserPath(user): UserPath,
-    JsonBody(NoArguments {}): JsonBody<NoArguments>,
-) -> Reply<DetailsBody<V1Details>> {
-    let details = state.service().deactivate(&caller, &user).await?;
-    Ok(Json(details.to_v1()))
-}
-
-async fn reactivate(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    UserPath(user): UserPath,
-    JsonBody(NoArguments {}): JsonBody<NoArguments>,
-) -> Reply<DetailsBody<V1Details>> {
-    let details = state.service().reactivate(&caller, &user).await?;
-    Ok(Json(details.to_v1()))
+/// `POST` of a command without arguments (body `{}` or empty), answering
+/// v1 details: `_unlock`, `_deactivate`, `_reactivate`.
+fn plain_command(command: Command) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>,
+              Authenticated(caller): Authenticated,
+              UserPath(user): UserPath,
+              JsonBody(NoArguments {}): JsonBody<NoArguments>| async move {
+            let details = state.service().execute(&caller, &user, command).await?;
+            Reply::Ok(Json(details.to_v1()))
+        },
+    )
 }
 
 /// `DELETE /management/v1/users/{id}`: removes the user (needs `user.delete`).
