@@ -10,7 +10,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tempfile::TempDir;
 use userstate::{
-    Commit, Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserRepository,
+    Caller, Commit, Event, EventPayload, HistoryQuery, InMemoryAuthorizer, InitialState, ListQuery,
+    LockRequest, OrgId, Page, Permission, Result, Timestamp, User, UserId, UserRepository,
+    UserService, MAX_PAGE_SIZE,
 };
 use userstate_sqlite::{Durability, SqliteOptions, SqliteRepository};
 
@@ -129,4 +131,133 @@ impl UserRepository for TwoHandles {
     async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page> {
         self.handle().list(org, query).await
     }
+}
+
+/// A service on a repository with an administrator of `acme`.
+#[derive(Debug, Clone)]
+pub struct Cast {
+    pub service: UserService,
+    pub admin: Caller,
+    pub acme: OrgId,
+}
+
+impl Cast {
+    pub fn new(repo: Arc<dyn UserRepository>) -> Self {
+        Self::with_admin(repo, "acme-admin")
+    }
+
+    /// The same cast with the administrator called `admin`.
+    pub fn with_admin(repo: Arc<dyn UserRepository>, admin: &str) -> Self {
+        let acme = OrgId::new("acme").expect("org");
+        let admin = Caller::new(user(admin), acme.clone());
+        let grants = InMemoryAuthorizer::new();
+        grants.grant(
+            &admin.user_id,
+            &acme,
+            [Permission::Read, Permission::Write, Permission::Delete],
+        );
+        Cast {
+            service: UserService::new(repo, Arc::new(grants)),
+            admin,
+            acme,
+        }
+    }
+
+    /// Creates active users `{prefix}-0` .. `{prefix}-{count - 1}`.
+    pub async fn create_users(&self, prefix: &str, count: usize) -> Vec<UserId> {
+        let mut ids = Vec::with_capacity(count);
+        for i in 0..count {
+            let id = user(&format!("{prefix}-{i}"));
+            self.service
+                .create(&self.admin, &id, InitialState::Active)
+                .await
+                .expect("create");
+            ids.push(id);
+        }
+        ids
+    }
+}
+
+pub fn user(id: &str) -> UserId {
+    UserId::new(id).expect("valid user id")
+}
+
+/// The payloads of `user.locked` and `user.unlocked` as the service decides
+/// them, taken from a scratch repository so tests can build commits by hand
+/// whatever fields the payloads carry.
+pub fn lock_and_unlock_payloads() -> (EventPayload, EventPayload) {
+    futures::executor::block_on(async {
+        let cast = Cast::new(in_memory());
+        let id = user("template");
+        let s = &cast.service;
+        s.create(&cast.admin, &id, InitialState::Active)
+            .await
+            .expect("create");
+        s.lock(&cast.admin, &id, LockRequest::new())
+            .await
+            .expect("lock");
+        s.unlock(&cast.admin, &id).await.expect("unlock");
+        let history = all_events(&*cast.service.repository().clone(), &id).await;
+        match &history[..] {
+            [_, locked, unlocked] => (locked.payload.clone(), unlocked.payload.clone()),
+            other => panic!("unexpected template history {other:?}"),
+        }
+    })
+}
+
+/// A commit of `payloads` on `before`, decided at sequence `expected` (which
+/// may be stale on purpose), numbered from `expected + 1`.
+pub fn commit_after(before: &User, expected: u64, payloads: &[EventPayload]) -> Commit {
+    let events: Vec<Event> = payloads
+        .iter()
+        .zip(expected + 1..)
+        .map(|(payload, sequence)| Event {
+            user_id: before.id.clone(),
+            org_id: before.org_id.clone(),
+            sequence,
+            created_at: Timestamp::from_unix_millis(1_718_261_077_424).expect("time"),
+            creator: user("acme-admin"),
+            payload: payload.clone(),
+        })
+        .collect();
+    let snapshot = events
+        .iter()
+        .fold(before.clone(), |user, event| User::apply(Some(user), event));
+    Commit {
+        expected_sequence: expected,
+        events,
+        snapshot,
+    }
+}
+
+/// Every stored event of `id`, page by page.
+pub async fn all_events(repo: &dyn UserRepository, id: &UserId) -> Vec<Event> {
+    let mut events = Vec::new();
+    loop {
+        let query = HistoryQuery {
+            after_sequence: events.len() as u64,
+            limit: MAX_PAGE_SIZE,
+        };
+        let page = repo.history(id, query).await.expect("history");
+        if page.is_empty() {
+            return events;
+        }
+        events.extend(page);
+    }
+}
+
+/// Asserts the stored history of `id` has no gaps and its replay is the
+/// stored snapshot; returns the history.
+pub async fn assert_exact_history(repo: &dyn UserRepository, id: &UserId) -> Vec<Event> {
+    let history = all_events(repo, id).await;
+    for (event, expected) in history.iter().zip(1u64..) {
+        assert_eq!(event.sequence, expected, "gap in the history of {id}");
+    }
+    let snapshot = repo.load(id).await.expect("load");
+    assert_eq!(
+        snapshot,
+        User::replay(&history),
+        "snapshot of {id} is not the replay"
+    );
+    history
 }
