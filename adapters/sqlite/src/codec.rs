@@ -181,3 +181,79 @@ fn to_json(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(value)
         .map_err(|e| Error::internal("a value cannot be encoded as JSON").with_source(e))
 }
+
+#[cfg(test)]
+mod tests {
+    use userstate::{ids, InitialState};
+
+    use super::*;
+
+    fn added(user: &str, sequence: u64) -> Event {
+        Event {
+            user_id: UserId::new(user).unwrap(),
+            org_id: OrgId::new("acme").unwrap(),
+            sequence,
+            created_at: Timestamp::UNIX_EPOCH,
+            creator: UserId::new("admin").unwrap(),
+            payload: EventPayload::Added {
+                state: InitialState::Active,
+            },
+        }
+    }
+
+    fn commit(expected_sequence: u64, events: Vec<Event>) -> Commit {
+        let snapshot = User::replay(&[added("alice", 1)]).unwrap();
+        Commit {
+            expected_sequence,
+            events,
+            snapshot,
+        }
+    }
+
+    #[test]
+    fn a_well_formed_commit_round_trips() {
+        let encoded = encode_commit(&commit(0, vec![added("alice", 1)])).unwrap();
+        let row = UserRow {
+            id: encoded.user_id.clone(),
+            org: encoded.org.clone(),
+            state: encoded.state.to_owned(),
+            sequence: encoded.sequence,
+            snapshot: encoded.snapshot.clone(),
+        };
+        assert_eq!(decode_user(&row).unwrap(), commit(0, vec![]).snapshot);
+        let event = &encoded.events[0];
+        let row = EventRow {
+            sequence: event.sequence,
+            org: event.org.clone(),
+            event_type: event.event_type.to_owned(),
+            created_at: event.created_at,
+            creator: event.creator.clone(),
+            payload: event.payload.clone(),
+        };
+        let alice = UserId::new("alice").unwrap();
+        assert_eq!(decode_event(&alice, &row).unwrap(), added("alice", 1));
+
+        let mislabelled = EventRow {
+            event_type: "user.locked".to_owned(),
+            ..row
+        };
+        assert_eq!(
+            decode_event(&alice, &mislabelled).unwrap_err().id(),
+            ids::CORRUPT
+        );
+    }
+
+    #[test]
+    fn malformed_commits_are_refused_before_the_writer() {
+        for malformed in [
+            commit(0, vec![]),
+            commit(0, vec![added("alice", 2)]),
+            commit(1, vec![added("alice", 1)]),
+            commit(0, vec![added("bob", 1)]),
+            commit(0, vec![added("alice", 1), added("alice", 2)]),
+        ] {
+            let err = encode_commit(&malformed).unwrap_err();
+            assert_eq!(err.id(), ids::INTERNAL, "{malformed:?}");
+        }
+    }
+}

@@ -108,6 +108,12 @@ pub const SCHEMA_VERSION: i64 = schema::SCHEMA_VERSION;
 ///
 /// A command whose future is dropped after the append was queued may still
 /// be stored, as with any database: the service's next command sees it.
+///
+/// Beyond the [`UserRepository`] contract, `append` refuses with Internal,
+/// before anything is written, a commit that is not what the contract
+/// describes: no events, events not numbered from `expected_sequence + 1`,
+/// events of another user, or a snapshot not at the last event. The service
+/// never builds one; a hand-made one is a bug better caught than stored.
 #[derive(Clone)]
 pub struct SqliteRepository {
     inner: Arc<Inner>,

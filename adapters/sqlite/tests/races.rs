@@ -270,3 +270,33 @@ fn parse_success(line: &str) -> Option<Success> {
     };
     Some((id, kind, words.next()?.parse().ok()?))
 }
+
+/// Another connection holding the write lock past the busy timeout makes a
+/// command Unavailable, writes nothing, and the next command succeeds once
+/// the lock is released.
+#[test]
+fn a_lock_held_past_the_busy_timeout_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::db_path(dir.path());
+    let repo = relaxed()
+        .busy_timeout(Duration::from_millis(100))
+        .open(&path)
+        .unwrap();
+    let cast = Cast::new(repo.clone().into());
+    let ids = block_on(cast.create_users("busy", 1));
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let started = Instant::now();
+    let err = block_on(cast.service.lock(&cast.admin, &ids[0], LockRequest::new()))
+        .expect_err("the write lock is held");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    // Reads do not need the write lock.
+    assert_eq!(block_on(repo.load(&ids[0])).unwrap().unwrap().sequence, 1);
+
+    holder.execute_batch("ROLLBACK").unwrap();
+    block_on(cast.service.lock(&cast.admin, &ids[0], LockRequest::new())).unwrap();
+    let history = block_on(common::assert_exact_history(&repo, &ids[0]));
+    assert_eq!(history.len(), 2);
+}
