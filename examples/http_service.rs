@@ -6,8 +6,8 @@
 //! cargo run --example http_service -- --db memory --listen 127.0.0.1:9000 --tokens tokens.json
 //! ```
 //!
-//! Flags: `--db sqlite:PATH | sled:PATH | memory` (default: SQLite in the
-//! system temp dir, or memory while this build has no SQLite backend),
+//! Flags: `--db sqlite:PATH | sled:PATH | memory` (default: an SQLite file in
+//! the system temp dir),
 //! `--listen ADDR` (default 127.0.0.1:8080), `--tokens FILE` (see
 //! `userstate_examples::http::Tokens`), `--demo` (demo organisations, users and
 //! tokens, and curl commands to try). Logs go to stderr; `RUST_LOG` filters
@@ -29,8 +29,7 @@ use userstate_examples::http::{self, AppState, Tokens};
 const USAGE: &str = "\
 usage: http_service [--db sqlite:PATH | sled:PATH | memory] [--listen ADDR] [--tokens FILE] [--demo]
 
-  --db SPEC      storage backend (default: sqlite:<temp dir>/userstate-http.sqlite3,
-                 or memory when that cannot be opened)
+  --db SPEC      storage backend (default: sqlite:<temp dir>/userstate-http.sqlite3)
   --listen ADDR  address to serve on (default 127.0.0.1:8080)
   --tokens FILE  bearer tokens: {\"TOKEN\": {\"userId\", \"orgId\", \"grants\"?, \"instanceGrants\"?}}
   --demo         organisations acme and globex with users and tokens, and curl commands";
@@ -134,30 +133,15 @@ async fn run(options: Options) -> Result<(), String> {
     Ok(())
 }
 
-/// The backend `--db` names; without `--db`, SQLite in the temp dir, or
-/// memory (with a warning saying why) when this build cannot open it.
+/// The backend `--db` names; without `--db`, an SQLite file in the temp dir.
 fn open_backend(spec: Option<&str>) -> Result<Arc<dyn UserRepository>, String> {
-    if let Some(spec) = spec {
-        let repository = backend::open(spec)?;
-        tracing::info!(backend = spec, "storage");
-        return Ok(repository);
-    }
-    let default = format!(
-        "sqlite:{}",
-        std::env::temp_dir()
-            .join("userstate-http.sqlite3")
-            .display()
+    let spec = spec.map_or_else(
+        || backend::default_sqlite("userstate-http.sqlite3"),
+        str::to_owned,
     );
-    match backend::open(&default) {
-        Ok(repository) => {
-            tracing::info!(backend = %default, "storage");
-            Ok(repository)
-        }
-        Err(message) => {
-            tracing::warn!(reason = %message, "default backend unavailable; storing in memory");
-            backend::open("memory")
-        }
-    }
+    let repository = backend::open(&spec)?;
+    tracing::info!(backend = %spec, "storage");
+    Ok(repository)
 }
 
 /// Resolves on Ctrl-C, or SIGTERM on Unix.

@@ -1,22 +1,29 @@
 //! Quickstart: create a user, lock it with a reason, see login refused, see
 //! the error body of locking again, unlock, and print the history.
 //!
-//! Run with `cargo run --example quickstart`.
+//! Run with `cargo run --example quickstart [PATH]`: the users live in an
+//! embedded SQLite file, by default `userstate-quickstart.sqlite3` in the
+//! system's temporary folder, so a second run finds the first run's users.
 
 use std::sync::Arc;
 
 use userstate::{
-    Caller, HistoryQuery, InMemoryAuthorizer, InMemoryRepository, InitialState, LockReason,
-    LockRequest, OrgId, Permission, UserId, UserRepository, UserService,
+    Caller, HistoryQuery, InMemoryAuthorizer, InitialState, ListQuery, LockReason, LockRequest,
+    OrgId, Permission, UserId, UserService,
 };
+use userstate_sqlite::SqliteRepository;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     futures::executor::block_on(run())
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let repository: Arc<dyn UserRepository> = Arc::new(InMemoryRepository::new());
-    println!("storage: in memory");
+    let path = std::env::args()
+        .nth(1)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("userstate-quickstart.sqlite3"));
+    let repository = Arc::new(SqliteRepository::open(&path)?);
+    println!("storage: SQLite file {}", path.display());
 
     // One organisation, an administrator who may read and write its users.
     let org = OrgId::new("69629023906488334")?;
@@ -57,6 +64,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
     service.login_allowed(&user).await?;
     println!("login allowed again");
+
+    let all = ListQuery {
+        limit: userstate::MAX_PAGE_SIZE,
+        ..ListQuery::all()
+    };
+    let stored = service.list(&admin, &all).await?.users.len();
+    println!("users stored in the file so far: {stored} (run again to add one more)");
 
     println!("history:");
     for event in service
