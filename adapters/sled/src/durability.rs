@@ -10,13 +10,13 @@
 /// its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Durability {
-    /// The default. A command is acknowledged only after a
-    /// [`sled::Tree::flush`] (sled's `Db::flush`) that started after its commit, followed by
-    /// `fdatasync` of sled's data file and of any file sled created since
-    /// the last sync (blob and snapshot files) and `fsync` of the
-    /// directories they appear in. An acknowledged command survives a process kill
-    /// and an operating-system crash or power loss, as far as the device
-    /// honours cache flushes.
+    /// The default. A command is acknowledged only after a sled flush
+    /// ([`sled::Tree::flush`]) that started after its commit, followed by
+    /// `fsync` of any file sled created since the last sync (blob and
+    /// snapshot files), `fsync` of the directories they appear in and
+    /// `fdatasync` of sled's data file. An acknowledged command survives a
+    /// process kill and an operating-system crash or power loss, as far as
+    /// the device honours cache flushes.
     ///
     /// sled 0.34's own `flush` only issues `sync_file_range`, which writes
     /// the pages but neither the file's metadata nor the device cache, so on
@@ -27,8 +27,12 @@ pub enum Durability {
     /// A command is acknowledged as soon as the sled transaction committed
     /// in memory. sled's background thread writes and fsyncs its log about
     /// every 500 ms, so a process kill or an OS crash loses the commands
-    /// acknowledged since the last background flush (the database stays
-    /// consistent). [`SledRepository::sync`](crate::SledRepository::sync)
-    /// makes everything acknowledged so far durable on demand.
+    /// acknowledged since then (the database stays consistent). At most
+    /// [`SledOptions::max_unsynced_commands`](crate::SledOptions::max_unsynced_commands)
+    /// acknowledged commands wait for a sync at any time: the next one waits
+    /// for a flush and sync like a durable command, which also keeps memory
+    /// bounded under sustained load.
+    /// [`SledRepository::sync`](crate::SledRepository::sync) makes
+    /// everything acknowledged so far durable on demand.
     Relaxed,
 }

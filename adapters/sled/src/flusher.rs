@@ -5,6 +5,12 @@
 //! with its outcome. Callers that queue while a sync runs wait for the next
 //! one, so every caller is answered after a sync that started after its
 //! commit, and under load one sync serves many commits.
+//!
+//! Relaxed commits are answered at once, but only while fewer than a bound
+//! of them wait for a sync; past it, they queue here like durable ones. That
+//! bounds both what a crash can lose and how far writers run ahead of sled's
+//! log writes (without it, sled's queue of pending writes, and the memory it
+//! holds, grows without limit under sustained load).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -46,6 +52,9 @@ struct Shared {
 struct Queue {
     waiting: Vec<Waiter>,
     stopping: bool,
+    /// Relaxed commits acknowledged or queued since the last completed sync
+    /// started.
+    unsynced_relaxed: u64,
     /// Set by the first failed sync: after it, nothing can be promised
     /// durable any more (the kernel may have dropped the dirty pages), so
     /// every later durable write is refused with this error.
@@ -88,7 +97,23 @@ impl FlushQueue {
     /// Answers `answer` after the next sync; `is_commit` counts it as a
     /// command in [`SyncStats`] (an explicit sync request is not one).
     pub(crate) fn enqueue(&self, answer: Answer, is_commit: bool) {
+        let queue = self.shared.lock();
+        self.push(queue, answer, is_commit);
+    }
+
+    /// A relaxed commit: answered at once while at most `bound` relaxed
+    /// commits wait for a sync, else after the next sync.
+    pub(crate) fn relaxed_commit(&self, answer: Answer, bound: u64) {
         let mut queue = self.shared.lock();
+        queue.unsynced_relaxed = queue.unsynced_relaxed.saturating_add(1);
+        if queue.unsynced_relaxed <= bound {
+            let _ = answer.send(Ok(()));
+        } else {
+            self.push(queue, answer, true);
+        }
+    }
+
+    fn push(&self, mut queue: MutexGuard<'_, Queue>, answer: Answer, is_commit: bool) {
         if let Some(failure) = &queue.failure {
             let _ = answer.send(Err(failure.clone()));
             return;
@@ -149,12 +174,17 @@ fn run(shared: &Shared, mut sync: SyncFn) {
             if queue.waiting.is_empty() {
                 return;
             }
-            std::mem::take(&mut queue.waiting)
+            (std::mem::take(&mut queue.waiting), queue.unsynced_relaxed)
         };
+        let (group, relaxed_covered) = group;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut sync))
             .unwrap_or_else(|_| Err(Error::internal("the sync panicked")));
-        if let Err(failure) = &outcome {
-            shared.lock().failure.get_or_insert_with(|| failure.clone());
+        {
+            let mut queue = shared.lock();
+            queue.unsynced_relaxed = queue.unsynced_relaxed.saturating_sub(relaxed_covered);
+            if let Err(failure) = &outcome {
+                queue.failure.get_or_insert_with(|| failure.clone());
+            }
         }
         let commits = group.iter().filter(|w| w.is_commit).count() as u64;
         shared.syncs.fetch_add(1, Ordering::Relaxed);
@@ -229,6 +259,41 @@ mod tests {
         let (tx, rx) = oneshot::channel();
         flusher.queue().enqueue(tx, false);
         assert_eq!(futures::executor::block_on(rx).unwrap().unwrap_err(), err);
+    }
+
+    #[test]
+    fn relaxed_commits_wait_only_past_the_bound() {
+        let (sync, started, release) = gated_sync();
+        let flusher = GroupFlusher::start(sync).unwrap();
+        let queue = flusher.queue();
+        for _ in 0..3 {
+            let (tx, mut rx) = oneshot::channel();
+            queue.relaxed_commit(tx, 3);
+            assert_eq!(rx.try_recv().unwrap(), Some(Ok(())), "answered at once");
+        }
+        let (tx, mut fourth) = oneshot::channel();
+        queue.relaxed_commit(tx, 3);
+        started.recv().unwrap();
+        assert_eq!(fourth.try_recv().unwrap(), None, "waits for the sync");
+        // Still over the bound while that sync runs: the fifth waits too.
+        let (tx, mut fifth) = oneshot::channel();
+        queue.relaxed_commit(tx, 3);
+        release.send(()).unwrap();
+        assert!(futures::executor::block_on(&mut fourth).unwrap().is_ok());
+        started.recv().unwrap();
+        release.send(()).unwrap();
+        assert!(futures::executor::block_on(&mut fifth).unwrap().is_ok());
+        // Both syncs done: the count starts again from zero.
+        let (tx, mut rx) = oneshot::channel();
+        queue.relaxed_commit(tx, 3);
+        assert_eq!(rx.try_recv().unwrap(), Some(Ok(())));
+        assert_eq!(
+            queue.stats(),
+            SyncStats {
+                commits: 2,
+                syncs: 2
+            }
+        );
     }
 
     #[test]

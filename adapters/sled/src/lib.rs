@@ -38,7 +38,8 @@
 //! acknowledged command survives a process kill and an operating-system
 //! crash or power loss. Concurrent commands share one flush and sync (group
 //! commit; see [`SyncStats`]). [`Durability::Relaxed`] acknowledges on
-//! commit and may lose the last half second of commands in a crash. Both
+//! commit and may lose the last commands in a crash: those of the last half
+//! second, and at most [`SledOptions::max_unsynced_commands`]. Both
 //! keep every command atomic: events, snapshot and indexes are written in
 //! one sled transaction, with the optimistic sequence check inside it.
 //!
@@ -112,7 +113,9 @@ mod workers;
 
 pub use durability::Durability;
 pub use format::DATABASE_FORMAT;
-pub use options::{SledOptions, DEFAULT_CACHE_BYTES, DEFAULT_WORKER_THREADS};
+pub use options::{
+    SledOptions, DEFAULT_CACHE_BYTES, DEFAULT_MAX_UNSYNCED_COMMANDS, DEFAULT_WORKER_THREADS,
+};
 pub use repository::SledRepository;
 pub use stats::SyncStats;
 

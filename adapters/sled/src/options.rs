@@ -15,6 +15,10 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Threads that run sled transactions and reads, unless set.
 pub const DEFAULT_WORKER_THREADS: usize = 4;
 
+/// In relaxed mode, how many acknowledged commands may wait for a sync
+/// unless set.
+pub const DEFAULT_MAX_UNSYNCED_COMMANDS: u64 = 1000;
+
 /// Where the database lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Location {
@@ -42,6 +46,7 @@ pub struct SledOptions {
     durability: Durability,
     cache_bytes: u64,
     worker_threads: usize,
+    max_unsynced_commands: u64,
 }
 
 impl SledOptions {
@@ -53,6 +58,7 @@ impl SledOptions {
             durability: Durability::default(),
             cache_bytes: DEFAULT_CACHE_BYTES,
             worker_threads: DEFAULT_WORKER_THREADS,
+            max_unsynced_commands: DEFAULT_MAX_UNSYNCED_COMMANDS,
         }
     }
 
@@ -89,6 +95,18 @@ impl SledOptions {
         self
     }
 
+    /// In [`Durability::Relaxed`] mode, sets how many acknowledged commands
+    /// may at most be waiting for a sync (default
+    /// [`DEFAULT_MAX_UNSYNCED_COMMANDS`], at least 1). A command that would
+    /// exceed it waits for the next flush and sync, like a durable one. This
+    /// bounds what a crash can lose, and keeps writers from running ahead of
+    /// sled's log writes (sled 0.34 queues those writes without limit, and
+    /// the memory with them). Durable mode ignores it.
+    pub fn max_unsynced_commands(mut self, commands: u64) -> Self {
+        self.max_unsynced_commands = commands.max(1);
+        self
+    }
+
     /// Opens (or creates) the database. Blocks while sled recovers its log,
     /// so call it before entering async code or from a blocking task.
     ///
@@ -121,6 +139,10 @@ impl SledOptions {
 
     pub(crate) fn get_worker_threads(&self) -> usize {
         self.worker_threads
+    }
+
+    pub(crate) fn get_max_unsynced_commands(&self) -> u64 {
+        self.max_unsynced_commands
     }
 }
 

@@ -44,6 +44,7 @@ struct Inner {
     flusher: GroupFlusher,
     store: Arc<Store>,
     durability: Durability,
+    max_unsynced_commands: u64,
     path: PathBuf,
 }
 
@@ -103,6 +104,7 @@ impl SledRepository {
                 flusher,
                 store,
                 durability: options.get_durability(),
+                max_unsynced_commands: options.get_max_unsynced_commands(),
                 path,
             }),
         })
@@ -165,15 +167,17 @@ impl UserRepository for SledRepository {
     async fn append(&self, commit: Commit) -> Result<()> {
         let store = self.store();
         let queue = self.inner.flusher.queue().clone();
-        let durable = self.inner.durability == Durability::Durable;
+        let durability = self.inner.durability;
+        let bound = self.inner.max_unsynced_commands;
         let job = move |reply: Reply<()>| {
             // After a failed sync nothing more is written: it could not be
             // made durable, and the caller would not learn it.
             let outcome = queue.health().and_then(|()| store.append(&commit));
-            match outcome {
-                Ok(()) if durable => queue.enqueue(reply, true),
-                outcome => {
-                    let _ = reply.send(outcome);
+            match (outcome, durability) {
+                (Ok(()), Durability::Durable) => queue.enqueue(reply, true),
+                (Ok(()), Durability::Relaxed) => queue.relaxed_commit(reply, bound),
+                (Err(error), _) => {
+                    let _ = reply.send(Err(error));
                 }
             }
         };

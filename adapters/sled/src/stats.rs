@@ -5,9 +5,10 @@
 /// Read with [`SledRepository::sync_stats`](crate::SledRepository::sync_stats);
 /// the counters only grow. Under concurrent load `syncs` stays well below
 /// `commits`; with one caller at a time they are equal. Relaxed mode counts
-/// neither (its commands wait for no sync); an explicit
-/// [`SledRepository::sync`](crate::SledRepository::sync) counts a sync but no
-/// command.
+/// only the commands that waited because too many were unsynced (see
+/// [`SledOptions::max_unsynced_commands`](crate::SledOptions::max_unsynced_commands));
+/// an explicit [`SledRepository::sync`](crate::SledRepository::sync) counts
+/// a sync but no command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SyncStats {
     /// Commands (appends) acknowledged after a sync.

@@ -98,3 +98,42 @@ fn one_caller_at_a_time_gets_one_sync_per_command() {
     let stats = disk.repo.sync_stats();
     assert_eq!((stats.commits, stats.syncs), (5, 5));
 }
+
+#[test]
+fn relaxed_commands_wait_for_a_sync_only_past_the_unsynced_bound() {
+    let repo = userstate_sled::SledOptions::temporary()
+        .durability(userstate_sled::Durability::Relaxed)
+        .max_unsynced_commands(5)
+        .open()
+        .unwrap();
+    let acme = OrgId::new("acme").unwrap();
+    let admin = Caller::new(UserId::new("admin").unwrap(), acme.clone());
+    let grants = InMemoryAuthorizer::new();
+    grants.grant(&admin.user_id, &acme, [Permission::Read, Permission::Write]);
+    let service = UserService::new(Arc::new(repo.clone()), Arc::new(grants));
+    futures::executor::block_on(async {
+        for i in 0..5 {
+            let id = UserId::new(format!("u{i}")).unwrap();
+            service
+                .create(&admin, &id, InitialState::Active)
+                .await
+                .unwrap();
+        }
+        assert_eq!(repo.sync_stats().syncs, 0, "within the bound: no sync");
+        service
+            .create(&admin, &UserId::new("u5").unwrap(), InitialState::Active)
+            .await
+            .unwrap();
+        let stats = repo.sync_stats();
+        assert_eq!((stats.commits, stats.syncs), (1, 1), "the sixth waited");
+        // The sync covered all six: the count starts again.
+        for i in 6..11 {
+            let id = UserId::new(format!("u{i}")).unwrap();
+            service
+                .create(&admin, &id, InitialState::Active)
+                .await
+                .unwrap();
+        }
+        assert_eq!(repo.sync_stats().syncs, 1);
+    });
+}
