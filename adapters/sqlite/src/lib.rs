@@ -63,6 +63,9 @@
 
 mod codec;
 mod connection;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod options;
 mod query;
 mod reader;
