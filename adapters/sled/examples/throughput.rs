@@ -9,7 +9,8 @@
 //! ```
 //!
 //! `--cache-mib N` sets sled's cache (default 64 MiB), `--workers N` the
-//! repository's worker threads (default 4).
+//! repository's worker threads (default 4), `--max-unsynced N` relaxed
+//! mode's bound on unsynced commands (default 1000).
 //!
 //! The database lives in a fresh temporary directory under `--dir` (default:
 //! the system's temporary directory; make sure it is on the device you want
@@ -30,6 +31,7 @@ struct Args {
     users: usize,
     cache_mib: Option<u64>,
     workers: Option<usize>,
+    max_unsynced: Option<u64>,
     seconds: f64,
     dir: Option<PathBuf>,
     load: Option<usize>,
@@ -41,6 +43,7 @@ fn parse_args() -> Result<Args, String> {
         users: 10_000,
         cache_mib: None,
         workers: None,
+        max_unsynced: None,
         seconds: 3.0,
         dir: None,
         load: None,
@@ -59,6 +62,13 @@ fn parse_args() -> Result<Args, String> {
             "--relaxed" => args.relaxed = true,
             "--cache-mib" => {
                 args.cache_mib = Some(value()?.parse().map_err(|e| format!("--cache-mib: {e}"))?)
+            }
+            "--max-unsynced" => {
+                args.max_unsynced = Some(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--max-unsynced: {e}"))?,
+                )
             }
             "--workers" => {
                 args.workers = Some(value()?.parse().map_err(|e| format!("--workers: {e}"))?)
@@ -92,6 +102,9 @@ fn options(args: &Args, path: &std::path::Path) -> SledOptions {
     }
     if let Some(workers) = args.workers {
         options = options.worker_threads(workers);
+    }
+    if let Some(commands) = args.max_unsynced {
+        options = options.max_unsynced_commands(commands);
     }
     options
 }
@@ -193,7 +206,7 @@ async fn throughput(args: &Args, dir: &std::path::Path) -> Result<(), Box<dyn st
             let cores = (cpu_seconds() - cpu_before) / wall.elapsed().as_secs_f64();
             println!("  (CPU busy: {cores:.2} cores)");
             let (commits, syncs) = (after.commits - before.commits, after.syncs - before.syncs);
-            let per_sync = if syncs == 0 {
+            let per_sync = if syncs == 0 || durability == Durability::Relaxed {
                 String::new()
             } else {
                 format!(", {:.1} commands per sync", commits as f64 / syncs as f64)
