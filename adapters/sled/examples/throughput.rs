@@ -1,7 +1,9 @@
 //! Durable lock+unlock throughput through `UserService` on sled, with one
 //! caller and with 64 concurrent callers on distinct users (group commit),
-//! plus relaxed mode for comparison; or, with `--load N`, the peak resident
-//! memory while creating N users.
+//! plus relaxed mode, beside raw sled doing the same atomic work by hand
+//! (one transaction over the same four trees per command, then flush and
+//! fdatasync each); or, with `--load N`, the peak resident memory while
+//! creating N users.
 //!
 //! ```text
 //! cargo run --release -p userstate-sled --example throughput -- [--users N] [--seconds S] [--dir PATH]
@@ -79,7 +81,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = parse_args()?;
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::tempdir_in(&base)?;
@@ -133,7 +135,10 @@ fn user(i: usize) -> Result<UserId, userstate::Error> {
 }
 
 /// Creates users `0..count` with `CONCURRENT` callers; returns the elapsed time.
-async fn create_users(bench: &Bench, count: usize) -> Result<Duration, Box<dyn std::error::Error>> {
+async fn create_users(
+    bench: &Bench,
+    count: usize,
+) -> Result<Duration, Box<dyn std::error::Error + Send + Sync>> {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for caller in 0..CONCURRENT {
@@ -161,7 +166,7 @@ async fn lock_unlock(
     bench: &Bench,
     callers: usize,
     seconds: f64,
-) -> Result<f64, Box<dyn std::error::Error>> {
+) -> Result<f64, Box<dyn std::error::Error + Send + Sync>> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -185,8 +190,30 @@ async fn lock_unlock(
     Ok(commands as f64 / start.elapsed().as_secs_f64())
 }
 
-async fn throughput(args: &Args, dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+async fn throughput(
+    args: &Args,
+    dir: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let users = args.users.max(CONCURRENT);
+    for durable in [true, false] {
+        let raw = raw::RawSled::open(
+            &dir.join(if durable { "raw-durable" } else { "raw" }),
+            durable,
+        )?;
+        raw.create_users(users)?;
+        let mode = if durable {
+            "raw sled, flush + fdatasync per command"
+        } else {
+            "raw sled, no flush"
+        };
+        let one = raw.lock_unlock(1, args.seconds)?;
+        println!("{mode}: lock+unlock, 1 caller: {one:.0} ops/s");
+        let many = raw.lock_unlock(CONCURRENT, args.seconds)?;
+        println!(
+            "{mode}: lock+unlock, {CONCURRENT} callers: {many:.0} ops/s ({:.1}x one caller)",
+            many / one
+        );
+    }
     for durability in [Durability::Durable, Durability::Relaxed] {
         let path = dir.join(format!("{durability:?}").to_lowercase());
         let bench = bench(options(args, &path).durability(durability).open()?)?;
@@ -225,7 +252,11 @@ async fn throughput(args: &Args, dir: &std::path::Path) -> Result<(), Box<dyn st
     Ok(())
 }
 
-async fn load(args: &Args, path: PathBuf, count: usize) -> Result<(), Box<dyn std::error::Error>> {
+async fn load(
+    args: &Args,
+    path: PathBuf,
+    count: usize,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let durability = if args.relaxed {
         Durability::Relaxed
     } else {
@@ -275,4 +306,147 @@ fn cpu_seconds() -> f64 {
     };
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The same atomic work as the adapter, by hand: per command one sled
+/// transaction over the same four trees that checks the sequence and writes
+/// an event, the snapshot and the index moves (values of similar size, no
+/// codec), then, when durable, `flush` and `fdatasync` of the data file.
+mod raw {
+    use std::fs::File;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use sled::transaction::{ConflictableTransactionError, TransactionError};
+    use sled::{Transactional, Tree};
+
+    type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+    pub struct RawSled {
+        db: sled::Db,
+        trees: [Tree; 4],
+        data_file: Option<Arc<File>>,
+    }
+
+    impl RawSled {
+        pub fn open(path: &Path, durable: bool) -> Result<Arc<Self>, Failure> {
+            let db = sled::Config::new()
+                .path(path)
+                .cache_capacity(64 * 1024 * 1024)
+                .open()?;
+            let tree = |name: &str| db.open_tree(name);
+            let trees = [
+                tree("events")?,
+                tree("snapshots")?,
+                tree("by_org_state")?,
+                tree("by_org")?,
+            ];
+            let data_file = if durable {
+                Some(Arc::new(File::open(path.join("db"))?))
+            } else {
+                None
+            };
+            Ok(Arc::new(RawSled {
+                db,
+                trees,
+                data_file,
+            }))
+        }
+
+        fn user(i: usize) -> Vec<u8> {
+            format!("user-{i:08}").into_bytes()
+        }
+
+        /// One command: check `expected`, append event `expected + 1`, move
+        /// the user from `from` to `to` in the state index.
+        fn command(&self, user: &[u8], expected: u64, from: u8, to: u8) -> Result<(), Failure> {
+            let mut event_key = user.to_vec();
+            event_key.push(0);
+            event_key.extend_from_slice(&(expected + 1).to_be_bytes());
+            let mut snapshot = (expected + 1).to_be_bytes().to_vec();
+            snapshot.push(to);
+            snapshot.extend_from_slice(&[7u8; 60]);
+            let index_key = |state: u8| {
+                let mut key = b"acme\0".to_vec();
+                key.push(state);
+                key.extend_from_slice(user);
+                key
+            };
+            let (old_index, new_index) = (index_key(from), index_key(to));
+            let mut org_key = b"acme\0".to_vec();
+            org_key.extend_from_slice(user);
+            let [events, snapshots, by_org_state, by_org] = &self.trees;
+            let result: Result<(), TransactionError<String>> =
+                (events, snapshots, by_org_state, by_org).transaction(
+                    |(events, snapshots, by_org_state, by_org)| {
+                        let actual = snapshots
+                            .get(user)?
+                            .and_then(|v| v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()))
+                            .map_or(0, u64::from_be_bytes);
+                        if actual != expected {
+                            return Err(ConflictableTransactionError::Abort(format!(
+                                "conflict: expected {expected}, found {actual}"
+                            )));
+                        }
+                        if expected > 0 {
+                            by_org_state.remove(old_index.as_slice())?;
+                        }
+                        events.insert(event_key.as_slice(), &[9u8; 40][..])?;
+                        snapshots.insert(user, snapshot.as_slice())?;
+                        by_org_state.insert(new_index.as_slice(), &[][..])?;
+                        by_org.insert(org_key.as_slice(), &[][..])?;
+                        Ok(())
+                    },
+                );
+            result.map_err(|e| format!("{e:?}"))?;
+            if let Some(file) = &self.data_file {
+                self.db.flush()?;
+                file.sync_data()?;
+            }
+            Ok(())
+        }
+
+        pub fn create_users(self: &Arc<Self>, count: usize) -> Result<(), Failure> {
+            for i in 0..count {
+                self.command(&Self::user(i), 0, 0, 2)?;
+            }
+            Ok(())
+        }
+
+        /// Lock+unlock pairs by `callers` threads on distinct users for
+        /// `seconds`; returns commands per second.
+        pub fn lock_unlock(self: &Arc<Self>, callers: usize, seconds: f64) -> Result<f64, Failure> {
+            let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+            let start = Instant::now();
+            let threads: Vec<_> = (0..callers)
+                .map(|caller| {
+                    let raw = self.clone();
+                    std::thread::spawn(move || -> Result<u64, Failure> {
+                        let user = Self::user(caller);
+                        let mut sequence = raw.sequence(&user)?;
+                        let mut commands = 0;
+                        while Instant::now() < deadline {
+                            raw.command(&user, sequence, 2, 3)?;
+                            raw.command(&user, sequence + 1, 3, 2)?;
+                            sequence += 2;
+                            commands += 2;
+                        }
+                        Ok(commands)
+                    })
+                })
+                .collect();
+            let mut commands = 0;
+            for thread in threads {
+                commands += thread.join().map_err(|_| "a raw caller panicked")??;
+            }
+            Ok(commands as f64 / start.elapsed().as_secs_f64())
+        }
+
+        fn sequence(&self, user: &[u8]) -> Result<u64, Failure> {
+            let stored = self.trees[1].get(user)?.ok_or("user not created")?;
+            let bytes = stored.get(..8).ok_or("short snapshot")?;
+            Ok(u64::from_be_bytes(<[u8; 8]>::try_from(bytes)?))
+        }
+    }
 }
