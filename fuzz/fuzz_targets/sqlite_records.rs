@@ -3,7 +3,7 @@
 //! decoded snapshot must agree with its row.
 #![no_main]
 
-use libfuzzer_sys::arbitrary::Arbitrary;
+use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use userstate::{ErrorKind, UserId};
 use userstate_sqlite::fuzzing::{decode_event, decode_user};
