@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use userstate::{InMemoryRepository, UserRepository};
+use userstate_sled::SledRepository;
 use userstate_sqlite::SqliteRepository;
 
 /// Opens the repository a spec names: `memory`, `sqlite:PATH` (created if
-/// missing, durable) or `sled:PATH`.
+/// missing, durable) or `sled:PATH` (a folder, created if missing, durable).
 ///
 /// # Errors
 /// A message for an unknown spec or a backend that cannot be opened.
@@ -17,6 +18,9 @@ pub fn open(spec: &str) -> Result<Arc<dyn UserRepository>, String> {
         None if spec == "memory" => Ok(Arc::new(InMemoryRepository::new())),
         Some(("sqlite", path)) if !path.is_empty() => {
             SqliteRepository::open(path).map(|r| Arc::new(r) as _)
+        }
+        Some(("sled", path)) if !path.is_empty() => {
+            SledRepository::open(path).map(|r| Arc::new(r) as _)
         }
         _ => {
             return Err(format!(

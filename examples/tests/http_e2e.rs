@@ -13,12 +13,17 @@ use userstate::{ManualClock, Timestamp, UserRepository};
 use userstate_examples::backend;
 use userstate_examples::http::{self, AppState, Tokens, ORG_HEADER};
 
-/// The backend every test runs on. Each test gets a fresh one from
-/// [`fresh_backend`]; a persistent spec needs a new path per test there.
-const BACKEND: &str = "memory";
-
+/// Every test runs on its own temporary SQLite file, the service's default
+/// backend, under cargo's per-target scratch folder.
 fn fresh_backend() -> Arc<dyn UserRepository> {
-    backend::open(BACKEND).unwrap()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("http-e2e-{}-{n}.sqlite3", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    backend::open(&format!("sqlite:{}", path.display())).unwrap()
 }
 
 const ADMIN: &str = "acme-admin-token";

@@ -1,0 +1,66 @@
+//! The same domain code on any backend: only the construction differs.
+//!
+//! ```sh
+//! cargo run --example swap_backend -- memory
+//! cargo run --example swap_backend -- sqlite:/tmp/users.sqlite3
+//! cargo run --example swap_backend -- sled:/tmp/users.sled
+//! ```
+//!
+//! Without an argument it runs on all three, in temporary locations.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use userstate::{
+    Caller, InMemoryAuthorizer, InitialState, ListQuery, LockRequest, OrgId, Permission, UserId,
+    UserRepository, UserService, UserState,
+};
+use userstate_examples::backend;
+
+/// The domain code: it sees only `Arc<dyn UserRepository>`.
+async fn onboard_and_lock(repository: Arc<dyn UserRepository>) -> Result<(), userstate::Error> {
+    let org = OrgId::new("acme")?;
+    let admin = Caller::new(UserId::new("admin")?, org.clone());
+    let grants = InMemoryAuthorizer::new();
+    grants.grant(&admin.user_id, &org, [Permission::Read, Permission::Write]);
+    let service = UserService::new(repository, Arc::new(grants));
+
+    let run = std::process::id();
+    for n in 0..3 {
+        let id = UserId::new(format!("user-{run}-{n}"))?;
+        service.create(&admin, &id, InitialState::Active).await?;
+        if n != 1 {
+            service.lock(&admin, &id, LockRequest::new()).await?;
+        }
+    }
+    let locked = service
+        .list(&admin, &ListQuery::in_state(UserState::Locked))
+        .await?;
+    println!("  locked users in acme: {}", locked.users.len());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let specs: Vec<String> = match std::env::args().nth(1) {
+        Some(spec) => vec![spec],
+        None => {
+            let dir = std::env::temp_dir();
+            vec![
+                "memory".to_owned(),
+                format!("sqlite:{}", dir.join("userstate-swap.sqlite3").display()),
+                format!("sled:{}", dir.join("userstate-swap.sled").display()),
+            ]
+        }
+    };
+    for spec in specs {
+        println!("{spec}");
+        let outcome = backend::open(&spec).and_then(|repo| {
+            futures::executor::block_on(onboard_and_lock(repo)).map_err(|e| e.to_string())
+        });
+        if let Err(message) = outcome {
+            eprintln!("  {message}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
