@@ -98,6 +98,9 @@
 )]
 
 mod codec;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod device_sync;
 mod durability;
 mod flusher;
