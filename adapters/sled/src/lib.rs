@@ -98,13 +98,13 @@
 )]
 
 mod codec;
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub mod fuzzing;
 mod device_sync;
 mod durability;
 mod flusher;
 mod format;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod keys;
 mod options;
 mod repository;
