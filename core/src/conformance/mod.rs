@@ -9,6 +9,7 @@
 //! That expands to one `#[test]` per function below plus the model-based
 //! property test ([`model_test`]). The functions panic on failure, like any test.
 
+pub mod corruption;
 mod fixture;
 mod isolation;
 pub mod kill;
