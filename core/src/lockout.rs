@@ -106,8 +106,10 @@ impl FailedChecks {
 /// When failed checks lock a user, and for how long.
 ///
 /// The default locks never (both limits 0) and shows attempt counts in errors.
+/// Deserialising refuses unknown fields, so a misspelt limit is an error
+/// rather than a policy that silently never locks.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct LockoutPolicy {
     /// Failed password checks that lock the user; 0 = never lock.
     pub max_password_attempts: u32,
@@ -285,6 +287,14 @@ mod tests {
             ..LockoutPolicy::default()
         };
         assert!(huge.lock_expiry(t(0), u32::MAX).is_some());
+    }
+
+    #[test]
+    fn misspelt_policy_fields_are_refused() {
+        assert!(serde_json::from_str::<LockoutPolicy>(r#"{"maxPasswordAttempt":3}"#).is_err());
+        let partial: LockoutPolicy = serde_json::from_str(r#"{"maxPasswordAttempts":3}"#).unwrap();
+        assert_eq!(partial.max_password_attempts, 3);
+        assert!(partial.show_attempts);
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 pub struct Commit {
     /// The user's sequence the command was decided on.
     pub expected_sequence: u64,
-    /// The new events, numbered `expected_sequence + 1` onwards.
+    /// The new events (at least one), numbered `expected_sequence + 1`
+    /// onwards, all of the snapshot's user.
     pub events: Vec<Event>,
     /// [`User::replay`] of the whole history including `events`.
     pub snapshot: User,

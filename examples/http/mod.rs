@@ -47,9 +47,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
-use userstate::{
-    Authorizer, Caller, Clock, Error, ErrorKind, Permission, UserRepository, UserService,
-};
+use userstate::{Caller, Clock, Error, Permission, UserRepository, UserService};
 
 pub use auth::{Tokens, ORG_HEADER};
 pub use demo::{demo, demo_curl_commands};
@@ -63,7 +61,6 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct AppState {
     service: UserService,
-    authorizer: Arc<dyn Authorizer>,
     tokens: Arc<Tokens>,
 }
 
@@ -71,10 +68,8 @@ impl AppState {
     /// A service on `repository` that accepts `tokens` and grants what they
     /// grant, using the system clock and the default lockout policy (never lock).
     pub fn new(repository: Arc<dyn UserRepository>, tokens: Tokens) -> Self {
-        let authorizer: Arc<dyn Authorizer> = Arc::new(tokens.authorizer());
         AppState {
-            service: UserService::new(repository, Arc::clone(&authorizer)),
-            authorizer,
+            service: UserService::new(repository, Arc::new(tokens.authorizer())),
             tokens: Arc::new(tokens),
         }
     }
@@ -96,21 +91,9 @@ impl AppState {
     }
 
     /// Checks a permission for what the service itself does not guard (the
-    /// lockout policies). Same rule and message as the service's checks.
+    /// lockout policies), by the service's own rule.
     async fn authorize(&self, caller: &Caller, permission: Permission) -> Result<(), Error> {
-        if self
-            .authorizer
-            .is_allowed(caller, caller.target(), permission)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorKind::PermissionDenied,
-                userstate::ids::PERMISSION_DENIED,
-                format!("Permission {permission} is missing in the organisation"),
-            ))
-        }
+        self.service.authorize(caller, permission).await
     }
 }
 
