@@ -3,7 +3,7 @@
 //! raw SQLite doing comparable atomic work by hand (one transaction and one
 //! fsync per command) on the same tables.
 //!
-//! Run with `cargo run --release -p userstate-sqlite --example throughput`
+//! Run with `cargo run --release -p userstate-sqlite --example sqlite_throughput`
 //! (optionally `-- <users> <operations>`, default 6400 users and 12800
 //! lock/unlock commands per measurement).
 

@@ -6,8 +6,8 @@
 //! creating N users.
 //!
 //! ```text
-//! cargo run --release -p userstate-sled --example throughput -- [--users N] [--seconds S] [--dir PATH]
-//! cargo run --release -p userstate-sled --example throughput -- --load 1000000 [--relaxed] [--dir PATH]
+//! cargo run --release -p userstate-sled --example sled_throughput -- [--users N] [--seconds S] [--dir PATH]
+//! cargo run --release -p userstate-sled --example sled_throughput -- --load 1000000 [--relaxed] [--dir PATH]
 //! ```
 //!
 //! `--cache-mib N` sets sled's cache (default 64 MiB), `--workers N` the
