@@ -6,58 +6,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 use futures::executor::block_on;
-use userstate::conformance::corruption::{populate, read_back, USERS};
-use userstate::{ErrorKind, UserRepository};
+use userstate::conformance::corruption::{damage, populate, read_back_opened, USERS};
+use userstate::{UserId, UserRepository};
 use userstate_sqlite::{Durability, SqliteOptions};
 
 fn options() -> SqliteOptions {
     SqliteOptions::new().durability(Durability::Relaxed)
 }
 
-/// Deterministic damage: each case flips, zeroes or cuts a different place.
-fn damage(bytes: &mut Vec<u8>, case: u64) {
-    let mut x = case.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = |bound: usize| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x % bound.max(1) as u64) as usize
-    };
-    let len = bytes.len();
-    match case % 4 {
-        0 => {
-            for _ in 0..16 {
-                let at = next(len);
-                bytes[at] ^= 1 << next(8);
-            }
-        }
-        1 => {
-            let at = next(100);
-            bytes[at] ^= 0xFF;
-        }
-        2 => {
-            let page = 4096;
-            let start = next(len / page) * page;
-            bytes[start..(start + page).min(len)].fill(0);
-        }
-        _ => bytes.truncate(next(len)),
-    }
-}
-
-fn reopen_and_read(path: &Path, ids: &[userstate::UserId]) -> Option<usize> {
-    match options().open(path) {
-        Ok(repo) => {
-            let repo: Arc<dyn UserRepository> = Arc::new(repo);
-            Some(block_on(read_back(repo, ids)))
-        }
-        Err(e) => {
-            assert!(
-                matches!(e.kind(), ErrorKind::Internal | ErrorKind::Unavailable),
-                "open failed with an untyped error: {e:?}"
-            );
-            None
-        }
-    }
+fn reopen_and_read(path: &Path, ids: &[UserId]) -> Option<usize> {
+    let opened = options()
+        .open(path)
+        .map(|r| Arc::new(r) as Arc<dyn UserRepository>);
+    block_on(read_back_opened(opened, ids))
 }
 
 #[test]

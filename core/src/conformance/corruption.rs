@@ -88,3 +88,58 @@ pub async fn read_back(repo: Arc<dyn UserRepository>, ids: &[UserId]) -> usize {
     }
     intact
 }
+
+/// Damages a database file's bytes deterministically: case by case, 16
+/// flipped bits, a smashed byte in the first 100 (headers), a zeroed 4 KiB
+/// block, or a truncation.
+pub fn damage(bytes: &mut Vec<u8>, case: u64) {
+    let mut x = case.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = |bound: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % bound.max(1) as u64) as usize
+    };
+    let len = bytes.len();
+    if len == 0 {
+        return;
+    }
+    match case % 4 {
+        0 => {
+            for _ in 0..16 {
+                let at = next(len);
+                bytes[at] ^= 1 << next(8);
+            }
+        }
+        1 => {
+            let at = next(len.min(100));
+            bytes[at] ^= 0xFF;
+        }
+        2 => {
+            let start = next(len / 4096) * 4096;
+            bytes[start..(start + 4096).min(len)].fill(0);
+        }
+        _ => bytes.truncate(next(len)),
+    }
+}
+
+/// Checks what opening a damaged database gave: a typed error (`None`), or a
+/// repository that [`read_back`] reads (the number of intact users).
+///
+/// # Panics
+/// On an untyped open error or a bad read.
+pub async fn read_back_opened(
+    opened: Result<Arc<dyn UserRepository>>,
+    ids: &[UserId],
+) -> Option<usize> {
+    match opened {
+        Ok(repo) => Some(read_back(repo, ids).await),
+        Err(e) => {
+            assert!(
+                matches!(e.kind(), ErrorKind::Internal | ErrorKind::Unavailable),
+                "open failed with an untyped error: {e:?}"
+            );
+            None
+        }
+    }
+}
