@@ -1,0 +1,951 @@
+//! `compare`: the library's lock/unlock throughput through its service
+//! beside the raw storage engines doing the same atomic work by hand, per
+//! adapter, durability mode and number of users, in one run.
+//!
+//! ```text
+//! cargo run --release -p userstate-benches --bin compare -- [--users N] [--ops N] [--quick]
+//!     [--rounds N] [--seconds S] [--only memory,sqlite,sled] [--dir PATH]
+//! ```
+//!
+//! - `--users N`: the large database (default 1,000,000; `--quick`: 100,000);
+//!   the small one has 10,000 users.
+//! - `--ops N`: commands per measured round (default: rounds of `--seconds`,
+//!   0.75 s, or 0.3 s with `--quick`).
+//! - `--rounds N`: alternate library/raw rounds per figure (default 4, `--quick` 2).
+//! - `--only`: the adapters to measure; `--dir`: where the databases go
+//!   (default the system's temporary directory: put it on the disk to measure).
+//!
+//! Every (adapter, size) runs in two child processes of this program, one
+//! for the library and one for the raw baseline, so that each has its own
+//! peak resident memory (`VmHWM`). The parent sends them commands on stdin
+//! and reads JSON lines back, alternating library and raw rounds so that
+//! drift of the machine cancels out. It prints a table, then one line per
+//! figure:
+//!
+//! ```text
+//! ratio <adapter> <mode> <users> <library ops/s ÷ raw ops/s>
+//! scale <adapter> <mode> <ops/s at the large size ÷ ops/s at 10,000>
+//! group <adapter> <mode> <ops/s with 64 callers ÷ ops/s with 1>
+//! rss <adapter> <peak MiB of the library process at the large size>
+//! ops <adapter> <mode> <users> <callers> <engine> <ops/s>
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use userstate::{Caller, ErrorKind, LockRequest, UserService};
+use userstate_benches::fixture::{self, Adapter, Handle, Mode};
+use userstate_benches::measure::{self, Histogram, Sample};
+use userstate_benches::raw_sled::RawSled;
+use userstate_benches::raw_sqlite::RawSqlite;
+
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+/// The small database of every comparison.
+const SMALL: usize = 10_000;
+/// Concurrent callers measured at the small size (1 is the ratio's run).
+const CALLERS: [usize; 2] = [8, 64];
+/// Callers on one user.
+const SAME_USER_CALLERS: usize = 8;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = if args.first().map(String::as_str) == Some("--child") {
+        child::main(&args[1..])
+    } else {
+        parent(&args)
+    };
+    if let Err(error) = outcome {
+        eprintln!("compare: {error}");
+        std::process::exit(1);
+    }
+}
+
+/// The command line of the parent.
+#[derive(Debug, Clone)]
+struct Options {
+    large: usize,
+    ops: u64,
+    seconds: f64,
+    rounds: usize,
+    quick: bool,
+    only: Vec<Adapter>,
+    dir: Option<PathBuf>,
+}
+
+fn parse(args: &[String]) -> Result<Options, Failure> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut options = Options {
+        large: if quick { 100_000 } else { 1_000_000 },
+        ops: 0,
+        seconds: if quick { 0.3 } else { 0.75 },
+        rounds: if quick { 2 } else { 4 },
+        quick,
+        only: Adapter::ALL.to_vec(),
+        dir: None,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--quick" => {}
+            "--users" => options.large = value()?.parse()?,
+            "--ops" => options.ops = value()?.parse()?,
+            "--seconds" => options.seconds = value()?.parse()?,
+            "--rounds" => options.rounds = value()?.parse::<usize>()?.max(1),
+            "--dir" => options.dir = Some(PathBuf::from(value()?)),
+            "--only" => {
+                options.only = value()?
+                    .split(',')
+                    .map(|name| Adapter::parse(name).ok_or(format!("unknown adapter {name}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "-h" | "--help" => {
+                println!(
+                    "compare [--users N] [--ops N] [--quick] [--rounds N] [--seconds S] \
+                     [--only memory,sqlite,sled] [--dir PATH]"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    if options.large == 0 {
+        return Err("--users must be at least 1".into());
+    }
+    Ok(options)
+}
+
+/// What a child reports once its database is loaded.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Ready {
+    preload_secs: f64,
+    load_rss_kib: Option<u64>,
+}
+
+/// What a child reports when it quits.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Done {
+    rss_kib: Option<u64>,
+}
+
+/// A child process, spoken to over its stdin and stdout.
+struct Worker {
+    child: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+    label: String,
+}
+
+impl Worker {
+    fn spawn(engine: &str, adapter: Adapter, users: usize, dir: &Path) -> Result<Self, Failure> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["--child", engine, adapter.name(), &users.to_string()])
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let input = child.stdin.take().ok_or("no stdin")?;
+        let output = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        Ok(Worker {
+            child,
+            input,
+            output,
+            label: format!("{engine} {adapter} {users}"),
+        })
+    }
+
+    fn send(&mut self, command: &str) -> Result<(), Failure> {
+        writeln!(self.input, "{command}")?;
+        self.input.flush()?;
+        Ok(())
+    }
+
+    fn receive<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T, Failure> {
+        let mut line = String::new();
+        if self.output.read_line(&mut line)? == 0 {
+            return Err(format!("the {} process stopped", self.label).into());
+        }
+        Ok(serde_json::from_str(&line)?)
+    }
+
+    fn ask<T: for<'de> Deserialize<'de>>(&mut self, command: &str) -> Result<T, Failure> {
+        self.send(command)?;
+        self.receive()
+    }
+
+    fn quit(mut self) -> Result<Done, Failure> {
+        let done = self.ask("quit")?;
+        self.child.wait()?;
+        Ok(done)
+    }
+}
+
+/// One measured figure: adapter, mode, size, callers, engine, and the sum
+/// of its rounds.
+#[derive(Debug, Clone)]
+struct Row {
+    adapter: Adapter,
+    mode: Mode,
+    users: usize,
+    /// `"1"`, `"8"`, `"64"` or `"8 same"`.
+    callers: String,
+    engine: &'static str,
+    sample: Sample,
+    /// Library ÷ raw per pair of adjacent rounds (1 caller only).
+    ratios: Vec<f64>,
+}
+
+/// Peak memory of one (adapter, size).
+#[derive(Debug, Clone)]
+struct Memory {
+    adapter: Adapter,
+    users: usize,
+    preload_secs: f64,
+    load_kib: Option<u64>,
+    run_kib: Option<u64>,
+    raw_kib: Option<u64>,
+}
+
+fn parent(args: &[String]) -> Result<(), Failure> {
+    let options = parse(args)?;
+    let started = Instant::now();
+    let base = options.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::Builder::new()
+        .prefix("userstate-compare-")
+        .tempdir_in(&base)?;
+    let mut sizes = vec![SMALL.min(options.large), options.large];
+    sizes.dedup();
+    print_machine(dir.path());
+    let round = if options.ops > 0 {
+        format!("{} commands", options.ops)
+    } else {
+        format!("{} s", options.seconds)
+    };
+    println!(
+        "sizes {sizes:?} users, {} alternate rounds of {round} per figure{}",
+        options.rounds,
+        if options.quick { " (--quick)" } else { "" }
+    );
+    // Every database is loaded first, all at once (loading is the slow
+    // part, and uses the two cores better in parallel); the measurements
+    // then run one process pair at a time on an otherwise idle machine.
+    let mut pending = Vec::new();
+    for &adapter in &options.only {
+        for &users in &sizes {
+            pending.push(Pair::spawn(adapter, users, dir.path())?);
+        }
+    }
+    let mut loaded = Vec::new();
+    for pair in pending {
+        loaded.push(pair.ready()?);
+    }
+    eprintln!(
+        "all databases loaded after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut rows = Vec::new();
+    let mut memory = Vec::new();
+    for pair in loaded {
+        let (new_rows, mem) = compare(&options, pair, sizes[0])?;
+        rows.extend(new_rows);
+        memory.push(mem);
+    }
+    print_table(&rows, &memory);
+    print_figures(&rows, &memory, &sizes);
+    println!("total time {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The library and raw processes of one adapter and size.
+struct Pair {
+    adapter: Adapter,
+    users: usize,
+    dir: PathBuf,
+    lib: Worker,
+    raw: Option<Worker>,
+    ready: Ready,
+}
+
+impl Pair {
+    /// Starts both processes; they load their databases meanwhile.
+    fn spawn(adapter: Adapter, users: usize, base: &Path) -> Result<Self, Failure> {
+        let dir = base.join(format!("{adapter}-{users}"));
+        std::fs::create_dir_all(dir.join("lib"))?;
+        std::fs::create_dir_all(dir.join("raw"))?;
+        eprintln!("[{adapter} {users}] preloading ...");
+        let lib = Worker::spawn("lib", adapter, users, &dir.join("lib"))?;
+        let raw = match adapter {
+            Adapter::Memory => None,
+            _ => Some(Worker::spawn("raw", adapter, users, &dir.join("raw"))?),
+        };
+        Ok(Pair {
+            adapter,
+            users,
+            dir,
+            lib,
+            raw,
+            ready: Ready::default(),
+        })
+    }
+
+    /// Waits until both processes have loaded their databases.
+    fn ready(mut self) -> Result<Self, Failure> {
+        self.ready = self.lib.receive()?;
+        if let Some(raw) = self.raw.as_mut() {
+            let _: Ready = raw.receive()?;
+        }
+        eprintln!(
+            "[{} {}] preloaded in {:.1} s",
+            self.adapter, self.users, self.ready.preload_secs
+        );
+        Ok(self)
+    }
+}
+
+/// Measures one adapter at one size, both modes, in its two processes.
+fn compare(options: &Options, pair: Pair, small: usize) -> Result<(Vec<Row>, Memory), Failure> {
+    let Pair {
+        adapter,
+        users,
+        dir,
+        mut lib,
+        mut raw,
+        ready,
+    } = pair;
+    let run = |callers: usize| {
+        format!(
+            "run {callers} {} {}",
+            options.seconds,
+            options.ops.div_ceil(callers as u64)
+        )
+    };
+    let mut rows = Vec::new();
+    for &mode in adapter.modes() {
+        let command = format!("mode {mode}");
+        let _: Done = lib.ask(&command)?;
+        if let Some(raw) = raw.as_mut() {
+            let _: Done = raw.ask(&command)?;
+        }
+        let mut lib_total = Sample::default();
+        let mut raw_total = Sample::default();
+        let mut ratios = Vec::new();
+        for r in 0..options.rounds {
+            let (lib_round, raw_round) = match raw.as_mut() {
+                Some(raw) if r % 2 == 1 => {
+                    let raw_round: Sample = raw.ask(&run(1))?;
+                    (lib.ask::<Sample>(&run(1))?, Some(raw_round))
+                }
+                Some(raw) => {
+                    let lib_round: Sample = lib.ask(&run(1))?;
+                    (lib_round, Some(raw.ask::<Sample>(&run(1))?))
+                }
+                None => (lib.ask::<Sample>(&run(1))?, None),
+            };
+            if let Some(raw_round) = raw_round {
+                ratios.push(lib_round.ops_per_sec() / raw_round.ops_per_sec());
+                raw_total.add(&raw_round);
+            }
+            lib_total.add(&lib_round);
+        }
+        let row = |callers: &str, engine, sample, ratios| Row {
+            adapter,
+            mode,
+            users,
+            callers: callers.to_owned(),
+            engine,
+            sample,
+            ratios,
+        };
+        eprintln!(
+            "[{adapter} {users}] {mode}: library {:.0} ops/s, raw {:.0} ops/s",
+            lib_total.ops_per_sec(),
+            raw_total.ops_per_sec()
+        );
+        rows.push(row("1", "library", lib_total, ratios));
+        if raw.is_some() {
+            rows.push(row("1", "raw", raw_total, Vec::new()));
+        }
+        if users == small {
+            for callers in CALLERS {
+                let sample: Sample = lib.ask(&run(callers))?;
+                eprintln!(
+                    "[{adapter} {users}] {mode}: {callers} callers {:.0} ops/s",
+                    sample.ops_per_sec()
+                );
+                rows.push(row(&callers.to_string(), "library", sample, Vec::new()));
+            }
+            let same = format!(
+                "same {SAME_USER_CALLERS} {} {}",
+                options.seconds, options.ops
+            );
+            let sample: Sample = lib.ask(&same)?;
+            rows.push(row(
+                &format!("{SAME_USER_CALLERS} same"),
+                "library",
+                sample,
+                Vec::new(),
+            ));
+        }
+    }
+    let lib_done = lib.quit()?;
+    let raw_done = match raw {
+        Some(raw) => Some(raw.quit()?),
+        None => None,
+    };
+    let memory = Memory {
+        adapter,
+        users,
+        preload_secs: ready.preload_secs,
+        load_kib: ready.load_rss_kib,
+        run_kib: lib_done.rss_kib,
+        raw_kib: raw_done.and_then(|d| d.rss_kib),
+    };
+    // The databases of this size are no longer needed: free the disk.
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((rows, memory))
+}
+
+fn print_machine(dir: &Path) {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map_or("unknown".to_owned(), |kib| {
+            format!("{:.1} GiB", kib as f64 / 1048576.0)
+        });
+    println!(
+        "machine: {cpus} CPUs ({cpu}), {memory} memory; databases in {}",
+        dir.display()
+    );
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn print_table(rows: &[Row], memory: &[Memory]) {
+    println!();
+    println!(
+        "{:<7} {:<8} {:>9} {:>7} {:<8} {:>10} {:>9} {:>9} {:>7} {:>9}",
+        "adapter",
+        "mode",
+        "users",
+        "callers",
+        "engine",
+        "ops/s",
+        "p50 µs",
+        "p99 µs",
+        "batch",
+        "lib/raw"
+    );
+    for row in rows {
+        let s = &row.sample;
+        let batch = s.batch().map_or("-".to_owned(), |b| format!("{b:.1}"));
+        let ratio = measure::median(&row.ratios).map_or("-".to_owned(), |r| format!("{r:.2}"));
+        let callers = if s.refused > 0 {
+            format!("{}*", row.callers)
+        } else {
+            row.callers.clone()
+        };
+        println!(
+            "{:<7} {:<8} {:>9} {:>7} {:<8} {:>10.0} {:>9.1} {:>9.1} {:>7} {:>9}",
+            row.adapter.name(),
+            row.mode.name(),
+            row.users,
+            callers,
+            row.engine,
+            s.ops_per_sec(),
+            micros(s.latencies.quantile(0.5)),
+            micros(s.latencies.quantile(0.99)),
+            batch,
+            ratio
+        );
+    }
+    println!(
+        "(batch: commands per SQLite transaction or sled sync; lib/raw: median of the \
+         per-round ratios; * some commands refused as expected on one user)"
+    );
+    println!();
+    println!(
+        "{:<7} {:>9} {:>11} {:>14} {:>13} {:>13}",
+        "adapter", "users", "preload s", "load peak MiB", "run peak MiB", "raw peak MiB"
+    );
+    let mib = |kib: Option<u64>| kib.map_or("-".to_owned(), |k| format!("{}", k / 1024));
+    for m in memory {
+        println!(
+            "{:<7} {:>9} {:>11.1} {:>14} {:>13} {:>13}",
+            m.adapter.name(),
+            m.users,
+            m.preload_secs,
+            mib(m.load_kib),
+            mib(m.run_kib),
+            mib(m.raw_kib)
+        );
+    }
+    println!();
+}
+
+fn print_figures(rows: &[Row], memory: &[Memory], sizes: &[usize]) {
+    let find = |adapter: Adapter, mode: Mode, users: usize, callers: &str, engine: &str| {
+        rows.iter().find(|r| {
+            r.adapter == adapter
+                && r.mode == mode
+                && r.users == users
+                && r.callers == callers
+                && r.engine == engine
+        })
+    };
+    let adapters: Vec<Adapter> = {
+        let mut seen = Vec::new();
+        for row in rows {
+            if !seen.contains(&row.adapter) {
+                seen.push(row.adapter);
+            }
+        }
+        seen
+    };
+    let (small, large) = (sizes[0], sizes[sizes.len() - 1]);
+    for &adapter in &adapters {
+        for &mode in adapter.modes() {
+            for &users in sizes {
+                if let Some(ratio) = find(adapter, mode, users, "1", "library")
+                    .and_then(|r| measure::median(&r.ratios))
+                {
+                    println!("ratio {adapter} {mode} {users} {ratio:.2}");
+                }
+            }
+        }
+    }
+    for &adapter in &adapters {
+        for &mode in adapter.modes() {
+            let at = |users| find(adapter, mode, users, "1", "library");
+            if let (Some(s), Some(l)) = (at(small), at(large)) {
+                if small != large {
+                    let scale = l.sample.ops_per_sec() / s.sample.ops_per_sec();
+                    println!("scale {adapter} {mode} {scale:.2}");
+                }
+            }
+        }
+    }
+    for &adapter in &adapters {
+        for &mode in adapter.modes() {
+            let one = find(adapter, mode, small, "1", "library");
+            let many = find(adapter, mode, small, "64", "library");
+            if let (Some(one), Some(many)) = (one, many) {
+                let group = many.sample.ops_per_sec() / one.sample.ops_per_sec();
+                println!("group {adapter} {mode} {group:.2}");
+            }
+        }
+    }
+    for m in memory.iter().filter(|m| m.users == large) {
+        // The worse of the loading and the working peak.
+        if let Some(kib) = m.load_kib.max(m.run_kib) {
+            println!("rss {} {}", m.adapter, kib / 1024);
+        }
+    }
+    for row in rows {
+        println!(
+            "ops {} {} {} {} {} {:.0}",
+            row.adapter,
+            row.mode,
+            row.users,
+            row.callers.replace(' ', "-"),
+            row.engine,
+            row.sample.ops_per_sec()
+        );
+    }
+}
+
+/// The child processes: one engine (library or raw) on one database.
+mod child {
+    use super::*;
+
+    /// `--child lib|raw ADAPTER USERS DIR`, then commands on stdin.
+    pub(super) fn main(args: &[String]) -> Result<(), Failure> {
+        let [engine, adapter, users, dir] = args else {
+            return Err("--child needs ENGINE ADAPTER USERS DIR".into());
+        };
+        let adapter = Adapter::parse(adapter).ok_or("unknown adapter")?;
+        let users: usize = users.parse()?;
+        let dir = PathBuf::from(dir);
+        let mut engine: Box<dyn Engine> = match engine.as_str() {
+            "lib" => Box::new(Library::load(adapter, users, &dir)?),
+            "raw" => Box::new(Raw::load(adapter, users, &dir)?),
+            other => return Err(format!("unknown engine {other}").into()),
+        };
+        let stdin = std::io::stdin();
+        let mut stdout = std::io::stdout();
+        for line in stdin.lock().lines() {
+            let line = line?;
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let reply = match words.as_slice() {
+                ["mode", mode] => {
+                    engine.mode(Mode::parse(mode).ok_or("unknown mode")?)?;
+                    serde_json::to_string(&Done::default())?
+                }
+                ["run", callers, secs, ops] => {
+                    let limit = Limit::new(secs.parse()?, ops.parse()?);
+                    serde_json::to_string(&engine.run(callers.parse()?, limit)?)?
+                }
+                ["same", callers, secs, ops] => {
+                    let limit = Limit::new(secs.parse()?, ops.parse()?);
+                    serde_json::to_string(&engine.same_user(callers.parse()?, limit)?)?
+                }
+                ["quit"] => {
+                    drop(engine);
+                    let done = Done {
+                        rss_kib: measure::peak_rss_kib(),
+                    };
+                    writeln!(stdout, "{}", serde_json::to_string(&done)?)?;
+                    return Ok(());
+                }
+                _ => return Err(format!("unknown command {line}").into()),
+            };
+            writeln!(stdout, "{reply}")?;
+            stdout.flush()?;
+        }
+        Ok(())
+    }
+
+    /// When a round ends: after a number of commands, or after a time.
+    #[derive(Debug, Clone, Copy)]
+    pub(super) struct Limit {
+        until: Duration,
+        ops: u64,
+    }
+
+    impl Limit {
+        fn new(secs: f64, ops: u64) -> Self {
+            Limit {
+                until: Duration::from_secs_f64(secs),
+                ops,
+            }
+        }
+
+        fn more(&self, started: Instant, done: u64) -> bool {
+            if self.ops > 0 {
+                done < self.ops
+            } else {
+                started.elapsed() < self.until
+            }
+        }
+    }
+
+    /// Announces the loaded database and starts the peak memory afresh.
+    fn ready(preload: Duration) -> Result<(), Failure> {
+        let ready = Ready {
+            preload_secs: preload.as_secs_f64(),
+            load_rss_kib: measure::peak_rss_kib(),
+        };
+        let mut stdout = std::io::stdout();
+        writeln!(stdout, "{}", serde_json::to_string(&ready)?)?;
+        stdout.flush()?;
+        measure::reset_peak_rss();
+        Ok(())
+    }
+
+    pub(super) trait Engine {
+        fn mode(&mut self, mode: Mode) -> Result<(), Failure>;
+        fn run(&mut self, callers: usize, limit: Limit) -> Result<Sample, Failure>;
+        fn same_user(&mut self, callers: usize, limit: Limit) -> Result<Sample, Failure>;
+    }
+
+    /// The library: `UserService` over the adapter.
+    pub(super) struct Library {
+        adapter: Adapter,
+        dir: PathBuf,
+        users: usize,
+        runtime: tokio::runtime::Runtime,
+        handle: Option<Handle>,
+        service: Option<(UserService, Caller)>,
+        /// Which users are locked now, so each command is a valid transition.
+        locked: Arc<Vec<AtomicBool>>,
+        cursor: u64,
+    }
+
+    impl Library {
+        pub(super) fn load(adapter: Adapter, users: usize, dir: &Path) -> Result<Self, Failure> {
+            let runtime = fixture::runtime();
+            let handle = fixture::open_for_loading(adapter, dir)?;
+            let preload = fixture::preload(&runtime, &handle.repository(), users)?;
+            // Memory keeps its only handle; the others reopen in each mode.
+            let handle = (adapter == Adapter::Memory).then_some(handle);
+            let service = handle.as_ref().map(|h| fixture::service(h.repository()));
+            let locked = (0..users)
+                .map(|i| AtomicBool::new(fixture::preloaded_locked(i)))
+                .collect();
+            ready(preload)?;
+            Ok(Library {
+                adapter,
+                dir: dir.to_path_buf(),
+                users,
+                runtime,
+                handle,
+                service,
+                locked: Arc::new(locked),
+                cursor: 0,
+            })
+        }
+
+        fn service(&self) -> Result<(UserService, Caller), Failure> {
+            self.service.clone().ok_or_else(|| "no mode chosen".into())
+        }
+
+        fn counters(&self) -> (u64, u64) {
+            self.handle.as_ref().map_or((0, 0), Handle::commit_counters)
+        }
+    }
+
+    /// One lock or unlock through the service, whichever is valid for `u`.
+    async fn toggle(
+        service: &UserService,
+        admin: &Caller,
+        locked: &[AtomicBool],
+        u: usize,
+    ) -> userstate::Result<()> {
+        let id = fixture::user_id(u);
+        let lock = !locked[u].load(Ordering::Relaxed);
+        if lock {
+            service.lock(admin, &id, LockRequest::new()).await?;
+        } else {
+            service.unlock(admin, &id).await?;
+        }
+        locked[u].store(lock, Ordering::Relaxed);
+        Ok(())
+    }
+
+    impl Engine for Library {
+        fn mode(&mut self, mode: Mode) -> Result<(), Failure> {
+            if self.adapter == Adapter::Memory {
+                return Ok(());
+            }
+            // sled allows one open database per directory: close first.
+            self.service = None;
+            self.handle = None;
+            let handle = fixture::open(self.adapter, mode, &self.dir)?;
+            self.service = Some(fixture::service(handle.repository()));
+            self.handle = Some(handle);
+            Ok(())
+        }
+
+        fn run(&mut self, callers: usize, limit: Limit) -> Result<Sample, Failure> {
+            let (service, admin) = self.service()?;
+            let before = self.counters();
+            let started = Instant::now();
+            let start_cursor = self.cursor;
+            let users = self.users;
+            let mut sample = Sample::default();
+            if callers == 1 {
+                let locked = self.locked.clone();
+                let (ops, latencies) = self.runtime.block_on(async {
+                    let mut latencies = Histogram::new();
+                    let mut ops = 0;
+                    while limit.more(started, ops) {
+                        let u = fixture::visit(start_cursor + ops, users);
+                        let t = Instant::now();
+                        toggle(&service, &admin, &locked, u).await?;
+                        latencies.record(t.elapsed());
+                        ops += 1;
+                    }
+                    Ok::<_, userstate::Error>((ops, latencies))
+                })?;
+                sample.ops = ops;
+                sample.latencies = latencies;
+            } else {
+                let per_caller = users / callers;
+                let tasks: Vec<_> = (0..callers)
+                    .map(|caller| {
+                        let (service, admin) = (service.clone(), admin.clone());
+                        let locked = self.locked.clone();
+                        self.runtime.spawn(async move {
+                            let mut latencies = Histogram::new();
+                            let mut ops = 0;
+                            while limit.more(started, ops) {
+                                let k = start_cursor + ops;
+                                let u = fixture::visit(k, per_caller) * callers + caller;
+                                let t = Instant::now();
+                                toggle(&service, &admin, &locked, u).await?;
+                                latencies.record(t.elapsed());
+                                ops += 1;
+                            }
+                            Ok::<_, userstate::Error>((ops, latencies))
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    let (ops, latencies) = self.runtime.block_on(task)??;
+                    sample.ops += ops;
+                    sample.latencies.merge(&latencies);
+                }
+            }
+            sample.secs = started.elapsed().as_secs_f64();
+            self.cursor += sample.ops;
+            let after = self.counters();
+            sample.commits = (after.0 - before.0, after.1 - before.1);
+            sample.latencies = sample.latencies.compact();
+            Ok(sample)
+        }
+
+        fn same_user(&mut self, callers: usize, limit: Limit) -> Result<Sample, Failure> {
+            let (service, admin) = self.service()?;
+            let before = self.counters();
+            let started = Instant::now();
+            // User 1 is preloaded active; every caller locks and unlocks it
+            // in turn, and half of the commands find it already so.
+            let id = fixture::user_id(1);
+            let tasks: Vec<_> = (0..callers)
+                .map(|caller| {
+                    let (service, admin, id) = (service.clone(), admin.clone(), id.clone());
+                    self.runtime.spawn(async move {
+                        let mut latencies = Histogram::new();
+                        let (mut ops, mut refused) = (0u64, 0u64);
+                        while limit.more(started, ops) {
+                            let t = Instant::now();
+                            let outcome = if (ops + caller as u64).is_multiple_of(2) {
+                                service.lock(&admin, &id, LockRequest::new()).await
+                            } else {
+                                service.unlock(&admin, &id).await
+                            };
+                            match outcome {
+                                Ok(_) => {}
+                                Err(e) if e.kind() == ErrorKind::FailedPrecondition => refused += 1,
+                                Err(e) => return Err(e),
+                            }
+                            latencies.record(t.elapsed());
+                            ops += 1;
+                        }
+                        Ok((ops, refused, latencies))
+                    })
+                })
+                .collect();
+            let mut sample = Sample::default();
+            for task in tasks {
+                let (ops, refused, latencies) = self.runtime.block_on(task)??;
+                sample.ops += ops;
+                sample.refused += refused;
+                sample.latencies.merge(&latencies);
+            }
+            sample.secs = started.elapsed().as_secs_f64();
+            let after = self.counters();
+            sample.commits = (after.0 - before.0, after.1 - before.1);
+            sample.latencies = sample.latencies.compact();
+            // The user's lock state is unknown now: the single-user runs
+            // never visit user 1 again unless they cycle, so mark it by what
+            // the store says.
+            let now_locked = self.runtime.block_on(service.get(&admin, &id))?.state
+                == userstate::UserState::Locked;
+            self.locked[1].store(now_locked, Ordering::Relaxed);
+            Ok(sample)
+        }
+    }
+
+    /// The raw baseline of one adapter.
+    pub(super) struct Raw {
+        adapter: Adapter,
+        dir: PathBuf,
+        store: Option<RawStore>,
+        users: usize,
+        cursor: u64,
+    }
+
+    enum RawStore {
+        Sqlite(RawSqlite),
+        Sled(RawSled),
+    }
+
+    impl RawStore {
+        fn open(adapter: Adapter, dir: &Path, durable: bool) -> Result<Self, Failure> {
+            Ok(match adapter {
+                Adapter::Sqlite => RawStore::Sqlite(RawSqlite::open(&dir.join("raw.db"), durable)?),
+                Adapter::Sled => RawStore::Sled(RawSled::open(&dir.join("raw.sled"), durable)?),
+                Adapter::Memory => return Err("memory has no raw baseline".into()),
+            })
+        }
+
+        fn toggle_lock(&self, i: usize) -> Result<bool, Failure> {
+            match self {
+                RawStore::Sqlite(raw) => Ok(raw.toggle_lock(i)?),
+                RawStore::Sled(raw) => raw.toggle_lock(i),
+            }
+        }
+    }
+
+    impl Raw {
+        pub(super) fn load(adapter: Adapter, users: usize, dir: &Path) -> Result<Self, Failure> {
+            let started = Instant::now();
+            let mut store = RawStore::open(adapter, dir, false)?;
+            match &mut store {
+                RawStore::Sqlite(raw) => raw.preload(users)?,
+                RawStore::Sled(raw) => raw.preload(users)?,
+            }
+            ready(started.elapsed())?;
+            Ok(Raw {
+                adapter,
+                dir: dir.to_path_buf(),
+                store: Some(store),
+                users,
+                cursor: 0,
+            })
+        }
+    }
+
+    impl Engine for Raw {
+        fn mode(&mut self, mode: Mode) -> Result<(), Failure> {
+            self.store = None;
+            self.store = Some(RawStore::open(
+                self.adapter,
+                &self.dir,
+                mode == Mode::Durable,
+            )?);
+            Ok(())
+        }
+
+        fn run(&mut self, callers: usize, limit: Limit) -> Result<Sample, Failure> {
+            if callers != 1 {
+                return Err("the raw baseline runs one caller".into());
+            }
+            let store = self.store.as_ref().ok_or("no mode chosen")?;
+            let started = Instant::now();
+            let mut sample = Sample::default();
+            let mut latencies = Histogram::new();
+            while limit.more(started, sample.ops) {
+                let u = fixture::visit(self.cursor + sample.ops, self.users);
+                let t = Instant::now();
+                store.toggle_lock(u)?;
+                latencies.record(t.elapsed());
+                sample.ops += 1;
+            }
+            sample.secs = started.elapsed().as_secs_f64();
+            sample.latencies = latencies.compact();
+            self.cursor += sample.ops;
+            Ok(sample)
+        }
+
+        fn same_user(&mut self, _callers: usize, _limit: Limit) -> Result<Sample, Failure> {
+            Err("the raw baseline runs one caller".into())
+        }
+    }
+}
