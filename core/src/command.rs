@@ -161,13 +161,18 @@ impl Command {
             (Command::Unlock, _) => {
                 return Err(Error::precondition(ids::NOT_LOCKED, "User is not locked"))
             }
-            (Command::Deactivate, Some((_, Active | Locked))) => EventPayload::Deactivated,
-            (Command::Deactivate, Some((_, Initial))) => {
-                return Err(Error::precondition(
-                    ids::INITIAL_CANNOT_DEACTIVATE,
-                    "User with state initial can only be deleted not deactivated",
-                ))
+            // A locked user that never completed initialisation is still
+            // initial: deactivating and reactivating it must not skip that.
+            (Command::Deactivate, Some((user, Locked)))
+                if user
+                    .lock
+                    .as_ref()
+                    .is_some_and(|l| l.previous_state == Initial) =>
+            {
+                return Err(initial_cannot_deactivate())
             }
+            (Command::Deactivate, Some((_, Active | Locked))) => EventPayload::Deactivated,
+            (Command::Deactivate, Some((_, Initial))) => return Err(initial_cannot_deactivate()),
             (Command::Deactivate, Some((_, Inactive))) => {
                 return Err(Error::precondition(
                     ids::ALREADY_INACTIVE,
@@ -185,6 +190,13 @@ impl Command {
         };
         Ok(vec![event])
     }
+}
+
+fn initial_cannot_deactivate() -> Error {
+    Error::precondition(
+        ids::INITIAL_CANNOT_DEACTIVATE,
+        "User with state initial can only be deleted not deactivated",
+    )
 }
 
 /// A check is refused on a user that cannot log in for a reason the check

@@ -284,6 +284,9 @@ impl Model {
             (Cmd::Lock { .. }, _) => return fail(ids::NOT_ACTIVE_OR_INITIAL),
             (Cmd::Unlock, Locked) => (self.users[&user].before_lock, None),
             (Cmd::Unlock, _) => return fail(ids::NOT_LOCKED),
+            (Cmd::Deactivate, Locked) if self.users[&user].before_lock == Initial => {
+                return fail(ids::INITIAL_CANNOT_DEACTIVATE)
+            }
             (Cmd::Deactivate, Active | Locked) => (Inactive, None),
             (Cmd::Deactivate, Initial) => return fail(ids::INITIAL_CANNOT_DEACTIVATE),
             (Cmd::Deactivate, _) => return fail(ids::ALREADY_INACTIVE),

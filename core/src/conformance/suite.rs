@@ -55,8 +55,12 @@ fn expected(start: Start, command: &Command) -> Expected {
         (Command::Unlock, LockedFromInitial) => Ok(S::Initial),
         (Command::Unlock, _) => precondition(ids::NOT_LOCKED),
 
-        (Command::Deactivate, Initial) => precondition(ids::INITIAL_CANNOT_DEACTIVATE),
-        (Command::Deactivate, Active | LockedFromActive | LockedFromInitial) => Ok(S::Inactive),
+        // A locked initial user is still initial (it would otherwise skip
+        // initialisation by deactivate + reactivate).
+        (Command::Deactivate, Initial | LockedFromInitial) => {
+            precondition(ids::INITIAL_CANNOT_DEACTIVATE)
+        }
+        (Command::Deactivate, Active | LockedFromActive) => Ok(S::Inactive),
         (Command::Deactivate, Inactive) => precondition(ids::ALREADY_INACTIVE),
 
         (Command::Reactivate, Inactive) => Ok(S::Active),
