@@ -50,6 +50,7 @@ impl UserRepository for InMemoryRepository {
     }
 
     async fn append(&self, commit: Commit) -> Result<()> {
+        commit.validate()?;
         let mut t = self.tables();
         let id = &commit.snapshot.id;
         let old = t.users.get(id).cloned();

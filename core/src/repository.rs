@@ -32,6 +32,43 @@ pub struct Commit {
     pub snapshot: User,
 }
 
+impl Commit {
+    /// Checks the commit's shape: at least one event, numbered
+    /// `expected_sequence + 1` onwards without overflow, all of the
+    /// snapshot's user and organisation, and the snapshot at the last event.
+    /// Adapters call it before writing; the service only builds valid commits.
+    ///
+    /// # Errors
+    /// Internal for a malformed commit.
+    pub fn validate(&self) -> Result<()> {
+        let malformed = |why: &str| Error::internal(format!("malformed commit: {why}"));
+        let snapshot = &self.snapshot;
+        let mut next = self.expected_sequence;
+        for event in &self.events {
+            next = next
+                .checked_add(1)
+                .ok_or_else(|| malformed("sequence overflow"))?;
+            if event.sequence != next {
+                return Err(malformed(
+                    "events are not numbered from the expected sequence on",
+                ));
+            }
+            if event.user_id != snapshot.id || event.org_id != snapshot.org_id {
+                return Err(malformed(
+                    "an event belongs to another user or organisation",
+                ));
+            }
+        }
+        if self.events.is_empty() {
+            return Err(malformed("no events"));
+        }
+        if snapshot.sequence != next {
+            return Err(malformed("the snapshot is not at the last event"));
+        }
+        Ok(())
+    }
+}
+
 /// Which users of an organisation to list, and where the page starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

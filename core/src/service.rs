@@ -347,18 +347,21 @@ fn build_commit(
     // Keep a user's times monotonic even if the clock steps back.
     let at = before.as_ref().map_or(now, |u| now.max(u.changed_at));
     let owner = before.as_ref().map_or(org, |u| &u.org_id).clone();
-    let events: Vec<Event> = payloads
-        .into_iter()
-        .zip(expected_sequence + 1..)
-        .map(|(payload, sequence)| Event {
+    let mut events = Vec::with_capacity(payloads.len());
+    let mut sequence = expected_sequence;
+    for payload in payloads {
+        sequence = sequence
+            .checked_add(1)
+            .ok_or_else(|| Error::corrupt(format!("the history of user {user} is full")))?;
+        events.push(Event {
             user_id: user.clone(),
             org_id: owner.clone(),
             sequence,
             created_at: at,
             creator: creator.clone(),
             payload,
-        })
-        .collect();
+        });
+    }
     let snapshot = events
         .iter()
         .fold(before, |user, event| Some(User::apply(user, event)))

@@ -121,7 +121,16 @@ impl Store {
                 by_org.remove(keys::org_key(&old.org_id, &prepared.user))?;
             }
             for (key, value) in &prepared.events {
-                events.insert(key.as_slice(), value.as_slice())?;
+                // A stored event at a new sequence means the snapshot is
+                // behind its history: never overwrite the audit trail.
+                if events.insert(key.as_slice(), value.as_slice())?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(Error::corrupt(
+                        format!(
+                            "user {} has stored events beyond its snapshot",
+                            prepared.user
+                        ),
+                    )));
+                }
             }
             snapshots.insert(
                 prepared.snapshot_key.as_slice(),
@@ -222,15 +231,11 @@ impl Store {
 }
 
 fn prepare(commit: &Commit) -> Result<PreparedCommit> {
+    commit.validate()?;
     let snapshot = &commit.snapshot;
     let user = snapshot.id.clone();
     let mut events = Vec::with_capacity(commit.events.len());
     for event in &commit.events {
-        if event.user_id != user {
-            return Err(Error::internal(
-                "a commit's events must belong to its snapshot's user",
-            ));
-        }
         events.push((keys::event_key(&user, event.sequence), encode_event(event)?));
     }
     Ok(PreparedCommit {

@@ -52,21 +52,10 @@ pub(crate) struct EncodedEvent {
 /// Internal for a malformed commit: a bug in the caller, refused before
 /// anything is written.
 pub(crate) fn encode_commit(commit: &Commit) -> Result<EncodedCommit> {
+    commit.validate()?;
     let snapshot = &commit.snapshot;
-    let malformed = |why: &str| Error::internal(format!("malformed commit: {why}"));
-    if commit.events.is_empty() {
-        return Err(malformed("no events"));
-    }
     let mut events = Vec::with_capacity(commit.events.len());
-    for (event, sequence) in commit.events.iter().zip(commit.expected_sequence + 1..) {
-        if event.sequence != sequence {
-            return Err(malformed(
-                "events are not numbered from the expected sequence on",
-            ));
-        }
-        if event.user_id != snapshot.id {
-            return Err(malformed("an event belongs to another user"));
-        }
+    for event in &commit.events {
         events.push(EncodedEvent {
             sequence: to_column(event.sequence)?,
             org: event.org_id.as_str().to_owned(),
@@ -75,10 +64,6 @@ pub(crate) fn encode_commit(commit: &Commit) -> Result<EncodedCommit> {
             creator: event.creator.as_str().to_owned(),
             payload: to_json(&event.payload)?,
         });
-    }
-    let last = commit.events.last().map(|e| e.sequence);
-    if last != Some(snapshot.sequence) {
-        return Err(malformed("the snapshot is not at the last event"));
     }
     Ok(EncodedCommit {
         user_id: snapshot.id.as_str().to_owned(),

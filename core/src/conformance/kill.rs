@@ -19,7 +19,7 @@
 //! }
 //! ```
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
@@ -55,7 +55,7 @@ fn service(repo: Arc<dyn UserRepository>) -> (UserService, Caller) {
 }
 
 /// The child's side: opens the database named by [`DB_ENV`] and runs random
-/// commands until killed, printing `ack <user> <sequence> <event type>` after
+/// commands until killed, printing `ack <user> <sequence>` after
 /// each acknowledged one. Does nothing when the variable is not set (so the
 /// test is harmless when run directly).
 pub fn run_child<R, F>(open: F)
@@ -177,7 +177,6 @@ fn parse_ack(line: &str) -> Option<(UserId, u64)> {
 }
 
 async fn verify(repo: &Arc<dyn UserRepository>, acknowledged: &BTreeMap<UserId, u64>, cycle: u32) {
-    let mut seen = HashSet::new();
     for i in 0..USERS {
         let id = user_name(i);
         let snapshot = repo.load(&id).await.expect("load after kill");
@@ -208,9 +207,7 @@ async fn verify(repo: &Arc<dyn UserRepository>, acknowledged: &BTreeMap<UserId, 
                 history.len()
             );
         }
-        seen.insert(id);
     }
-    assert!(acknowledged.keys().all(|id| seen.contains(id)));
 }
 
 fn seed() -> u64 {

@@ -23,7 +23,10 @@ pub use futures::executor::block_on;
 pub use isolation::tenant_isolation_matrix;
 pub use lockout::*;
 pub use model::{model_check_bytes, model_test, model_test_cases};
-pub use race::{concurrent_commands_keep_history_exact, concurrent_locks_one_wins};
+pub use race::{
+    concurrent_appends_with_same_expected_sequence_one_wins,
+    concurrent_commands_keep_history_exact, concurrent_locks_one_wins,
+};
 pub use suite::*;
 
 /// Expands to one `#[test]` per conformance function, each on a fresh
@@ -48,6 +51,8 @@ macro_rules! conformance_tests {
             hostile_input_is_refused_or_stored_literally,
             snapshot_equals_replay,
             stale_append_is_a_conflict_and_writes_nothing,
+            malformed_commits_are_refused,
+            concurrent_appends_with_same_expected_sequence_one_wins,
             concurrent_locks_one_wins,
             concurrent_commands_keep_history_exact,
             lockout_after_max_failed_password_checks,

@@ -178,3 +178,58 @@ pub async fn concurrent_commands_keep_history_exact(repo: Arc<dyn UserRepository
         f.assert_snapshot_is_replay(id).await;
     }
 }
+
+/// The repository's own check, without the service: many threads append to
+/// one user with the same expected sequence at once; exactly one succeeds,
+/// every other gets a conflict, and only the winner's event is stored.
+pub async fn concurrent_appends_with_same_expected_sequence_one_wins(
+    repo: Arc<dyn UserRepository>,
+) {
+    const THREADS: usize = 8;
+    let f = Fixture::new(repo.clone());
+    for round in 0..10 {
+        let id = f
+            .user_in_state(&format!("appended-{round}"), UserState::Active)
+            .await;
+        let current = f.stored(&id).await;
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let jobs = (0..THREADS)
+            .map(|n| {
+                let (repo, barrier, current) = (repo.clone(), barrier.clone(), current.clone());
+                let event = crate::Event {
+                    user_id: current.id.clone(),
+                    org_id: current.org_id.clone(),
+                    sequence: current.sequence + 1,
+                    created_at: current.changed_at,
+                    creator: crate::UserId::new(format!("writer-{n}")).expect("valid id"),
+                    payload: EventPayload::Locked {
+                        reason: None,
+                        expires_at: None,
+                        cause: crate::LockCause::Command,
+                    },
+                };
+                Box::new(move || {
+                    let snapshot = User::apply(Some(current.clone()), &event);
+                    barrier.wait();
+                    futures::executor::block_on(repo.append(crate::Commit {
+                        expected_sequence: current.sequence,
+                        events: vec![event],
+                        snapshot,
+                    }))
+                }) as Box<dyn FnOnce() -> _ + Send>
+            })
+            .collect();
+        let results: Vec<crate::Result<()>> = on_threads(jobs).await;
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "round {round}: {results:?}"
+        );
+        assert!(results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(crate::Error::is_conflict));
+        assert_eq!(f.all_events(&id).await.len(), 2, "round {round}");
+        f.assert_snapshot_is_replay(&id).await;
+    }
+}

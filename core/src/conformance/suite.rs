@@ -794,6 +794,19 @@ pub async fn stale_append_is_a_conflict_and_writes_nothing(repo: Arc<dyn UserRep
         assert_eq!(err.kind(), ErrorKind::Aborted);
     }
     assert_eq!(f.stored(&id).await, current);
+    let locked = repo
+        .list(&f.acme, &ListQuery::in_state(UserState::Locked))
+        .await
+        .expect("list");
+    assert!(
+        locked.users.is_empty(),
+        "a refused append left an index entry"
+    );
+    let active = repo
+        .list(&f.acme, &ListQuery::in_state(UserState::Active))
+        .await
+        .expect("list");
+    assert_eq!(active.users, vec![current.clone()]);
     assert_eq!(f.all_events(&id).await.len(), 1);
 
     let event = lock_event(2);
@@ -926,4 +939,51 @@ pub async fn hostile_input_is_refused_or_stored_literally(repo: Arc<dyn UserRepo
             assert_eq!(history.len(), if name.len() % 2 == 0 { 2 } else { 1 });
         }
     }
+}
+
+/// Commits of the wrong shape are refused before anything is written: no
+/// events, a gap or overlap in the numbering, another user's event, a
+/// snapshot not at the last event, a sequence that would overflow.
+pub async fn malformed_commits_are_refused(repo: Arc<dyn UserRepository>) {
+    let f = Fixture::new(repo.clone());
+    let id = f.user_in_state("shape", UserState::Active).await;
+    let other = f.user_in_state("other", UserState::Active).await;
+    let current = f.stored(&id).await;
+    let event = |user: &UserId, sequence: u64| crate::Event {
+        user_id: user.clone(),
+        org_id: f.acme.clone(),
+        sequence,
+        created_at: at(T0),
+        creator: f.acme_admin.user_id.clone(),
+        payload: EventPayload::Deactivated,
+    };
+    let at_sequence = |sequence: u64| {
+        let mut snapshot = current.clone();
+        snapshot.sequence = sequence;
+        snapshot.state = UserState::Inactive;
+        snapshot
+    };
+    let cases = [
+        (1, vec![], at_sequence(1)),
+        (1, vec![event(&id, 1)], at_sequence(1)),
+        (1, vec![event(&id, 3)], at_sequence(3)),
+        (1, vec![event(&other, 2)], at_sequence(2)),
+        (1, vec![event(&id, 2)], at_sequence(5)),
+        (u64::MAX, vec![event(&id, 0)], at_sequence(0)),
+    ];
+    for (n, (expected_sequence, events, snapshot)) in cases.into_iter().enumerate() {
+        let err = repo
+            .append(Commit {
+                expected_sequence,
+                events,
+                snapshot,
+            })
+            .await
+            .expect_err("malformed commit");
+        assert_eq!(err.kind(), ErrorKind::Internal, "case {n}: {err:?}");
+    }
+    assert_eq!(f.stored(&id).await, current);
+    assert_eq!(f.all_events(&id).await.len(), 1);
+    assert_eq!(f.all_events(&other).await.len(), 1);
+    f.assert_snapshot_is_replay(&id).await;
 }
