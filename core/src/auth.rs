@@ -18,7 +18,8 @@ pub enum Permission {
     /// `user.read`: get, history, list.
     #[serde(rename = "user.read")]
     Read,
-    /// `user.write`: create, lock, unlock, deactivate, reactivate, complete initialisation.
+    /// `user.write`: create, lock, unlock, deactivate, reactivate, complete
+    /// initialisation, record checks, record password changes.
     #[serde(rename = "user.write")]
     Write,
     /// `user.delete`: remove.

@@ -200,11 +200,15 @@ pub struct LockoutPolicies {
 
 impl LockoutPolicies {
     /// Policies with `default` for every organisation.
-    pub fn new(default: LockoutPolicy) -> Self {
-        LockoutPolicies {
+    ///
+    /// # Errors
+    /// InvalidArgument for an inconsistent policy (see [`LockoutPolicy::validate`]).
+    pub fn new(default: LockoutPolicy) -> Result<Self> {
+        default.validate()?;
+        Ok(LockoutPolicies {
             default: RwLock::new(default),
             orgs: RwLock::default(),
-        }
+        })
     }
 
     /// The policy of `org`: its own, or the instance default.
@@ -304,7 +308,8 @@ mod tests {
             lock_duration_ms: Some(0),
             ..LockoutPolicy::default()
         };
-        assert!(policies.set_default(zero).is_err());
+        assert!(policies.set_default(zero.clone()).is_err());
+        assert!(LockoutPolicies::new(zero).is_err());
         let no_growth = LockoutPolicy {
             duration_growth: 0,
             ..LockoutPolicy::default()
