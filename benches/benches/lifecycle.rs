@@ -54,7 +54,7 @@ fn bench_adapter(
 ) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let loading = fixture::open_for_loading(adapter, dir.path()).expect("open for loading");
-    let took = fixture::preload(runtime, &loading.repository(), users).expect("preload");
+    let took = fixture::preload(runtime, &loading, users).expect("preload");
     eprintln!(
         "{adapter}: preloaded {users} users in {:.1} s",
         took.as_secs_f64()

@@ -285,10 +285,16 @@ pub fn preload_commit(i: usize, at: Timestamp) -> Commit {
 /// The first append that failed.
 pub fn preload(
     runtime: &tokio::runtime::Runtime,
-    repository: &Arc<dyn UserRepository>,
+    handle: &Handle,
     count: usize,
 ) -> userstate::Result<Duration> {
-    preload_with(runtime, repository, count, PRELOAD_CALLERS)
+    // Memory has no commits to batch: one caller spares its mutex the
+    // contention and the runtime the task switches.
+    let callers = match handle {
+        Handle::Memory(_) => 1,
+        _ => PRELOAD_CALLERS,
+    };
+    preload_with(runtime, &handle.repository(), count, callers)
 }
 
 /// [`preload`] with `callers` concurrent callers.
@@ -353,9 +359,8 @@ mod tests {
     fn preloaded_users_are_listed_in_their_state() {
         let runtime = runtime();
         let handle = open(Adapter::Memory, Mode::Volatile, Path::new("")).unwrap();
-        let repository = handle.repository();
-        preload(&runtime, &repository, 25).unwrap();
-        let (service, admin) = service(repository);
+        preload(&runtime, &handle, 25).unwrap();
+        let (service, admin) = service(handle.repository());
         let locked = runtime
             .block_on(service.list(
                 &admin,

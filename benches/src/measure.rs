@@ -141,6 +141,10 @@ pub struct Sample {
     /// Commands answered by the adapter's commits in the round and the
     /// commits (SQLite transactions, sled syncs) they took.
     pub commits: (u64, u64),
+    /// CPU seconds the whole process (every thread) spent in the round.
+    pub cpu_secs: f64,
+    /// Context switches of all the process's threads in the round.
+    pub switches: u64,
 }
 
 impl Sample {
@@ -161,6 +165,18 @@ impl Sample {
         self.latencies.merge(&other.latencies);
         self.commits.0 += other.commits.0;
         self.commits.1 += other.commits.1;
+        self.cpu_secs += other.cpu_secs;
+        self.switches += other.switches;
+    }
+
+    /// CPU microseconds per command, all threads of the process together.
+    pub fn cpu_micros_per_op(&self) -> f64 {
+        self.cpu_secs * 1e6 / self.ops.max(1) as f64
+    }
+
+    /// Context switches per command, all threads of the process together.
+    pub fn switches_per_op(&self) -> f64 {
+        self.switches as f64 / self.ops.max(1) as f64
     }
 
     /// Commands per commit (the group-commit batch); `None` without commits.
@@ -181,6 +197,59 @@ pub fn peak_rss_kib() -> Option<u64> {
 /// later [`peak_rss_kib`] covers only what follows. Returns whether it could.
 pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// CPU time the process has used so far, user and system, all threads
+/// (`/proc/self/stat`, in clock ticks of 10 ms); `None` without `/proc`.
+pub fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which may hold spaces: utime and
+    // stime are the 12th and 13th.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// Context switches (voluntary and not) of every thread of the process so
+/// far; threads that ended are not counted. `None` without `/proc`.
+pub fn context_switches() -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let Ok(status) = std::fs::read_to_string(task.ok()?.path().join("status")) else {
+            continue;
+        };
+        total += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Some(total)
+}
+
+/// Starts measuring a round's CPU time and context switches.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    cpu_secs: f64,
+    switches: u64,
+}
+
+impl Usage {
+    /// The process's usage now.
+    pub fn now() -> Self {
+        Usage {
+            cpu_secs: process_cpu_secs().unwrap_or(0.0),
+            switches: context_switches().unwrap_or(0),
+        }
+    }
+
+    /// Records the usage since `self` into `sample`.
+    pub fn finish(self, sample: &mut Sample) {
+        let now = Usage::now();
+        sample.cpu_secs = (now.cpu_secs - self.cpu_secs).max(0.0);
+        sample.switches = now.switches.saturating_sub(self.switches);
+    }
 }
 
 /// The median of `values` (the mean of the middle two for an even count);

@@ -15,8 +15,9 @@
 //! cargo run --release --manifest-path benches/peers/Cargo.toml -- [--users N] [--seconds S] [--rounds N] [--dir PATH]
 //! ```
 //!
-//! Prints `ops cqrs-es <mode> <users> 1 peer <ops/s>` per mode, like
-//! `compare`'s `ops` lines.
+//! Measures one caller and 64 concurrent callers on distinct users, and
+//! prints `ops cqrs-es <mode> <users> <callers> peer <ops/s>` lines like
+//! `compare`'s.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -25,11 +26,12 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework, DomainEvent};
+use cqrs_es::{Aggregate, CqrsFramework, DomainEvent};
 use serde::{Deserialize, Serialize};
 use sqlite_es::SqliteEventRepository;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -40,6 +42,8 @@ type Failure = Box<dyn std::error::Error + Send + Sync>;
 const ORG: &str = "acme";
 const ADMIN: &str = "admin";
 const LOCKED_EVERY: usize = 10;
+/// The concurrent callers of the second measurement, on distinct users.
+const CONCURRENT_CALLERS: usize = 64;
 
 /// sqlite-es's tables, from its migration `20221114171845_init.sql`.
 const SCHEMA: &str = "
@@ -345,6 +349,55 @@ fn quantile(sorted: &[Duration], q: f64) -> f64 {
     sorted[rank - 1].as_secs_f64() * 1e6
 }
 
+/// What one caller did in a round.
+struct Outcome {
+    ops: u64,
+    failed: u64,
+    latencies: Vec<Duration>,
+}
+
+/// One caller's round: locks an active user or unlocks a locked one, among
+/// the users `u` with `u % callers == caller`, until `until` has passed.
+/// Commands the framework fails (SQLite busy under concurrent writers) are
+/// counted, not retried.
+async fn lock_unlock(
+    cqrs: &Framework,
+    locked: &[AtomicBool],
+    users: usize,
+    caller: usize,
+    callers: usize,
+    cursor: u64,
+    until: Duration,
+) -> Outcome {
+    let started = Instant::now();
+    let mut outcome = Outcome {
+        ops: 0,
+        failed: 0,
+        latencies: Vec::new(),
+    };
+    let per_caller = users / callers;
+    while started.elapsed() < until {
+        let u = visit(cursor + outcome.ops, per_caller) * callers + caller;
+        let lock = !locked[u].load(Ordering::Relaxed);
+        let (caller, org) = (ADMIN.to_owned(), ORG.to_owned());
+        let command = if lock {
+            UserCommand::Lock { caller, org }
+        } else {
+            UserCommand::Unlock { caller, org }
+        };
+        let t = Instant::now();
+        match cqrs.execute(&user_id(u), command).await {
+            Ok(()) => {
+                outcome.latencies.push(t.elapsed());
+                locked[u].store(lock, Ordering::Relaxed);
+                outcome.ops += 1;
+            }
+            Err(_) => outcome.failed += 1,
+        }
+    }
+    outcome
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Failure> {
     let args = parse()?;
@@ -368,9 +421,11 @@ async fn main() -> Result<(), Failure> {
         args.users,
         started.elapsed().as_secs_f64()
     );
-    let locked: Vec<AtomicBool> = (0..args.users)
-        .map(|i| AtomicBool::new(i.is_multiple_of(LOCKED_EVERY)))
-        .collect();
+    let locked: Arc<Vec<AtomicBool>> = Arc::new(
+        (0..args.users)
+            .map(|i| AtomicBool::new(i.is_multiple_of(LOCKED_EVERY)))
+            .collect(),
+    );
     let mut cursor = 0u64;
     let mut lines = Vec::new();
     for (mode, durable) in [("durable", true), ("relaxed", false)] {
@@ -381,45 +436,50 @@ async fn main() -> Result<(), Failure> {
         )]));
         let store =
             PersistedEventStore::new_aggregate_store(SqliteEventRepository::new(pool.clone()));
-        let cqrs: Framework = CqrsFramework::new(store, vec![], grants);
-        let mut ops = 0u64;
-        let mut busy = Duration::ZERO;
-        let mut latencies = Vec::new();
-        for _ in 0..args.rounds {
-            let round = Instant::now();
-            while round.elapsed().as_secs_f64() < args.seconds {
-                let u = visit(cursor, args.users);
-                cursor += 1;
-                let lock = !locked[u].load(Ordering::Relaxed);
-                let (caller, org) = (ADMIN.to_owned(), ORG.to_owned());
-                let command = if lock {
-                    UserCommand::Lock { caller, org }
-                } else {
-                    UserCommand::Unlock { caller, org }
-                };
-                let t = Instant::now();
-                cqrs.execute(&user_id(u), command)
-                    .await
-                    .map_err(|e: AggregateError<UserError>| format!("{e}"))?;
-                latencies.push(t.elapsed());
-                locked[u].store(lock, Ordering::Relaxed);
-                ops += 1;
+        let cqrs: Arc<Framework> = Arc::new(CqrsFramework::new(store, vec![], grants));
+        for callers in [1, CONCURRENT_CALLERS] {
+            let mut ops = 0u64;
+            let mut failed = 0u64;
+            let mut busy = Duration::ZERO;
+            let mut latencies = Vec::new();
+            for _ in 0..args.rounds {
+                let round = Instant::now();
+                let until = Duration::from_secs_f64(args.seconds);
+                let tasks: Vec<_> = (0..callers)
+                    .map(|caller| {
+                        let (cqrs, locked) = (cqrs.clone(), locked.clone());
+                        let users = args.users;
+                        tokio::spawn(async move {
+                            lock_unlock(&cqrs, &locked, users, caller, callers, cursor, until).await
+                        })
+                    })
+                    .collect();
+                let mut done = 0;
+                for task in tasks {
+                    let outcome = task.await?;
+                    done = done.max(outcome.ops);
+                    ops += outcome.ops;
+                    failed += outcome.failed;
+                    latencies.extend(outcome.latencies);
+                }
+                cursor += done;
+                busy += round.elapsed();
             }
-            busy += round.elapsed();
+            latencies.sort_unstable();
+            let rate = ops as f64 / busy.as_secs_f64();
+            println!(
+                "cqrs-es  {mode:<8} {:>9} users {callers:>3} callers {rate:>8.0} ops/s  \
+                 p50 {:>8.1} µs  p99 {:>8.1} µs  {failed} failed",
+                args.users,
+                quantile(&latencies, 0.5),
+                quantile(&latencies, 0.99)
+            );
+            lines.push(format!(
+                "ops cqrs-es {mode} {} {callers} peer {rate:.0}",
+                args.users
+            ));
         }
         pool.close().await;
-        latencies.sort_unstable();
-        let rate = ops as f64 / busy.as_secs_f64();
-        println!(
-            "cqrs-es  {mode:<8} {:>9} users  1 caller  {rate:>8.0} ops/s  p50 {:>7.1} µs  p99 {:>7.1} µs",
-            args.users,
-            quantile(&latencies, 0.5),
-            quantile(&latencies, 0.99)
-        );
-        lines.push(format!(
-            "ops cqrs-es {mode} {} 1 peer {rate:.0}",
-            args.users
-        ));
     }
     for line in lines {
         println!("{line}");

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use userstate::{Caller, ErrorKind, LockRequest, UserService};
 use userstate_benches::fixture::{self, Adapter, Handle, Mode};
-use userstate_benches::measure::{self, Histogram, Sample};
+use userstate_benches::measure::{self, Histogram, Sample, Usage};
 use userstate_benches::raw_sled::RawSled;
 use userstate_benches::raw_sqlite::RawSqlite;
 
@@ -145,10 +145,17 @@ struct Worker {
 }
 
 impl Worker {
-    fn spawn(engine: &str, adapter: Adapter, users: usize, dir: &Path) -> Result<Self, Failure> {
+    fn spawn(
+        engine: &str,
+        adapter: Adapter,
+        users: usize,
+        dir: &Path,
+        mode: Option<Mode>,
+    ) -> Result<Self, Failure> {
         let mut child = Command::new(std::env::current_exe()?)
             .args(["--child", engine, adapter.name(), &users.to_string()])
             .arg(dir)
+            .args(mode.map(|m| m.name()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -187,6 +194,12 @@ impl Worker {
         self.child.wait()?;
         Ok(done)
     }
+
+    /// Waits for a loader, which exits once it has reported.
+    fn finish(mut self) -> Result<(), Failure> {
+        self.child.wait()?;
+        Ok(())
+    }
 }
 
 /// One measured figure: adapter, mode, size, callers, engine, and the sum
@@ -209,6 +222,7 @@ struct Row {
 struct Memory {
     adapter: Adapter,
     users: usize,
+    mode: Mode,
     preload_secs: f64,
     load_kib: Option<u64>,
     run_kib: Option<u64>,
@@ -257,7 +271,7 @@ fn parent(args: &[String]) -> Result<(), Failure> {
     for pair in loaded {
         let (new_rows, mem) = compare(&options, pair, sizes[0])?;
         rows.extend(new_rows);
-        memory.push(mem);
+        memory.extend(mem);
     }
     print_table(&rows, &memory);
     print_figures(&rows, &memory, &sizes);
@@ -265,41 +279,68 @@ fn parent(args: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The library and raw processes of one adapter and size.
+/// The processes of one adapter and size: the library's loader (the
+/// library's measuring processes, one per mode, come later) and the raw
+/// baseline.
 struct Pair {
     adapter: Adapter,
     users: usize,
     dir: PathBuf,
-    lib: Worker,
+    /// Memory's measuring process, which holds its only copy of the users;
+    /// for the others, the loader until it finished.
+    lib: Option<Worker>,
     raw: Option<Worker>,
     ready: Ready,
 }
 
 impl Pair {
-    /// Starts both processes; they load their databases meanwhile.
+    /// Starts the loading processes; they load their databases meanwhile.
     fn spawn(adapter: Adapter, users: usize, base: &Path) -> Result<Self, Failure> {
         let dir = base.join(format!("{adapter}-{users}"));
         std::fs::create_dir_all(dir.join("lib"))?;
         std::fs::create_dir_all(dir.join("raw"))?;
         eprintln!("[{adapter} {users}] preloading ...");
-        let lib = Worker::spawn("lib", adapter, users, &dir.join("lib"))?;
+        let lib = match adapter {
+            // Memory cannot hand its users to another process: it loads and
+            // measures in one.
+            Adapter::Memory => Worker::spawn(
+                "lib",
+                adapter,
+                users,
+                &dir.join("lib"),
+                Some(Mode::Volatile),
+            )?,
+            _ => Worker::spawn("load", adapter, users, &dir.join("lib"), None)?,
+        };
         let raw = match adapter {
             Adapter::Memory => None,
-            _ => Some(Worker::spawn("raw", adapter, users, &dir.join("raw"))?),
+            _ => Some(Worker::spawn(
+                "raw",
+                adapter,
+                users,
+                &dir.join("raw"),
+                None,
+            )?),
         };
         Ok(Pair {
             adapter,
             users,
             dir,
-            lib,
+            lib: Some(lib),
             raw,
             ready: Ready::default(),
         })
     }
 
-    /// Waits until both processes have loaded their databases.
+    /// Waits until both have loaded their databases (and the loader exited).
     fn ready(mut self) -> Result<Self, Failure> {
-        self.ready = self.lib.receive()?;
+        let mut lib = self.lib.take().ok_or("no loader")?;
+        self.ready = lib.receive()?;
+        if self.adapter == Adapter::Memory {
+            self.lib = Some(lib);
+        } else {
+            lib.finish()?;
+        }
         if let Some(raw) = self.raw.as_mut() {
             let _: Ready = raw.receive()?;
         }
@@ -311,13 +352,18 @@ impl Pair {
     }
 }
 
-/// Measures one adapter at one size, both modes, in its two processes.
-fn compare(options: &Options, pair: Pair, small: usize) -> Result<(Vec<Row>, Memory), Failure> {
+/// Measures one adapter at one size, each mode in a library process of its
+/// own, beside the raw process.
+fn compare(
+    options: &Options,
+    pair: Pair,
+    small: usize,
+) -> Result<(Vec<Row>, Vec<Memory>), Failure> {
     let Pair {
         adapter,
         users,
         dir,
-        mut lib,
+        lib: mut memory_lib,
         mut raw,
         ready,
     } = pair;
@@ -329,11 +375,18 @@ fn compare(options: &Options, pair: Pair, small: usize) -> Result<(Vec<Row>, Mem
         )
     };
     let mut rows = Vec::new();
+    let mut memory = Vec::new();
     for &mode in adapter.modes() {
-        let command = format!("mode {mode}");
-        let _: Done = lib.ask(&command)?;
+        let (mut lib, opened) = match memory_lib.take() {
+            Some(lib) => (lib, ready.clone()),
+            None => {
+                let mut lib = Worker::spawn("lib", adapter, users, &dir.join("lib"), Some(mode))?;
+                let opened: Ready = lib.receive()?;
+                (lib, opened)
+            }
+        };
         if let Some(raw) = raw.as_mut() {
-            let _: Done = raw.ask(&command)?;
+            let _: Done = raw.ask(&format!("mode {mode}"))?;
         }
         let mut lib_total = Sample::default();
         let mut raw_total = Sample::default();
@@ -395,20 +448,24 @@ fn compare(options: &Options, pair: Pair, small: usize) -> Result<(Vec<Row>, Mem
                 Vec::new(),
             ));
         }
+        let lib_done = lib.quit()?;
+        memory.push(Memory {
+            adapter,
+            users,
+            mode,
+            preload_secs: ready.preload_secs,
+            load_kib: ready.load_rss_kib,
+            run_kib: lib_done.rss_kib.max(opened.load_rss_kib),
+            raw_kib: None,
+        });
     }
-    let lib_done = lib.quit()?;
     let raw_done = match raw {
         Some(raw) => Some(raw.quit()?),
         None => None,
     };
-    let memory = Memory {
-        adapter,
-        users,
-        preload_secs: ready.preload_secs,
-        load_kib: ready.load_rss_kib,
-        run_kib: lib_done.rss_kib,
-        raw_kib: raw_done.and_then(|d| d.rss_kib),
-    };
+    if let Some(last) = memory.last_mut() {
+        last.raw_kib = raw_done.and_then(|d| d.rss_kib);
+    }
     // The databases of this size are no longer needed: free the disk.
     let _ = std::fs::remove_dir_all(&dir);
     Ok((rows, memory))
@@ -449,7 +506,7 @@ fn micros(d: Duration) -> f64 {
 fn print_table(rows: &[Row], memory: &[Memory]) {
     println!();
     println!(
-        "{:<7} {:<8} {:>9} {:>7} {:<8} {:>10} {:>9} {:>9} {:>7} {:>9}",
+        "{:<7} {:<8} {:>9} {:>7} {:<8} {:>10} {:>9} {:>9} {:>7} {:>9} {:>7} {:>9}",
         "adapter",
         "mode",
         "users",
@@ -459,6 +516,8 @@ fn print_table(rows: &[Row], memory: &[Memory]) {
         "p50 µs",
         "p99 µs",
         "batch",
+        "CPU µs",
+        "ctx",
         "lib/raw"
     );
     for row in rows {
@@ -471,7 +530,7 @@ fn print_table(rows: &[Row], memory: &[Memory]) {
             row.callers.clone()
         };
         println!(
-            "{:<7} {:<8} {:>9} {:>7} {:<8} {:>10.0} {:>9.1} {:>9.1} {:>7} {:>9}",
+            "{:<7} {:<8} {:>9} {:>7} {:<8} {:>10.0} {:>9.1} {:>9.1} {:>7} {:>9.1} {:>7.1} {:>9}",
             row.adapter.name(),
             row.mode.name(),
             row.users,
@@ -481,24 +540,28 @@ fn print_table(rows: &[Row], memory: &[Memory]) {
             micros(s.latencies.quantile(0.5)),
             micros(s.latencies.quantile(0.99)),
             batch,
+            s.cpu_micros_per_op(),
+            s.switches_per_op(),
             ratio
         );
     }
     println!(
-        "(batch: commands per SQLite transaction or sled sync; lib/raw: median of the \
-         per-round ratios; * some commands refused as expected on one user)"
+        "(batch: commands per SQLite transaction or sled sync; CPU µs and ctx: CPU time \
+         and context switches per command, all threads of the process; lib/raw: median \
+         of the per-round ratios; * some commands refused as expected on one user)"
     );
     println!();
     println!(
-        "{:<7} {:>9} {:>11} {:>14} {:>13} {:>13}",
-        "adapter", "users", "preload s", "load peak MiB", "run peak MiB", "raw peak MiB"
+        "{:<7} {:>9} {:<8} {:>11} {:>14} {:>13} {:>13}",
+        "adapter", "users", "mode", "preload s", "load peak MiB", "run peak MiB", "raw peak MiB"
     );
     let mib = |kib: Option<u64>| kib.map_or("-".to_owned(), |k| format!("{}", k / 1024));
     for m in memory {
         println!(
-            "{:<7} {:>9} {:>11.1} {:>14} {:>13} {:>13}",
+            "{:<7} {:>9} {:<8} {:>11.1} {:>14} {:>13} {:>13}",
             m.adapter.name(),
             m.users,
+            m.mode.name(),
             m.preload_secs,
             mib(m.load_kib),
             mib(m.run_kib),
@@ -560,10 +623,17 @@ fn print_figures(rows: &[Row], memory: &[Memory], sizes: &[usize]) {
             }
         }
     }
-    for m in memory.iter().filter(|m| m.users == large) {
-        // The worse of the loading and the working peak.
-        if let Some(kib) = m.load_kib.max(m.run_kib) {
-            println!("rss {} {}", m.adapter, kib / 1024);
+    for &adapter in &adapters {
+        // The worst peak of a process serving the large database, over the
+        // modes (each mode runs in a process of its own). The bulk load's
+        // peak is in the table.
+        let peak = memory
+            .iter()
+            .filter(|m| m.adapter == adapter && m.users == large)
+            .filter_map(|m| m.run_kib)
+            .max();
+        if let Some(kib) = peak {
+            println!("rss {adapter} {}", kib / 1024);
         }
     }
     for row in rows {
@@ -583,18 +653,27 @@ fn print_figures(rows: &[Row], memory: &[Memory], sizes: &[usize]) {
 mod child {
     use super::*;
 
-    /// `--child lib|raw ADAPTER USERS DIR`, then commands on stdin.
+    /// `--child load ADAPTER USERS DIR` loads the library's database and
+    /// exits; `--child lib ADAPTER USERS DIR MODE` measures the library in
+    /// one mode and `--child raw ADAPTER USERS DIR` loads the raw baseline
+    /// and measures it, in the modes it is sent, with commands on stdin.
     pub(super) fn main(args: &[String]) -> Result<(), Failure> {
-        let [engine, adapter, users, dir] = args else {
-            return Err("--child needs ENGINE ADAPTER USERS DIR".into());
+        let (engine, adapter, users, dir, mode) = match args {
+            [engine, adapter, users, dir] => (engine, adapter, users, dir, None),
+            [engine, adapter, users, dir, mode] => (engine, adapter, users, dir, Some(mode)),
+            _ => return Err("--child needs ENGINE ADAPTER USERS DIR [MODE]".into()),
         };
         let adapter = Adapter::parse(adapter).ok_or("unknown adapter")?;
         let users: usize = users.parse()?;
         let dir = PathBuf::from(dir);
-        let mut engine: Box<dyn Engine> = match engine.as_str() {
-            "lib" => Box::new(Library::load(adapter, users, &dir)?),
-            "raw" => Box::new(Raw::load(adapter, users, &dir)?),
-            other => return Err(format!("unknown engine {other}").into()),
+        let mut engine: Box<dyn Engine> = match (engine.as_str(), mode) {
+            ("load", None) => return Library::load_only(adapter, users, &dir),
+            ("lib", Some(mode)) => {
+                let mode = Mode::parse(mode).ok_or("unknown mode")?;
+                Box::new(Library::open(adapter, users, &dir, mode)?)
+            }
+            ("raw", None) => Box::new(Raw::load(adapter, users, &dir)?),
+            _ => return Err(format!("unknown child {args:?}").into()),
         };
         let stdin = std::io::stdin();
         let mut stdout = std::io::stdout();
@@ -615,6 +694,7 @@ mod child {
                     serde_json::to_string(&engine.same_user(callers.parse()?, limit)?)?
                 }
                 ["quit"] => {
+                    engine.finish()?;
                     drop(engine);
                     let done = Done {
                         rss_kib: measure::peak_rss_kib(),
@@ -669,53 +749,87 @@ mod child {
 
     pub(super) trait Engine {
         fn mode(&mut self, mode: Mode) -> Result<(), Failure>;
+        /// Called before quitting.
+        fn finish(&mut self) -> Result<(), Failure> {
+            Ok(())
+        }
         fn run(&mut self, callers: usize, limit: Limit) -> Result<Sample, Failure>;
         fn same_user(&mut self, callers: usize, limit: Limit) -> Result<Sample, Failure>;
     }
 
-    /// The library: `UserService` over the adapter.
+    /// The library: `UserService` over the adapter, in one mode.
     pub(super) struct Library {
-        adapter: Adapter,
         dir: PathBuf,
         users: usize,
         runtime: tokio::runtime::Runtime,
-        handle: Option<Handle>,
-        service: Option<(UserService, Caller)>,
+        handle: Handle,
+        service: (UserService, Caller),
         /// Which users are locked now, so each command is a valid transition.
         locked: Arc<Vec<AtomicBool>>,
         cursor: u64,
     }
 
+    /// Where a measuring process leaves the users' lock states and its
+    /// position for the next one (the next mode) on the same database.
+    const STATE_FILE: &str = "lock-states";
+
     impl Library {
-        pub(super) fn load(adapter: Adapter, users: usize, dir: &Path) -> Result<Self, Failure> {
+        /// Loads the database and exits: the peak memory of the bulk load
+        /// stays out of the measuring processes'.
+        pub(super) fn load_only(adapter: Adapter, users: usize, dir: &Path) -> Result<(), Failure> {
             let runtime = fixture::runtime();
             let handle = fixture::open_for_loading(adapter, dir)?;
-            let preload = fixture::preload(&runtime, &handle.repository(), users)?;
-            // Memory keeps its only handle; the others reopen in each mode.
-            let handle = (adapter == Adapter::Memory).then_some(handle);
-            let service = handle.as_ref().map(|h| fixture::service(h.repository()));
-            let locked = (0..users)
-                .map(|i| AtomicBool::new(fixture::preloaded_locked(i)))
-                .collect();
+            let preload = fixture::preload(&runtime, &handle, users)?;
+            drop(handle);
+            ready(preload)
+        }
+
+        /// Opens the loaded database in `mode` (memory loads its own).
+        pub(super) fn open(
+            adapter: Adapter,
+            users: usize,
+            dir: &Path,
+            mode: Mode,
+        ) -> Result<Self, Failure> {
+            let runtime = fixture::runtime();
+            let (handle, preload) = match adapter {
+                Adapter::Memory => {
+                    let handle = fixture::open(adapter, mode, dir)?;
+                    let preload = fixture::preload(&runtime, &handle, users)?;
+                    (handle, preload)
+                }
+                _ => (fixture::open(adapter, mode, dir)?, Duration::ZERO),
+            };
+            let service = fixture::service(handle.repository());
+            let (locked, cursor) = match std::fs::read(dir.join(STATE_FILE)) {
+                Ok(bytes) if bytes.len() == 8 + users => {
+                    let cursor = u64::from_le_bytes(bytes[..8].try_into()?);
+                    let locked = bytes[8..].iter().map(|b| AtomicBool::new(*b == 1));
+                    (locked.collect(), cursor)
+                }
+                _ => {
+                    let locked = (0..users).map(|i| AtomicBool::new(fixture::preloaded_locked(i)));
+                    (locked.collect(), 0)
+                }
+            };
             ready(preload)?;
             Ok(Library {
-                adapter,
                 dir: dir.to_path_buf(),
                 users,
                 runtime,
                 handle,
                 service,
                 locked: Arc::new(locked),
-                cursor: 0,
+                cursor,
             })
         }
 
         fn service(&self) -> Result<(UserService, Caller), Failure> {
-            self.service.clone().ok_or_else(|| "no mode chosen".into())
+            Ok(self.service.clone())
         }
 
         fn counters(&self) -> (u64, u64) {
-            self.handle.as_ref().map_or((0, 0), Handle::commit_counters)
+            self.handle.commit_counters()
         }
     }
 
@@ -738,22 +852,25 @@ mod child {
     }
 
     impl Engine for Library {
-        fn mode(&mut self, mode: Mode) -> Result<(), Failure> {
-            if self.adapter == Adapter::Memory {
-                return Ok(());
-            }
-            // sled allows one open database per directory: close first.
-            self.service = None;
-            self.handle = None;
-            let handle = fixture::open(self.adapter, mode, &self.dir)?;
-            self.service = Some(fixture::service(handle.repository()));
-            self.handle = Some(handle);
+        fn mode(&mut self, _mode: Mode) -> Result<(), Failure> {
+            Err("a library process runs in the mode it was started in".into())
+        }
+
+        fn finish(&mut self) -> Result<(), Failure> {
+            let mut bytes = self.cursor.to_le_bytes().to_vec();
+            bytes.extend(
+                self.locked
+                    .iter()
+                    .map(|l| u8::from(l.load(Ordering::Relaxed))),
+            );
+            std::fs::write(self.dir.join(STATE_FILE), bytes)?;
             Ok(())
         }
 
         fn run(&mut self, callers: usize, limit: Limit) -> Result<Sample, Failure> {
             let (service, admin) = self.service()?;
             let before = self.counters();
+            let usage = Usage::now();
             let started = Instant::now();
             let start_cursor = self.cursor;
             let users = self.users;
@@ -802,6 +919,7 @@ mod child {
                 }
             }
             sample.secs = started.elapsed().as_secs_f64();
+            usage.finish(&mut sample);
             self.cursor += sample.ops;
             let after = self.counters();
             sample.commits = (after.0 - before.0, after.1 - before.1);
@@ -812,6 +930,7 @@ mod child {
         fn same_user(&mut self, callers: usize, limit: Limit) -> Result<Sample, Failure> {
             let (service, admin) = self.service()?;
             let before = self.counters();
+            let usage = Usage::now();
             let started = Instant::now();
             // User 1 is preloaded active; every caller locks and unlocks it
             // in turn, and half of the commands find it already so.
@@ -849,6 +968,7 @@ mod child {
                 sample.latencies.merge(&latencies);
             }
             sample.secs = started.elapsed().as_secs_f64();
+            usage.finish(&mut sample);
             let after = self.counters();
             sample.commits = (after.0 - before.0, after.1 - before.1);
             sample.latencies = sample.latencies.compact();
@@ -928,6 +1048,7 @@ mod child {
                 return Err("the raw baseline runs one caller".into());
             }
             let store = self.store.as_ref().ok_or("no mode chosen")?;
+            let usage = Usage::now();
             let started = Instant::now();
             let mut sample = Sample::default();
             let mut latencies = Histogram::new();
@@ -939,6 +1060,7 @@ mod child {
                 sample.ops += 1;
             }
             sample.secs = started.elapsed().as_secs_f64();
+            usage.finish(&mut sample);
             sample.latencies = latencies.compact();
             self.cursor += sample.ops;
             Ok(sample)
