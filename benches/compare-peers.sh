@@ -6,7 +6,8 @@
 # SQLite in WAL mode with synchronous FULL (durable) and NORMAL (relaxed).
 # Both run twice, alternating, so that drift of the machine cancels out.
 #
-# Prints, per mode: peer sqlite <mode> <our ops/s ÷ the peer's ops/s>
+# Prints, per mode: peer sqlite <mode> <our ops/s ÷ the peer's ops/s> (one
+# caller), and peer-64 sqlite <mode> <ratio> with 64 concurrent callers.
 #
 # Usage: benches/compare-peers.sh            (USERS=10000 ROUNDS=4 ROUND_SECONDS=0.75)
 set -euo pipefail
@@ -40,14 +41,20 @@ for run in 1 2; do
   grep -E '^cqrs-es' "$out/peer-$run.txt" >&2 || true
 done
 
-for mode in durable relaxed; do
-  # ops <adapter> <mode> <users> <callers> <engine> <ops/s>, summed over both runs.
-  ours=$(cat "$out"/ours-*.txt | awk -v m="$mode" -v u="$USERS" \
-    '$1=="ops" && $2=="sqlite" && $3==m && $4==u && $5=="1" && $6=="library" {s+=$7} END {print s+0}')
-  peer=$(cat "$out"/peer-*.txt | awk -v m="$mode" -v u="$USERS" \
-    '$1=="ops" && $2=="cqrs-es" && $3==m && $4==u && $5=="1" {s+=$7} END {print s+0}')
-  echo "ops sqlite $mode $USERS 1 library $((ours / 2))"
-  echo "ops cqrs-es $mode $USERS 1 peer $((peer / 2))"
-  awk -v o="$ours" -v p="$peer" -v m="$mode" \
-    'BEGIN { if (p > 0) printf "peer sqlite %s %.2f\n", m, o / p; else print "peer sqlite " m " n/a" }'
+# ops <adapter> <mode> <users> <callers> <engine> <ops/s>, summed over both runs.
+sum_ops() { # file-glob adapter mode callers engine
+  cat $1 | awk -v a="$2" -v m="$3" -v u="$USERS" -v c="$4" -v e="$5" \
+    '$1=="ops" && $2==a && $3==m && $4==u && $5==c && $6==e {s+=$7} END {print s+0}'
+}
+for callers in 1 64; do
+  for mode in durable relaxed; do
+    ours=$(sum_ops "$out/ours-*.txt" sqlite "$mode" "$callers" library)
+    peer=$(sum_ops "$out/peer-*.txt" cqrs-es "$mode" "$callers" peer)
+    echo "ops sqlite $mode $USERS $callers library $((ours / 2))"
+    echo "ops cqrs-es $mode $USERS $callers peer $((peer / 2))"
+    # The figure of the comparison is one caller's; 64 callers show group commit.
+    label=$([[ $callers == 1 ]] && echo "peer" || echo "peer-$callers")
+    awk -v o="$ours" -v p="$peer" -v m="$mode" -v l="$label" \
+      'BEGIN { if (p > 0) printf "%s sqlite %s %.2f\n", l, m, o / p; else print l " sqlite " m " n/a" }'
+  done
 done
