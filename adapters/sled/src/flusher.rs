@@ -172,6 +172,12 @@ fn run(shared: &Shared, mut sync: SyncFn) {
                 queue = shared.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
             }
             if queue.waiting.is_empty() {
+                // Stopping: relaxed commands acknowledged since the last sync
+                // get their promised last sync before the thread ends.
+                if queue.unsynced_relaxed > 0 && queue.failure.is_none() {
+                    drop(queue);
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut sync));
+                }
                 return;
             }
             (std::mem::take(&mut queue.waiting), queue.unsynced_relaxed)
@@ -294,6 +300,13 @@ mod tests {
                 syncs: 2
             }
         );
+        // That last relaxed commit still gets a sync when the flusher stops.
+        let dropper = std::thread::spawn(move || drop(flusher));
+        started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a last sync on drop");
+        release.send(()).unwrap();
+        dropper.join().unwrap();
     }
 
     #[test]
