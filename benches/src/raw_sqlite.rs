@@ -96,6 +96,15 @@ impl RawSqlite {
         Ok(RawSqlite { conn })
     }
 
+    /// Switches between `synchronous = FULL` and `NORMAL` without reopening.
+    ///
+    /// # Errors
+    /// SQLite's.
+    pub fn set_durable(&self, durable: bool) -> rusqlite::Result<()> {
+        self.conn
+            .pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
+    }
+
     /// Inserts users `0..count` (every tenth locked) in one transaction.
     ///
     /// # Errors

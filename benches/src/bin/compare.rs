@@ -34,9 +34,9 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -140,8 +140,12 @@ struct Done {
 struct Worker {
     child: Child,
     input: ChildStdin,
-    output: BufReader<ChildStdout>,
+    /// The child's stdout, line by line, from a thread that reads it.
+    output: mpsc::Receiver<std::io::Result<String>>,
     label: String,
+    /// How long a measuring command may take before the child is deemed
+    /// stuck (a storage engine that hangs must not hang the whole run).
+    patience: Duration,
 }
 
 impl Worker {
@@ -161,12 +165,21 @@ impl Worker {
             .stderr(Stdio::inherit())
             .spawn()?;
         let input = child.stdin.take().ok_or("no stdin")?;
-        let output = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let (lines, output) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                if lines.send(line).is_err() {
+                    return;
+                }
+            }
+        });
         Ok(Worker {
             child,
             input,
             output,
             label: format!("{engine} {adapter} {users}"),
+            patience: Duration::from_secs(120),
         })
     }
 
@@ -176,17 +189,32 @@ impl Worker {
         Ok(())
     }
 
+    /// The next reply, however long loading takes.
     fn receive<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T, Failure> {
-        let mut line = String::new();
-        if self.output.read_line(&mut line)? == 0 {
-            return Err(format!("the {} process stopped", self.label).into());
+        match self.output.recv() {
+            Ok(line) => Ok(serde_json::from_str(&line?)?),
+            Err(_) => Err(format!("the {} process stopped", self.label).into()),
         }
-        Ok(serde_json::from_str(&line)?)
     }
 
+    /// Sends a command and waits for its reply, at most `patience`.
     fn ask<T: for<'de> Deserialize<'de>>(&mut self, command: &str) -> Result<T, Failure> {
         self.send(command)?;
-        self.receive()
+        match self.output.recv_timeout(self.patience) {
+            Ok(line) => Ok(serde_json::from_str(&line?)?),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = self.child.kill();
+                Err(format!(
+                    "the {} process did not answer `{command}` within {} s; stopped it",
+                    self.label,
+                    self.patience.as_secs()
+                )
+                .into())
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err(format!("the {} process stopped", self.label).into())
+            }
+        }
     }
 
     fn quit(mut self) -> Result<Done, Failure> {
@@ -385,7 +413,11 @@ fn compare(
                 (lib, opened)
             }
         };
+        // A round of --ops commands may take long on a slow disk.
+        let patience = Duration::from_secs(120) + Duration::from_millis(2 * options.ops);
+        lib.patience = patience;
         if let Some(raw) = raw.as_mut() {
+            raw.patience = patience;
             let _: Done = raw.ask(&format!("mode {mode}"))?;
         }
         let mut lib_total = Sample::default();
@@ -984,8 +1016,6 @@ mod child {
 
     /// The raw baseline of one adapter.
     pub(super) struct Raw {
-        adapter: Adapter,
-        dir: PathBuf,
         store: Option<RawStore>,
         users: usize,
         cursor: u64,
@@ -1023,8 +1053,6 @@ mod child {
             }
             ready(started.elapsed())?;
             Ok(Raw {
-                adapter,
-                dir: dir.to_path_buf(),
                 store: Some(store),
                 users,
                 cursor: 0,
@@ -1034,12 +1062,13 @@ mod child {
 
     impl Engine for Raw {
         fn mode(&mut self, mode: Mode) -> Result<(), Failure> {
-            self.store = None;
-            self.store = Some(RawStore::open(
-                self.adapter,
-                &self.dir,
-                mode == Mode::Durable,
-            )?);
+            // Switched in place: reopening sled in the same process is where
+            // its 0.34 line is least robust.
+            let durable = mode == Mode::Durable;
+            match self.store.as_mut().ok_or("no store")? {
+                RawStore::Sqlite(raw) => raw.set_durable(durable)?,
+                RawStore::Sled(raw) => raw.set_durable(durable),
+            }
             Ok(())
         }
 
