@@ -71,7 +71,10 @@ pub use event::{Event, EventPayload, LockCause, UnlockCause};
 pub use id::{LockReason, OrgId, UserId, MAX_ID_BYTES, MAX_REASON_CHARS};
 pub use lockout::{Factor, FailedChecks, LockoutPolicies, LockoutPolicy};
 pub use memory::InMemoryRepository;
-pub use repository::{Commit, HistoryQuery, ListQuery, Page, UserRepository, MAX_PAGE_SIZE};
+pub use repository::{
+    run_decide, Commit, Decide, Decision, HistoryQuery, ListQuery, Page, UserRepository,
+    MAX_PAGE_SIZE,
+};
 pub use service::{CheckRecord, UserService, DEFAULT_MAX_ATTEMPTS};
 pub use state::{InitialState, UserState};
 pub use timestamp::Timestamp;

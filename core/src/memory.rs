@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::id::{OrgId, UserId};
-use crate::repository::{Commit, HistoryQuery, ListQuery, Page, UserRepository};
+use crate::repository::{
+    run_decide, Commit, Decide, Decision, HistoryQuery, ListQuery, Page, UserRepository,
+};
 use crate::state::UserState;
 use crate::user::User;
 
@@ -43,6 +45,43 @@ impl InMemoryRepository {
     }
 }
 
+impl Tables {
+    /// Stores a valid commit if the stored sequence is the expected one.
+    fn write(&mut self, commit: Commit) -> Result<()> {
+        let id = &commit.snapshot.id;
+        let old = self.users.get(id).cloned();
+        let actual = old.as_ref().map_or(0, |u| u.sequence);
+        if actual != commit.expected_sequence {
+            return Err(Error::conflict(commit.expected_sequence, actual));
+        }
+        if let Some(old) = old {
+            if let Some(ids) = self.by_org_state.get_mut(&(old.org_id.clone(), old.state)) {
+                ids.remove(&old.id);
+            }
+            if let Some(ids) = self.by_org.get_mut(&old.org_id) {
+                ids.remove(&old.id);
+            }
+        }
+        let new = commit.snapshot;
+        self.by_org_state
+            .entry((new.org_id.clone(), new.state))
+            .or_default()
+            .insert(new.id.clone());
+        if new.state != UserState::Deleted {
+            self.by_org
+                .entry(new.org_id.clone())
+                .or_default()
+                .insert(new.id.clone());
+        }
+        self.events
+            .entry(new.id.clone())
+            .or_default()
+            .extend(commit.events);
+        self.users.insert(new.id.clone(), new);
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl UserRepository for InMemoryRepository {
     async fn load(&self, id: &UserId) -> Result<Option<User>> {
@@ -51,38 +90,22 @@ impl UserRepository for InMemoryRepository {
 
     async fn append(&self, commit: Commit) -> Result<()> {
         commit.validate()?;
-        let mut t = self.tables();
-        let id = &commit.snapshot.id;
-        let old = t.users.get(id).cloned();
-        let actual = old.as_ref().map_or(0, |u| u.sequence);
-        if actual != commit.expected_sequence {
-            return Err(Error::conflict(commit.expected_sequence, actual));
-        }
-        if let Some(old) = old {
-            if let Some(ids) = t.by_org_state.get_mut(&(old.org_id.clone(), old.state)) {
-                ids.remove(&old.id);
+        self.tables().write(commit)
+    }
+
+    /// Decides under the tables' lock, so it never conflicts.
+    async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
+        let mut tables = self.tables();
+        let stored = tables.users.get(id).cloned();
+        match run_decide(decide, stored)? {
+            Decision::Unchanged(user) => Ok(user),
+            Decision::Write(commit) => {
+                commit.validate_for(id)?;
+                let after = commit.snapshot.clone();
+                tables.write(commit)?;
+                Ok(after)
             }
-            if let Some(ids) = t.by_org.get_mut(&old.org_id) {
-                ids.remove(&old.id);
-            }
         }
-        let new = commit.snapshot;
-        t.by_org_state
-            .entry((new.org_id.clone(), new.state))
-            .or_default()
-            .insert(new.id.clone());
-        if new.state != UserState::Deleted {
-            t.by_org
-                .entry(new.org_id.clone())
-                .or_default()
-                .insert(new.id.clone());
-        }
-        t.events
-            .entry(new.id.clone())
-            .or_default()
-            .extend(commit.events);
-        t.users.insert(new.id.clone(), new);
-        Ok(())
     }
 
     async fn history(&self, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {

@@ -33,6 +33,20 @@ pub struct Commit {
 }
 
 impl Commit {
+    /// [`Commit::validate`], and that the commit is of user `id`: the check
+    /// an adapter runs on what a [`Decide`] returned for `id`.
+    ///
+    /// # Errors
+    /// Internal for a malformed commit or one of another user.
+    pub fn validate_for(&self, id: &UserId) -> Result<()> {
+        if &self.snapshot.id != id {
+            return Err(Error::internal(
+                "malformed commit: decided for another user",
+            ));
+        }
+        self.validate()
+    }
+
     /// Checks the commit's shape: at least one event, numbered
     /// `expected_sequence + 1` onwards without overflow, all of the
     /// snapshot's user and organisation, and the snapshot at the last event.
@@ -67,6 +81,41 @@ impl Commit {
         }
         Ok(())
     }
+}
+
+/// What a [`Decide`] made of a user's stored snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing to write; this is the user as it stays.
+    Unchanged(User),
+    /// Store this commit, built on the snapshot the decision was given.
+    Write(Commit),
+}
+
+impl Decision {
+    /// The user after the decision: the unchanged user or the commit's snapshot.
+    pub fn user(&self) -> &User {
+        match self {
+            Decision::Unchanged(user) => user,
+            Decision::Write(commit) => &commit.snapshot,
+        }
+    }
+}
+
+/// A command's decision on a user's stored snapshot (`None`: the id was
+/// never used), run by [`UserRepository::update`] where the repository
+/// chooses: on its writer, under its write lock, if it has one. It must not
+/// block and should not panic; a panic fails the one update with Internal.
+pub type Decide = Box<dyn FnOnce(Option<User>) -> Result<Decision> + Send>;
+
+/// Runs `decide` on `stored`, turning a panic into Internal: adapters call
+/// it on their writer threads, which must survive a faulty decision.
+///
+/// # Errors
+/// What `decide` returned, or Internal if it panicked.
+pub fn run_decide(decide: Decide, stored: Option<User>) -> Result<Decision> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || decide(stored)))
+        .unwrap_or_else(|_| Err(Error::internal("a decision panicked")))
 }
 
 /// Which users of an organisation to list, and where the page starts.
@@ -192,6 +241,34 @@ pub trait UserRepository: Send + Sync + fmt::Debug {
     /// [`Error::conflict`] (kind Aborted) when the stored sequence differs;
     /// Unavailable or Internal for backend faults. Nothing is written on error.
     async fn append(&self, commit: Commit) -> Result<()>;
+
+    /// Loads `id`, runs `decide` on the stored snapshot and stores the
+    /// commit it decided, as one step; returns the user after it. This is
+    /// how the service runs every command.
+    ///
+    /// The provided method is [`UserRepository::load`] then
+    /// [`UserRepository::append`], so a writer that got in between makes it
+    /// fail with a conflict, and the service decides again. Adapters
+    /// override it to make one trip to their storage instead of two, and
+    /// those that run `decide` under their write lock never conflict. Either
+    /// way the commit is checked as [`UserRepository::append`] checks it
+    /// (with [`Commit::validate_for`] `id`), and nothing is written when
+    /// `decide` fails, decides [`Decision::Unchanged`] or panics.
+    ///
+    /// # Errors
+    /// What `decide` returned; otherwise as [`UserRepository::append`].
+    async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
+        let stored = self.load(id).await?;
+        match run_decide(decide, stored)? {
+            Decision::Unchanged(user) => Ok(user),
+            Decision::Write(commit) => {
+                commit.validate_for(id)?;
+                let after = commit.snapshot.clone();
+                self.append(commit).await?;
+                Ok(after)
+            }
+        }
+    }
 
     /// Events of `id` in sequence order, as selected by `query`.
     ///

@@ -1,6 +1,6 @@
 //! The service a host calls: checks arguments, permission, existence and the
-//! transition in that order, then appends with optimistic concurrency,
-//! re-deciding on a fresh load whenever another writer got there first.
+//! transition in that order; the repository runs the decision on the stored
+//! user and writes it, and a conflict with another writer re-decides.
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use crate::error::{ids, Error, ErrorKind, Result};
 use crate::event::{Event, EventPayload};
 use crate::id::{OrgId, UserId};
 use crate::lockout::{Factor, LockoutPolicies, LockoutPolicy};
-use crate::repository::{Commit, HistoryQuery, ListQuery, Page, UserRepository};
+use crate::repository::{Commit, Decide, Decision, HistoryQuery, ListQuery, Page, UserRepository};
 use crate::state::{InitialState, UserState};
 use crate::timestamp::Timestamp;
 use crate::user::User;
@@ -225,22 +225,16 @@ impl UserService {
         self.authorize(caller, command.permission()).await?;
         let policy = self.policies.policy_for(org);
         for _ in 0..self.max_attempts {
-            let stored = self.repository.load(user).await?;
-            // Create must see users of every organisation to keep ids unique.
-            let visible = match command {
-                Command::Create { .. } => stored,
-                _ => stored.filter(|u| &u.org_id == org),
-            };
-            let payloads = command.decide(visible.as_ref(), now, &policy)?;
-            if payloads.is_empty() {
-                let unchanged =
-                    visible.ok_or_else(|| Error::internal("nothing decided for no user"))?;
-                return Ok((unchanged, policy));
-            }
-            let commit = build_commit(visible, user, org, &caller.user_id, now, payloads)?;
-            let after = commit.snapshot.clone();
-            match self.repository.append(commit).await {
-                Ok(()) => return Ok((after, policy)),
+            let decide = decision(
+                command.clone(),
+                user,
+                org,
+                &caller.user_id,
+                now,
+                policy.clone(),
+            );
+            match self.repository.update(user, decide).await {
+                Ok(after) => return Ok((after, policy)),
                 Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(e),
             }
@@ -332,6 +326,33 @@ impl UserService {
         let stored = self.repository.load(user).await?;
         Ok(stored.filter(|u| &u.org_id == org))
     }
+}
+
+/// The decision the repository runs on the stored user: the existence
+/// check, the transition and the new commit.
+fn decision(
+    command: Command,
+    user: &UserId,
+    org: &OrgId,
+    creator: &UserId,
+    now: Timestamp,
+    policy: LockoutPolicy,
+) -> Decide {
+    let (user, org, creator) = (user.clone(), org.clone(), creator.clone());
+    Box::new(move |stored| {
+        // Create must see users of every organisation to keep ids unique.
+        let visible = match command {
+            Command::Create { .. } => stored,
+            _ => stored.filter(|u| u.org_id == org),
+        };
+        let payloads = command.decide(visible.as_ref(), now, &policy)?;
+        if payloads.is_empty() {
+            let unchanged =
+                visible.ok_or_else(|| Error::internal("nothing decided for no user"))?;
+            return Ok(Decision::Unchanged(unchanged));
+        }
+        build_commit(visible, &user, &org, &creator, now, payloads).map(Decision::Write)
+    })
 }
 
 /// Numbers and stamps the decided events and folds them into the new snapshot.

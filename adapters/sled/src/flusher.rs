@@ -24,8 +24,35 @@ use crate::stats::SyncStats;
 /// The work one sync does: flush sled, then force the files to the device.
 pub(crate) type SyncFn = Box<dyn FnMut() -> Result<()> + Send>;
 
-/// Where a waiting caller gets its answer.
-pub(crate) type Answer = oneshot::Sender<Result<()>>;
+/// Where a waiting caller gets its answer: called once, with the outcome
+/// of the sync that covers its commit.
+pub(crate) struct Answer(Box<dyn FnOnce(Result<()>) + Send>);
+
+impl Answer {
+    /// An answer that runs `deliver` with the outcome.
+    pub(crate) fn new(deliver: impl FnOnce(Result<()>) + Send + 'static) -> Self {
+        Answer(Box::new(deliver))
+    }
+
+    fn send(self, outcome: Result<()>) {
+        (self.0)(outcome);
+    }
+}
+
+impl From<oneshot::Sender<Result<()>>> for Answer {
+    fn from(reply: oneshot::Sender<Result<()>>) -> Self {
+        // A caller that stopped waiting does not need its answer.
+        Answer::new(move |outcome| {
+            let _ = reply.send(outcome);
+        })
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Answer")
+    }
+}
 
 /// The group-commit thread; dropping it runs a last sync and stops it.
 #[derive(Debug)]
@@ -96,18 +123,19 @@ impl GroupFlusher {
 impl FlushQueue {
     /// Answers `answer` after the next sync; `is_commit` counts it as a
     /// command in [`SyncStats`] (an explicit sync request is not one).
-    pub(crate) fn enqueue(&self, answer: Answer, is_commit: bool) {
+    pub(crate) fn enqueue(&self, answer: impl Into<Answer>, is_commit: bool) {
         let queue = self.shared.lock();
-        self.push(queue, answer, is_commit);
+        self.push(queue, answer.into(), is_commit);
     }
 
     /// A relaxed commit: answered at once while at most `bound` relaxed
     /// commits wait for a sync, else after the next sync.
-    pub(crate) fn relaxed_commit(&self, answer: Answer, bound: u64) {
+    pub(crate) fn relaxed_commit(&self, answer: impl Into<Answer>, bound: u64) {
+        let answer = answer.into();
         let mut queue = self.shared.lock();
         queue.unsynced_relaxed = queue.unsynced_relaxed.saturating_add(1);
         if queue.unsynced_relaxed <= bound {
-            let _ = answer.send(Ok(()));
+            answer.send(Ok(()));
         } else {
             self.push(queue, answer, true);
         }
@@ -115,11 +143,11 @@ impl FlushQueue {
 
     fn push(&self, mut queue: MutexGuard<'_, Queue>, answer: Answer, is_commit: bool) {
         if let Some(failure) = &queue.failure {
-            let _ = answer.send(Err(failure.clone()));
+            answer.send(Err(failure.clone()));
             return;
         }
         if queue.stopping {
-            let _ = answer.send(Err(Error::unavailable("the repository is closing")));
+            answer.send(Err(Error::unavailable("the repository is closing")));
             return;
         }
         queue.waiting.push(Waiter { answer, is_commit });
@@ -196,7 +224,7 @@ fn run(shared: &Shared, mut sync: SyncFn) {
         shared.syncs.fetch_add(1, Ordering::Relaxed);
         shared.commits.fetch_add(commits, Ordering::Relaxed);
         for waiter in group {
-            let _ = waiter.answer.send(outcome.clone());
+            waiter.answer.send(outcome.clone());
         }
     }
 }

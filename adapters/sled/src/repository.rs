@@ -8,13 +8,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::channel::oneshot;
 use userstate::{
-    Commit, Error, Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId,
-    UserRepository,
+    run_decide, Commit, Decide, Decision, Error, Event, HistoryQuery, ListQuery, OrgId, Page,
+    Result, User, UserId, UserRepository,
 };
 
 use crate::device_sync::DeviceSync;
 use crate::durability::Durability;
-use crate::flusher::GroupFlusher;
+use crate::flusher::{Answer, FlushQueue, GroupFlusher};
 use crate::options::SledOptions;
 use crate::sled_error::{from_io, from_sled};
 use crate::sled_files::{self, Existing};
@@ -145,6 +145,42 @@ impl SledRepository {
     fn store(&self) -> Arc<Store> {
         self.inner.store.clone()
     }
+
+    /// Where a job hands a committed write, for a job.
+    fn commit_queue(&self) -> CommitQueue {
+        CommitQueue {
+            queue: self.inner.flusher.queue().clone(),
+            durability: self.inner.durability,
+            max_unsynced_commands: self.inner.max_unsynced_commands,
+        }
+    }
+}
+
+/// How a committed write is answered in the repository's durability mode.
+struct CommitQueue {
+    queue: FlushQueue,
+    durability: Durability,
+    max_unsynced_commands: u64,
+}
+
+impl CommitQueue {
+    /// The error of an earlier failed sync: after it nothing more is
+    /// written, since it could not be made durable and the caller would not
+    /// learn it.
+    fn health(&self) -> Result<()> {
+        self.queue.health()
+    }
+
+    /// Answers a committed write: after the next sync when durable, at once
+    /// (within the bound of unsynced commands) when relaxed.
+    fn committed(&self, answer: Answer) {
+        match self.durability {
+            Durability::Durable => self.queue.enqueue(answer, true),
+            Durability::Relaxed => self
+                .queue
+                .relaxed_commit(answer, self.max_unsynced_commands),
+        }
+    }
 }
 
 fn stopped() -> Error {
@@ -165,21 +201,51 @@ impl UserRepository for SledRepository {
     }
 
     async fn append(&self, commit: Commit) -> Result<()> {
-        let store = self.store();
-        let queue = self.inner.flusher.queue().clone();
-        let durability = self.inner.durability;
-        let bound = self.inner.max_unsynced_commands;
-        let job = move |reply: Reply<()>| {
-            // After a failed sync nothing more is written: it could not be
-            // made durable, and the caller would not learn it.
-            let outcome = queue.health().and_then(|()| store.append(&commit));
-            match (outcome, durability) {
-                (Ok(()), Durability::Durable) => queue.enqueue(reply, true),
-                (Ok(()), Durability::Relaxed) => queue.relaxed_commit(reply, bound),
-                (Err(error), _) => {
-                    let _ = reply.send(Err(error));
-                }
+        let (store, commit_queue) = (self.store(), self.commit_queue());
+        let job = move |reply: Reply<()>| match commit_queue
+            .health()
+            .and_then(|()| store.append(&commit))
+        {
+            Ok(()) => commit_queue.committed(reply.into()),
+            Err(error) => {
+                let _ = reply.send(Err(error));
             }
+        };
+        self.inner.workers.call(job).await
+    }
+
+    /// Loads, decides and commits in one worker job: one round trip. The
+    /// transaction still checks the sequence, so another worker's commit to
+    /// the same user in between is a conflict, which the service re-decides.
+    async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
+        let (store, commit_queue, id) = (self.store(), self.commit_queue(), id.clone());
+        let job = move |reply: Reply<User>| {
+            let decided = commit_queue
+                .health()
+                .and_then(|()| store.load(&id))
+                .and_then(|stored| run_decide(decide, stored));
+            let commit = match decided {
+                Ok(Decision::Write(commit)) => commit,
+                Ok(Decision::Unchanged(user)) => {
+                    let _ = reply.send(Ok(user));
+                    return;
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error));
+                    return;
+                }
+            };
+            if let Err(error) = commit
+                .validate_for(&id)
+                .and_then(|()| store.append(&commit))
+            {
+                let _ = reply.send(Err(error));
+                return;
+            }
+            let after = commit.snapshot;
+            commit_queue.committed(Answer::new(move |synced| {
+                let _ = reply.send(synced.map(|()| after));
+            }));
         };
         self.inner.workers.call(job).await
     }

@@ -82,7 +82,8 @@ use async_trait::async_trait;
 use futures::channel::oneshot;
 use rusqlite::Connection;
 use userstate::{
-    Commit, Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserRepository,
+    Commit, Decide, Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId,
+    UserRepository,
 };
 
 use crate::connection::Location;
@@ -252,6 +253,14 @@ impl UserRepository for SqliteRepository {
         // Encoded here, on the caller's thread, so the writer only runs SQL.
         let encoded = codec::encode_commit(&commit)?;
         let answer = self.inner.writer.append(encoded)?;
+        answer.await.map_err(|_| worker_stopped("writer"))?
+    }
+
+    /// Runs `decide` on the writer thread, inside the batch's transaction:
+    /// the user is read on the writer's connection under the write lock, so
+    /// the update never conflicts and makes one round trip.
+    async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
+        let answer = self.inner.writer.update(id.clone(), decide)?;
         answer.await.map_err(|_| worker_stopped("writer"))?
     }
 

@@ -1,14 +1,17 @@
 //! The writer: one thread that owns the write connection and commits the
 //! appends sent to it, several to a transaction (group commit).
 //!
-//! Appends arrive over a channel and are answered on oneshots, so no caller's
-//! executor ever blocks on SQLite. When the writer becomes free it takes every
-//! append already queued (up to the batch limit, never waiting for more, so a
-//! lone caller pays no added latency) and runs them in ONE `BEGIN IMMEDIATE`
-//! transaction: each under its own SAVEPOINT with its own optimistic check
-//! and its own outcome, so a failing append leaves its neighbours untouched.
-//! Every caller is answered after the shared COMMIT returned, that is after
-//! its one fsync in durable mode.
+//! Writes arrive over a channel and are answered on oneshots, so no caller's
+//! executor ever blocks on SQLite. A write is an append (a commit decided
+//! elsewhere, checked against the stored sequence) or an update (a decision
+//! the writer runs on the user it reads inside the transaction, on its warm
+//! connection and under the write lock, so it cannot conflict). When the
+//! writer becomes free it takes every write already queued (up to the batch
+//! limit, never waiting for more, so a lone caller pays no added latency) and
+//! runs them in ONE `BEGIN IMMEDIATE` transaction: each under its own
+//! SAVEPOINT with its own outcome, so a failing write leaves its neighbours
+//! untouched. Every caller is answered after the shared COMMIT returned, that
+//! is after its one fsync in durable mode.
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -16,9 +19,10 @@ use std::thread::{self, JoinHandle};
 
 use futures::channel::oneshot;
 use rusqlite::{params, Connection, OptionalExtension};
-use userstate::{Error, Result};
+use userstate::{run_decide, Decide, Decision, Error, Result, User, UserId};
 
-use crate::codec::EncodedCommit;
+use crate::codec::{self, EncodedCommit};
+use crate::query;
 use crate::reader::ReadJob;
 use crate::sqlite_error::{from_sqlite, is_key_violation, worker_stopped};
 use crate::stats::Counters;
@@ -26,13 +30,13 @@ use crate::stats::Counters;
 /// The answer to one append.
 pub(crate) type AppendAnswer = oneshot::Receiver<Result<()>>;
 
+/// The answer to one update: the user after it.
+pub(crate) type UpdateAnswer = oneshot::Receiver<Result<User>>;
+
 /// Work for the writer thread.
 enum Job {
-    /// Store a commit and answer on `reply`.
-    Append {
-        commit: EncodedCommit,
-        reply: oneshot::Sender<Result<()>>,
-    },
+    /// A write for the next batch.
+    Write(Write, Reply),
     /// Run a read on the write connection (in-memory databases only, which
     /// have no other connection).
     Read(ReadJob),
@@ -44,6 +48,37 @@ enum Job {
 pub(crate) struct Writer {
     jobs: Option<Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// A write waiting for its batch.
+enum Write {
+    /// Store a commit decided elsewhere if the stored sequence is the expected one.
+    Append(EncodedCommit),
+    /// Read the user, run the decision on it, store what it decided.
+    Update { id: UserId, decide: Decide },
+}
+
+/// Where a write's caller waits.
+enum Reply {
+    Append(oneshot::Sender<Result<()>>),
+    Update(oneshot::Sender<Result<User>>),
+}
+
+impl Reply {
+    /// Sends a write's outcome (an update's carries the user after it).
+    fn send(self, outcome: Result<Option<User>>) {
+        // A caller that stopped waiting does not need its answer.
+        match self {
+            Reply::Append(reply) => {
+                let _ = reply.send(outcome.map(|_| ()));
+            }
+            Reply::Update(reply) => {
+                let _ = reply.send(outcome.and_then(|user| {
+                    user.ok_or_else(|| Error::internal("the writer lost an update's user"))
+                }));
+            }
+        }
+    }
 }
 
 impl Writer {
@@ -74,7 +109,21 @@ impl Writer {
     /// Internal when the writer thread has stopped.
     pub(crate) fn append(&self, commit: EncodedCommit) -> Result<AppendAnswer> {
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Append { commit, reply })?;
+        self.send(Job::Write(Write::Append(commit), Reply::Append(reply)))?;
+        Ok(answer)
+    }
+
+    /// Queues an update of `id` by `decide`; the answer arrives once its
+    /// transaction committed (or it failed).
+    ///
+    /// # Errors
+    /// Internal when the writer thread has stopped.
+    pub(crate) fn update(&self, id: UserId, decide: Decide) -> Result<UpdateAnswer> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Write(
+            Write::Update { id, decide },
+            Reply::Update(reply),
+        ))?;
         Ok(answer)
     }
 
@@ -110,30 +159,35 @@ impl Drop for Writer {
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Job::Append { commit, .. } => f.debug_tuple("Append").field(commit).finish(),
+            Job::Write(Write::Append(commit), _) => f.debug_tuple("Append").field(commit).finish(),
+            Job::Write(Write::Update { id, .. }, _) => f.debug_tuple("Update").field(id).finish(),
             Job::Read(_) => f.write_str("Read"),
         }
     }
 }
 
 /// The writer thread's loop: wait for work, take what else is queued, commit
-/// the appends together, then run the reads.
+/// the writes together, then run the reads.
 fn serve(conn: &Connection, queue: &Receiver<Job>, max_batch: usize, counters: &Counters) {
-    let mut appends = Vec::with_capacity(max_batch);
+    let mut writes = Vec::with_capacity(max_batch);
+    let mut replies = Vec::with_capacity(max_batch);
     let mut reads = Vec::new();
     while let Ok(first) = queue.recv() {
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
-                Job::Append { commit, reply } => appends.push((commit, reply)),
+                Job::Write(write, reply) => {
+                    writes.push(write);
+                    replies.push(reply);
+                }
                 Job::Read(read) => reads.push(read),
             }
-            if appends.len() < max_batch && reads.len() < max_batch {
+            if writes.len() < max_batch && reads.len() < max_batch {
                 next = queue.try_recv().ok();
             }
         }
-        if !appends.is_empty() {
-            commit_batch(conn, &mut appends, counters);
+        if !writes.is_empty() {
+            commit_batch(conn, &mut writes, &mut replies, counters);
         }
         // After the commit, so a read never sees a write that might still fail.
         for read in reads.drain(..) {
@@ -142,49 +196,53 @@ fn serve(conn: &Connection, queue: &Receiver<Job>, max_batch: usize, counters: &
     }
 }
 
-/// Runs `batch` in one transaction and answers every caller.
+/// Runs `writes` in one transaction and answers every caller.
 fn commit_batch(
     conn: &Connection,
-    batch: &mut Vec<(EncodedCommit, oneshot::Sender<Result<()>>)>,
+    writes: &mut Vec<Write>,
+    replies: &mut Vec<Reply>,
     counters: &Counters,
 ) {
-    let (outcomes, committed) = run_batch(conn, batch.iter().map(|(commit, _)| commit));
+    let size = writes.len();
+    let (outcomes, committed) = run_batch(conn, writes.drain(..), size);
     let conflicts = outcomes
         .iter()
         .filter(|outcome| matches!(outcome, Err(e) if e.is_conflict()))
         .count();
-    counters.record_batch(batch.len() as u64, conflicts as u64, committed);
+    counters.record_batch(size as u64, conflicts as u64, committed);
     let mut outcomes = outcomes.into_iter();
-    for (_, reply) in batch.drain(..) {
+    for reply in replies.drain(..) {
         let outcome = outcomes
             .next()
             .unwrap_or_else(|| Err(Error::internal("the writer lost an answer")));
-        // A caller that stopped waiting does not need its answer.
-        let _ = reply.send(outcome);
+        reply.send(outcome);
     }
 }
 
-/// Applies each commit under its own savepoint inside one transaction and
-/// commits. Returns each commit's outcome, in order, and whether the
-/// transaction committed.
-fn run_batch<'a>(
+/// Applies each write under its own savepoint inside one transaction and
+/// commits. Returns each write's outcome, in order (an update's with the
+/// user after it), and whether the transaction committed.
+fn run_batch(
     conn: &Connection,
-    commits: impl ExactSizeIterator<Item = &'a EncodedCommit>,
-) -> (Vec<Result<()>>, bool) {
-    let size = commits.len();
+    writes: impl Iterator<Item = Write>,
+    size: usize,
+) -> (Vec<Result<Option<User>>>, bool) {
     let everyone = |error: Error| (vec![Err(error); size], false);
     if !conn.is_autocommit() {
         // Never commit into a transaction an earlier failure left open.
         let _ = execute(conn, "ROLLBACK");
     }
-    // IMMEDIATE: the write lock is taken now, so every check below runs
-    // under it, against every other connection and process.
+    // IMMEDIATE: the write lock is taken now, so every check and decision
+    // below runs under it, against every other connection and process.
     if let Err(error) = execute(conn, "BEGIN IMMEDIATE") {
         return everyone(error);
     }
     let mut outcomes = Vec::with_capacity(size);
-    for commit in commits {
-        let outcome = apply(conn, commit);
+    for write in writes {
+        let outcome = match write {
+            Write::Append(commit) => apply(conn, &commit).map(|()| None),
+            Write::Update { id, decide } => update(conn, &id, decide).map(Some),
+        };
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (an I/O error, a full
             // disk): nothing of this batch is stored.
@@ -199,7 +257,7 @@ fn run_batch<'a>(
         Ok(()) => (outcomes, true),
         Err(error) => {
             let _ = execute(conn, "ROLLBACK");
-            // Appends that had failed on their own keep their own error.
+            // Writes that had failed on their own keep their own error.
             let outcomes = outcomes
                 .into_iter()
                 .map(|outcome| outcome.and(Err(error.clone())))
@@ -209,14 +267,38 @@ fn run_batch<'a>(
     }
 }
 
-/// One commit inside the batch's transaction: the optimistic check, then its
-/// events and snapshot under a savepoint that is rolled back if any of them
-/// fails.
+/// One append inside the batch's transaction: the optimistic check, then
+/// its events and snapshot.
 fn apply(conn: &Connection, commit: &EncodedCommit) -> Result<()> {
     let stored = stored_sequence(conn, &commit.user_id)?;
     if stored != commit.expected_sequence {
         return Err(conflict(commit, stored));
     }
+    write_in_savepoint(conn, commit)
+}
+
+/// One update inside the batch's transaction: the user as this transaction
+/// sees it (earlier writes of the batch included), the decision on it, and
+/// what it decided. Returns the user after it.
+fn update(conn: &Connection, id: &UserId, decide: Decide) -> Result<User> {
+    let stored = query::load(conn, id)?;
+    let stored_sequence = stored.as_ref().map_or(0, |user| user.sequence);
+    let commit = match run_decide(decide, stored)? {
+        Decision::Unchanged(user) => return Ok(user),
+        Decision::Write(commit) => commit,
+    };
+    commit.validate_for(id)?;
+    if commit.expected_sequence != stored_sequence {
+        // Only a decision that ignored the user it was given gets here.
+        return Err(Error::conflict(commit.expected_sequence, stored_sequence));
+    }
+    write_in_savepoint(conn, &codec::encode_commit(&commit)?)?;
+    Ok(commit.snapshot)
+}
+
+/// The events and snapshot of a commit whose check passed, under a
+/// savepoint that is rolled back if any of them fails.
+fn write_in_savepoint(conn: &Connection, commit: &EncodedCommit) -> Result<()> {
     execute(conn, "SAVEPOINT command")?;
     let written = write(conn, commit).and_then(|()| execute(conn, "RELEASE command"));
     if written.is_err() {
@@ -224,7 +306,7 @@ fn apply(conn: &Connection, commit: &EncodedCommit) -> Result<()> {
             execute(conn, "ROLLBACK TO command").and_then(|()| execute(conn, "RELEASE command"));
         if undone.is_err() {
             // The batch cannot be trusted any more: end it, which fails every
-            // append in it rather than committing a half-written one.
+            // write in it rather than committing a half-written one.
             let _ = execute(conn, "ROLLBACK");
         }
     }

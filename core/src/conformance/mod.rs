@@ -17,6 +17,7 @@ mod lockout;
 mod model;
 mod race;
 mod suite;
+mod update;
 
 pub use fixture::{Fixture, T0};
 pub use futures::executor::block_on;
@@ -28,6 +29,10 @@ pub use race::{
     concurrent_commands_keep_history_exact, concurrent_locks_one_wins,
 };
 pub use suite::*;
+pub use update::{
+    concurrent_updates_store_every_decision_once,
+    update_decides_on_the_stored_user_and_checks_the_commit,
+};
 
 /// Expands to one `#[test]` per conformance function, each on a fresh
 /// repository from `$factory` (an expression evaluated once per test, giving
@@ -52,6 +57,8 @@ macro_rules! conformance_tests {
             snapshot_equals_replay,
             stale_append_is_a_conflict_and_writes_nothing,
             malformed_commits_are_refused,
+            update_decides_on_the_stored_user_and_checks_the_commit,
+            concurrent_updates_store_every_decision_once,
             concurrent_appends_with_same_expected_sequence_one_wins,
             concurrent_locks_one_wins,
             concurrent_commands_keep_history_exact,
