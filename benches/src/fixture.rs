@@ -205,6 +205,7 @@ pub fn open(adapter: Adapter, mode: Mode, dir: &Path) -> userstate::Result<Handl
                     Mode::Durable => userstate_sqlite::Durability::Durable,
                     _ => userstate_sqlite::Durability::Relaxed,
                 })
+                .inline_writes(std::env::var_os("INLINE").is_some())
                 .open(path)?,
         ),
         Adapter::Sled => Handle::Sled(

@@ -36,9 +36,14 @@
 //!   per (user, sequence), indexes for the per-organisation lists. The format
 //!   version lives in `PRAGMA user_version` and is migrated forward at open;
 //!   a file of another application or of a newer version is refused.
-//! - **One writer thread** owns the write connection. Appends reach it over a
+//! - **One writer thread** owns the write connection. Writes reach it over a
 //!   channel and are answered on oneshots, so no async executor ever blocks
 //!   and no particular runtime is needed (tokio, `futures::executor`, ...).
+//!   A command is one write: its decision runs on the writer, on the user
+//!   read inside the transaction, so it never conflicts with this handle's
+//!   other commands. [`SqliteOptions::inline_writes`] lets a write that finds
+//!   the writer idle run on the caller's thread instead, for hosts whose
+//!   callers may block.
 //! - **Group commit**: the appends queued while the writer was busy share one
 //!   `BEGIN IMMEDIATE` transaction and one fsync, each under its own
 //!   savepoint with its own optimistic check and outcome. A lone caller waits
@@ -193,7 +198,12 @@ impl SqliteRepository {
         readers: Option<ReaderPool>,
     ) -> Result<Self> {
         let counters = Arc::new(Counters::default());
-        let writer = Writer::spawn(conn, options.max_batch, Arc::clone(&counters))?;
+        let writer = Writer::spawn(
+            conn,
+            options.max_batch,
+            options.inline_writes,
+            Arc::clone(&counters),
+        )?;
         Ok(SqliteRepository {
             inner: Arc::new(Inner {
                 location,

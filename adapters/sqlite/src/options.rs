@@ -53,6 +53,7 @@ pub struct SqliteOptions {
     pub(crate) busy_timeout: Duration,
     pub(crate) max_batch: usize,
     pub(crate) reader_threads: usize,
+    pub(crate) inline_writes: bool,
 }
 
 impl Default for SqliteOptions {
@@ -62,6 +63,7 @@ impl Default for SqliteOptions {
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             max_batch: DEFAULT_MAX_BATCH,
             reader_threads: DEFAULT_READER_THREADS,
+            inline_writes: false,
         }
     }
 }
@@ -99,6 +101,24 @@ impl SqliteOptions {
     /// in-memory database is read on its writer's connection instead.
     pub fn reader_threads(mut self, threads: usize) -> Self {
         self.reader_threads = threads.max(1);
+        self
+    }
+
+    /// Whether a command may run its transaction on the thread that polls its
+    /// future, when the writer thread is idle and nothing is queued for it
+    /// (default false).
+    ///
+    /// It saves the two thread hand-offs of a command (waking the writer,
+    /// then waking the caller), which on virtual machines, where waking an
+    /// idle CPU is costly, are most of the library's cost for a lone caller.
+    /// The price: that thread blocks for one transaction, and in durable
+    /// mode for its fsync. Turn it on when commands come from threads that
+    /// may block (your own threads, a blocking pool such as tokio's
+    /// `spawn_blocking`, `futures::executor::block_on`), not from an async
+    /// executor's workers. Under load, commands still queue for the writer
+    /// thread and share its group commits.
+    pub fn inline_writes(mut self, inline: bool) -> Self {
+        self.inline_writes = inline;
         self
     }
 

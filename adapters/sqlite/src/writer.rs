@@ -13,8 +13,9 @@
 //! untouched. Every caller is answered after the shared COMMIT returned, that
 //! is after its one fsync in durable mode.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::thread::{self, JoinHandle};
 
 use futures::channel::oneshot;
@@ -43,11 +44,40 @@ enum Job {
 }
 
 /// The handle to the writer thread. Dropping it lets the thread finish the
-/// queued work and waits for it, which closes the connection.
+/// queued work and waits for it; the connection closes with the last handle.
 #[derive(Debug)]
 pub(crate) struct Writer {
     jobs: Option<Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    /// Whether a write may run on the caller's thread when the writer is idle.
+    inline: bool,
+}
+
+/// What the writer thread and inline writes share.
+#[derive(Debug)]
+struct Shared {
+    conn: Mutex<Connection>,
+    /// Jobs sent to the writer thread that it has not taken yet: an inline
+    /// write never overtakes them.
+    queued: AtomicUsize,
+    counters: Arc<Counters>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // Every batch ends its transaction or leaves it for the next batch
+        // to roll back, so a panic while the lock was held harms nothing.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn try_lock(&self) -> Option<MutexGuard<'_, Connection>> {
+        match self.conn.try_lock() {
+            Ok(conn) => Some(conn),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
 }
 
 /// A write waiting for its batch.
@@ -86,45 +116,72 @@ impl Writer {
     ///
     /// # Errors
     /// Internal when the thread cannot be spawned.
+    /// Starts the writer thread on `conn`; with `inline`, writes run on the
+    /// caller's thread while the writer is idle.
+    ///
+    /// # Errors
+    /// Internal when the thread cannot be spawned.
     pub(crate) fn spawn(
         conn: Connection,
         max_batch: usize,
+        inline: bool,
         counters: Arc<Counters>,
     ) -> Result<Self> {
         let (jobs, queue) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            conn: Mutex::new(conn),
+            queued: AtomicUsize::new(0),
+            counters,
+        });
         let thread = thread::Builder::new()
             .name("userstate-sqlite-writer".to_owned())
-            .spawn(move || serve(&conn, &queue, max_batch.max(1), &counters))
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || serve(&shared, &queue, max_batch.max(1))
+            })
             .map_err(|e| Error::internal("cannot spawn the SQLite writer thread").with_source(e))?;
         Ok(Writer {
             jobs: Some(jobs),
             thread: Some(thread),
+            shared,
+            inline,
         })
     }
 
-    /// Queues `commit`; the answer arrives once its transaction committed
+    /// Stores `commit`; the answer arrives once its transaction committed
     /// (or it failed).
     ///
     /// # Errors
     /// Internal when the writer thread has stopped.
     pub(crate) fn append(&self, commit: EncodedCommit) -> Result<AppendAnswer> {
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Write(Write::Append(commit), Reply::Append(reply)))?;
+        self.write(Write::Append(commit), Reply::Append(reply))?;
         Ok(answer)
     }
 
-    /// Queues an update of `id` by `decide`; the answer arrives once its
-    /// transaction committed (or it failed).
+    /// Updates `id` by `decide`; the answer arrives once its transaction
+    /// committed (or it failed).
     ///
     /// # Errors
     /// Internal when the writer thread has stopped.
     pub(crate) fn update(&self, id: UserId, decide: Decide) -> Result<UpdateAnswer> {
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Write(
-            Write::Update { id, decide },
-            Reply::Update(reply),
-        ))?;
+        self.write(Write::Update { id, decide }, Reply::Update(reply))?;
         Ok(answer)
+    }
+
+    /// Runs `write` here if inline writes are on, nothing is queued and the
+    /// connection is free; otherwise queues it for the writer thread.
+    fn write(&self, write: Write, reply: Reply) -> Result<()> {
+        if self.inline && self.shared.queued.load(Ordering::Acquire) == 0 {
+            if let Some(conn) = self.shared.try_lock() {
+                let mut writes = vec![write];
+                let mut replies = vec![reply];
+                commit_batch(&conn, &mut writes, &mut replies, &self.shared.counters);
+                return Ok(());
+            }
+        }
+        self.send(Job::Write(write, reply))
     }
 
     /// Queues a read on the write connection.
@@ -136,10 +193,12 @@ impl Writer {
     }
 
     fn send(&self, job: Job) -> Result<()> {
-        self.jobs
-            .as_ref()
-            .and_then(|jobs| jobs.send(job).ok())
-            .ok_or_else(|| worker_stopped("writer"))
+        let jobs = self.jobs.as_ref().ok_or_else(|| worker_stopped("writer"))?;
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
+        jobs.send(job).map_err(|_| {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            worker_stopped("writer")
+        })
     }
 }
 
@@ -166,15 +225,19 @@ impl std::fmt::Debug for Job {
     }
 }
 
-/// The writer thread's loop: wait for work, take what else is queued, commit
-/// the writes together, then run the reads.
-fn serve(conn: &Connection, queue: &Receiver<Job>, max_batch: usize, counters: &Counters) {
+/// The writer thread's loop: wait for work, take the connection and what
+/// else is queued, commit the writes together, then run the reads.
+fn serve(shared: &Shared, queue: &Receiver<Job>, max_batch: usize) {
     let mut writes = Vec::with_capacity(max_batch);
     let mut replies = Vec::with_capacity(max_batch);
     let mut reads = Vec::new();
     while let Ok(first) = queue.recv() {
+        // Taken before draining the queue, so that what queued while an
+        // inline write held the connection joins this batch.
+        let conn = shared.lock();
         let mut next = Some(first);
         while let Some(job) = next.take() {
+            shared.queued.fetch_sub(1, Ordering::AcqRel);
             match job {
                 Job::Write(write, reply) => {
                     writes.push(write);
@@ -187,11 +250,11 @@ fn serve(conn: &Connection, queue: &Receiver<Job>, max_batch: usize, counters: &
             }
         }
         if !writes.is_empty() {
-            commit_batch(conn, &mut writes, &mut replies, counters);
+            commit_batch(&conn, &mut writes, &mut replies, &shared.counters);
         }
         // After the commit, so a read never sees a write that might still fail.
         for read in reads.drain(..) {
-            read(conn);
+            read(&conn);
         }
     }
 }

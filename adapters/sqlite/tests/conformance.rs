@@ -22,3 +22,8 @@ mod in_memory {
 mod two_handles {
     userstate::conformance_tests!(super::common::two_handles());
 }
+
+/// Writes on the caller's thread while the writer is idle.
+mod inline_writes {
+    userstate::conformance_tests!(super::common::inline_file());
+}

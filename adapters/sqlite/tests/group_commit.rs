@@ -252,3 +252,74 @@ fn batches_respect_the_configured_limit() {
     let stats = repo.stats();
     assert_eq!(stats.largest_batch, 4, "{stats:?}");
 }
+
+/// The thread a decision ran on, through `update`.
+fn decided_on(
+    repo: &userstate_sqlite::SqliteRepository,
+    id: &userstate::UserId,
+) -> thread::ThreadId {
+    let (seen, ran_on) = std::sync::mpsc::channel();
+    let decide: userstate::Decide = Box::new(move |stored| {
+        let _ = seen.send(thread::current().id());
+        Ok(userstate::Decision::Unchanged(stored.expect("created")))
+    });
+    block_on(repo.update(id, decide)).expect("update");
+    ran_on.recv().expect("the decision ran")
+}
+
+/// With inline writes a lone caller's command runs on its own thread; by
+/// default it runs on the writer thread, never on the caller's.
+#[test]
+fn inline_writes_run_a_lone_command_on_the_callers_thread() {
+    for inline in [false, true] {
+        let temp = TempRepo::open(&relaxed().inline_writes(inline));
+        let cast = Cast::new(Arc::new(temp.repo.clone()));
+        let id = block_on(cast.create_users("lone", 1)).remove(0);
+        let here = thread::current().id();
+        assert_eq!(
+            decided_on(&temp.repo, &id) == here,
+            inline,
+            "inline {inline}"
+        );
+    }
+}
+
+/// With inline writes, commands that find the writer busy queue for it and
+/// still share its transactions; every one is stored.
+#[test]
+fn inline_writes_still_share_transactions_under_load() {
+    const CALLERS: usize = 64;
+    let temp = TempRepo::open(&relaxed().inline_writes(true));
+    let repo = temp.repo.clone();
+    let cast = Cast::new(Arc::new(repo.clone()));
+    let ids = block_on(cast.create_users("loaded", CALLERS));
+    let before = repo.stats();
+    let barrier = Arc::new(Barrier::new(CALLERS));
+    let threads: Vec<_> = ids
+        .iter()
+        .cloned()
+        .map(|id| {
+            let (cast, barrier) = (cast.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..10 {
+                    block_on(cast.service.lock(&cast.admin, &id, LockRequest::new())).unwrap();
+                    block_on(cast.service.unlock(&cast.admin, &id)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("a caller panicked");
+    }
+    let stats = repo.stats();
+    let commands = stats.commands - before.commands;
+    assert_eq!(commands, CALLERS as u64 * 20, "{stats:?}");
+    assert!(
+        stats.transactions - before.transactions < commands && stats.largest_batch > 1,
+        "no transaction was shared: {stats:?}"
+    );
+    for id in &ids {
+        assert_eq!(block_on(repo.load(id)).unwrap().unwrap().sequence, 21);
+    }
+}

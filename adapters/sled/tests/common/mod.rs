@@ -8,7 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tempfile::TempDir;
 use userstate::{
-    Commit, Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserRepository,
+    Commit, Decide, Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId,
+    UserRepository,
 };
 use userstate_sled::SledRepository;
 
@@ -42,6 +43,10 @@ impl UserRepository for OnDisk {
 
     async fn append(&self, commit: Commit) -> Result<()> {
         self.repo.append(commit).await
+    }
+
+    async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
+        self.repo.update(id, decide).await
     }
 
     async fn history(&self, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {

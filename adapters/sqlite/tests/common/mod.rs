@@ -10,9 +10,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tempfile::TempDir;
 use userstate::{
-    Caller, Commit, Event, EventPayload, HistoryQuery, InMemoryAuthorizer, InitialState, ListQuery,
-    LockRequest, OrgId, Page, Permission, Result, Timestamp, User, UserId, UserRepository,
-    UserService, MAX_PAGE_SIZE,
+    Caller, Commit, Decide, Event, EventPayload, HistoryQuery, InMemoryAuthorizer, InitialState,
+    ListQuery, LockRequest, OrgId, Page, Permission, Result, Timestamp, User, UserId,
+    UserRepository, UserService, MAX_PAGE_SIZE,
 };
 use userstate_sqlite::{Durability, SqliteOptions, SqliteRepository};
 
@@ -54,6 +54,12 @@ pub fn relaxed_file() -> Arc<dyn UserRepository> {
     Arc::new(TempRepo::open(&relaxed()))
 }
 
+/// A fresh relaxed file whose writes run on the caller's thread when the
+/// writer is idle.
+pub fn inline_file() -> Arc<dyn UserRepository> {
+    Arc::new(TempRepo::open(&relaxed().inline_writes(true)))
+}
+
 /// A fresh in-memory repository.
 pub fn in_memory() -> Arc<dyn UserRepository> {
     SqliteRepository::open_in_memory().expect("open").into()
@@ -66,6 +72,9 @@ impl UserRepository for TempRepo {
     }
     async fn append(&self, commit: Commit) -> Result<()> {
         self.repo.append(commit).await
+    }
+    async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
+        self.repo.update(id, decide).await
     }
     async fn history(&self, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {
         self.repo.history(id, query).await
@@ -124,6 +133,9 @@ impl UserRepository for TwoHandles {
     }
     async fn append(&self, commit: Commit) -> Result<()> {
         self.handle().append(commit).await
+    }
+    async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
+        self.handle().update(id, decide).await
     }
     async fn history(&self, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {
         self.handle().history(id, query).await
