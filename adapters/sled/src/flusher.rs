@@ -67,12 +67,23 @@ pub(crate) struct FlushQueue {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug, Default)]
 struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
+    /// Held while a sync runs, by the flusher thread or an inline sync.
+    sync: Mutex<SyncFn>,
     commits: AtomicU64,
     syncs: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("queue", &self.queue)
+            .field("commits", &self.commits)
+            .field("syncs", &self.syncs)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -100,12 +111,18 @@ impl GroupFlusher {
     /// # Errors
     /// Unavailable when the thread cannot be spawned.
     pub(crate) fn start(sync: SyncFn) -> Result<Self> {
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            queue: Mutex::default(),
+            wake: Condvar::new(),
+            sync: Mutex::new(sync),
+            commits: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+        });
         let thread = std::thread::Builder::new()
             .name("userstate-sled-flusher".into())
             .spawn({
                 let shared = shared.clone();
-                move || run(&shared, sync)
+                move || run(&shared)
             })
             .map_err(|e| Error::unavailable("cannot start the flusher thread").with_source(e))?;
         Ok(GroupFlusher {
@@ -139,6 +156,24 @@ impl FlushQueue {
         } else {
             self.push(queue, answer, true);
         }
+    }
+
+    /// A durable commit answered after a sync run on this thread, when no
+    /// sync is running or queued; otherwise queued like [`FlushQueue::enqueue`].
+    /// Saves the hand-off to the flusher thread and back for a lone caller.
+    pub(crate) fn sync_here(&self, answer: Answer) {
+        let queue = self.shared.lock();
+        if queue.failure.is_some() || queue.stopping || !queue.waiting.is_empty() {
+            return self.push(queue, answer, true);
+        }
+        let Some(mut sync) = self.shared.try_sync() else {
+            return self.push(queue, answer, true);
+        };
+        let relaxed_covered = queue.unsynced_relaxed;
+        drop(queue);
+        let outcome = self.shared.run_sync(&mut sync, relaxed_covered, 1);
+        drop(sync);
+        answer.send(outcome);
     }
 
     fn push(&self, mut queue: MutexGuard<'_, Queue>, answer: Answer, is_commit: bool) {
@@ -190,9 +225,39 @@ impl Shared {
         // was held leaves nothing half-done.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn lock_sync(&self) -> MutexGuard<'_, SyncFn> {
+        // A panicking sync is caught inside the lock; nothing is left half-done.
+        self.sync.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn try_sync(&self) -> Option<MutexGuard<'_, SyncFn>> {
+        match self.sync.try_lock() {
+            Ok(sync) => Some(sync),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Runs one sync that covers `relaxed_covered` relaxed commits and
+    /// `commits` waiting commands, records its outcome, and returns it.
+    fn run_sync(&self, sync: &mut SyncFn, relaxed_covered: u64, commits: u64) -> Result<()> {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(sync))
+            .unwrap_or_else(|_| Err(Error::internal("the sync panicked")));
+        {
+            let mut queue = self.lock();
+            queue.unsynced_relaxed = queue.unsynced_relaxed.saturating_sub(relaxed_covered);
+            if let Err(failure) = &outcome {
+                queue.failure.get_or_insert_with(|| failure.clone());
+            }
+        }
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.commits.fetch_add(commits, Ordering::Relaxed);
+        outcome
+    }
 }
 
-fn run(shared: &Shared, mut sync: SyncFn) {
+fn run(shared: &Shared) {
     loop {
         let group = {
             let mut queue = shared.lock();
@@ -204,25 +269,16 @@ fn run(shared: &Shared, mut sync: SyncFn) {
                 // get their promised last sync before the thread ends.
                 if queue.unsynced_relaxed > 0 && queue.failure.is_none() {
                     drop(queue);
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut sync));
+                    let mut sync = shared.lock_sync();
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut *sync));
                 }
                 return;
             }
             (std::mem::take(&mut queue.waiting), queue.unsynced_relaxed)
         };
         let (group, relaxed_covered) = group;
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut sync))
-            .unwrap_or_else(|_| Err(Error::internal("the sync panicked")));
-        {
-            let mut queue = shared.lock();
-            queue.unsynced_relaxed = queue.unsynced_relaxed.saturating_sub(relaxed_covered);
-            if let Err(failure) = &outcome {
-                queue.failure.get_or_insert_with(|| failure.clone());
-            }
-        }
         let commits = group.iter().filter(|w| w.is_commit).count() as u64;
-        shared.syncs.fetch_add(1, Ordering::Relaxed);
-        shared.commits.fetch_add(commits, Ordering::Relaxed);
+        let outcome = shared.run_sync(&mut shared.lock_sync(), relaxed_covered, commits);
         for waiter in group {
             waiter.answer.send(outcome.clone());
         }
@@ -277,6 +333,45 @@ mod tests {
             SyncStats {
                 commits: 6,
                 syncs: 2
+            }
+        );
+    }
+
+    #[test]
+    fn sync_here_syncs_on_the_caller_unless_a_sync_runs() {
+        let (ran_on_tx, ran_on) = mpsc::channel();
+        let (gate_tx, gate) = mpsc::channel::<()>();
+        let flusher = GroupFlusher::start(Box::new(move || {
+            ran_on_tx.send(std::thread::current().id()).unwrap();
+            gate.recv().unwrap();
+            Ok(())
+        }))
+        .unwrap();
+        let queue = flusher.queue().clone();
+        gate_tx.send(()).unwrap();
+        let (tx, rx) = oneshot::channel();
+        queue.sync_here(tx.into());
+        assert_eq!(ran_on.recv().unwrap(), std::thread::current().id());
+        assert!(futures::executor::block_on(rx).unwrap().is_ok());
+
+        // While the flusher syncs, a caller queues for the next sync.
+        let (tx, first) = oneshot::channel();
+        queue.enqueue(tx, true);
+        let flusher_thread = ran_on.recv().unwrap();
+        assert_ne!(flusher_thread, std::thread::current().id());
+        let (tx, mut second) = oneshot::channel();
+        queue.sync_here(tx.into());
+        assert_eq!(second.try_recv().unwrap(), None, "answered before its sync");
+        gate_tx.send(()).unwrap();
+        assert!(futures::executor::block_on(first).unwrap().is_ok());
+        assert_eq!(ran_on.recv().unwrap(), flusher_thread);
+        gate_tx.send(()).unwrap();
+        assert!(futures::executor::block_on(second).unwrap().is_ok());
+        assert_eq!(
+            queue.stats(),
+            SyncStats {
+                commits: 3,
+                syncs: 3
             }
         );
     }

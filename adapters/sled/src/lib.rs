@@ -49,7 +49,11 @@
 //! small pool of worker threads ([`SledOptions::worker_threads`]), syncs on
 //! one flusher thread; callers await a `futures` oneshot channel, so the
 //! repository works the same under tokio, `futures::executor::block_on` or
-//! any other executor, and never blocks the executor's threads.
+//! any other executor, and never blocks the executor's threads. A command
+//! is one worker job: load, decide, commit. With
+//! [`SledOptions::inline_writes`] writes run on the caller's thread instead,
+//! and a durable one syncs there too when no sync is running: for hosts
+//! whose callers may block.
 //!
 //! # On-disk format
 //!

@@ -47,6 +47,7 @@ pub struct SledOptions {
     cache_bytes: u64,
     worker_threads: usize,
     max_unsynced_commands: u64,
+    inline_writes: bool,
 }
 
 impl SledOptions {
@@ -59,6 +60,7 @@ impl SledOptions {
             cache_bytes: DEFAULT_CACHE_BYTES,
             worker_threads: DEFAULT_WORKER_THREADS,
             max_unsynced_commands: DEFAULT_MAX_UNSYNCED_COMMANDS,
+            inline_writes: false,
         }
     }
 
@@ -107,6 +109,23 @@ impl SledOptions {
         self
     }
 
+    /// Whether a command runs its transaction on the thread that polls its
+    /// future instead of a worker, and, when durable and no sync is running
+    /// or queued, its flush and device sync too (default false).
+    ///
+    /// It saves the thread hand-offs of a command (to a worker, to the
+    /// flusher, back to the caller), which on virtual machines, where waking
+    /// an idle CPU is costly, are much of the library's cost for a lone
+    /// caller. The price: that thread blocks for the transaction, and in
+    /// durable mode for the sync. Turn it on when commands come from threads
+    /// that may block (your own threads, a blocking pool such as tokio's
+    /// `spawn_blocking`, `futures::executor::block_on`), not from an async
+    /// executor's workers. Under load, durable commands still share syncs.
+    pub fn inline_writes(mut self, inline: bool) -> Self {
+        self.inline_writes = inline;
+        self
+    }
+
     /// Opens (or creates) the database. Blocks while sled recovers its log,
     /// so call it before entering async code or from a blocking task.
     ///
@@ -139,6 +158,10 @@ impl SledOptions {
 
     pub(crate) fn get_worker_threads(&self) -> usize {
         self.worker_threads
+    }
+
+    pub(crate) fn get_inline_writes(&self) -> bool {
+        self.inline_writes
     }
 
     pub(crate) fn get_max_unsynced_commands(&self) -> u64 {

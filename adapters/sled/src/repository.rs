@@ -45,6 +45,7 @@ struct Inner {
     store: Arc<Store>,
     durability: Durability,
     max_unsynced_commands: u64,
+    inline_writes: bool,
     path: PathBuf,
 }
 
@@ -105,6 +106,7 @@ impl SledRepository {
                 store,
                 durability: options.get_durability(),
                 max_unsynced_commands: options.get_max_unsynced_commands(),
+                inline_writes: options.get_inline_writes(),
                 path,
             }),
         })
@@ -152,7 +154,24 @@ impl SledRepository {
             queue: self.inner.flusher.queue().clone(),
             durability: self.inner.durability,
             max_unsynced_commands: self.inner.max_unsynced_commands,
+            inline: self.inner.inline_writes,
         }
+    }
+
+    /// Runs a write job on a worker, or here with inline writes.
+    async fn write<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(Reply<T>) + Send + 'static,
+    ) -> Result<T> {
+        if !self.inner.inline_writes {
+            return self.inner.workers.call(job).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        // A panic inside sled drops the reply: Internal, as on a worker.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || job(reply)));
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Error::internal("the storage job stopped before answering")))
     }
 }
 
@@ -161,6 +180,8 @@ struct CommitQueue {
     queue: FlushQueue,
     durability: Durability,
     max_unsynced_commands: u64,
+    /// Durable commits sync on the committing thread when no sync runs.
+    inline: bool,
 }
 
 impl CommitQueue {
@@ -175,6 +196,7 @@ impl CommitQueue {
     /// (within the bound of unsynced commands) when relaxed.
     fn committed(&self, answer: Answer) {
         match self.durability {
+            Durability::Durable if self.inline => self.queue.sync_here(answer),
             Durability::Durable => self.queue.enqueue(answer, true),
             Durability::Relaxed => self
                 .queue
@@ -211,7 +233,7 @@ impl UserRepository for SledRepository {
                 let _ = reply.send(Err(error));
             }
         };
-        self.inner.workers.call(job).await
+        self.write(job).await
     }
 
     /// Loads, decides and commits in one worker job: one round trip. The
@@ -247,7 +269,7 @@ impl UserRepository for SledRepository {
                 let _ = reply.send(synced.map(|()| after));
             }));
         };
-        self.inner.workers.call(job).await
+        self.write(job).await
     }
 
     async fn history(&self, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {

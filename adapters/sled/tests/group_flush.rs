@@ -13,7 +13,55 @@ const CALLERS: usize = 64;
 
 #[test]
 fn sixty_four_concurrent_durable_callers_share_syncs() {
-    let disk = common::OnDisk::new();
+    sixty_four_callers_share_syncs(&common::OnDisk::new());
+}
+
+/// With inline writes, a caller syncs on its own thread only when no sync
+/// runs; the others still queue and share one.
+#[test]
+fn sixty_four_concurrent_inline_callers_share_syncs() {
+    sixty_four_callers_share_syncs(&common::OnDisk::with(|o| o.inline_writes(true)));
+}
+
+/// The thread a decision ran on, through `update`.
+fn decided_on(repo: &userstate_sled::SledRepository, id: &UserId) -> std::thread::ThreadId {
+    let (seen, ran_on) = std::sync::mpsc::channel();
+    let decide: userstate::Decide = Box::new(move |stored| {
+        let _ = seen.send(std::thread::current().id());
+        Ok(userstate::Decision::Unchanged(stored.expect("created")))
+    });
+    futures::executor::block_on(repo.update(id, decide)).expect("update");
+    ran_on.recv().expect("the decision ran")
+}
+
+/// With inline writes a command runs on its caller's thread; by default on
+/// a worker, never on the caller's.
+#[test]
+fn inline_writes_run_on_the_callers_thread() {
+    for inline in [false, true] {
+        let disk = common::OnDisk::with(|o| o.inline_writes(inline));
+        let acme = OrgId::new("acme").unwrap();
+        let admin = Caller::new(UserId::new("admin").unwrap(), acme.clone());
+        let grants = InMemoryAuthorizer::new();
+        grants.grant(&admin.user_id, &acme, [Permission::Write]);
+        let service = UserService::new(Arc::new(disk.repo.clone()), Arc::new(grants));
+        let id = UserId::new("lone").unwrap();
+        futures::executor::block_on(service.create(&admin, &id, InitialState::Active)).unwrap();
+        let here = std::thread::current().id();
+        assert_eq!(
+            decided_on(&disk.repo, &id) == here,
+            inline,
+            "inline {inline}"
+        );
+        assert_eq!(
+            disk.repo.sync_stats().commits,
+            1,
+            "the create waited for a sync"
+        );
+    }
+}
+
+fn sixty_four_callers_share_syncs(disk: &common::OnDisk) {
     let repo = disk.repo.clone();
     let acme = OrgId::new("acme").unwrap();
     let admin = Caller::new(UserId::new("admin").unwrap(), acme.clone());

@@ -11,7 +11,7 @@ use userstate::{
     Commit, Decide, Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId,
     UserRepository,
 };
-use userstate_sled::SledRepository;
+use userstate_sled::{SledOptions, SledRepository};
 
 /// A durable repository in its own temporary directory on disk, removed
 /// after the repository closes.
@@ -24,8 +24,15 @@ pub struct OnDisk {
 
 impl OnDisk {
     pub fn new() -> Self {
+        Self::with(|options| options)
+    }
+
+    /// Opened with the options `configure` makes of the defaults.
+    pub fn with(configure: impl FnOnce(SledOptions) -> SledOptions) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let repo = SledRepository::open(dir.path().join("db")).expect("open on disk");
+        let repo = configure(SledOptions::new(dir.path().join("db")))
+            .open()
+            .expect("open on disk");
         OnDisk { repo, dir }
     }
 }
