@@ -190,12 +190,26 @@ pub fn database_path(adapter: Adapter, dir: &Path) -> PathBuf {
     }
 }
 
-/// Opens the adapter's database in `dir` (created if missing) in `mode`.
-/// Memory gives a new, empty repository.
+/// Opens the adapter's database in `dir` (created if missing) in `mode`,
+/// with the adapters' default options otherwise. Memory gives a new, empty
+/// repository.
 ///
 /// # Errors
 /// The adapter's open errors.
 pub fn open(adapter: Adapter, mode: Mode, dir: &Path) -> userstate::Result<Handle> {
+    open_with(adapter, mode, dir, false)
+}
+
+/// [`open`], with the adapters' `inline_writes` option set to `inline`.
+///
+/// # Errors
+/// The adapter's open errors.
+pub fn open_with(
+    adapter: Adapter,
+    mode: Mode,
+    dir: &Path,
+    inline: bool,
+) -> userstate::Result<Handle> {
     let path = database_path(adapter, dir);
     Ok(match adapter {
         Adapter::Memory => Handle::Memory(Arc::new(InMemoryRepository::new())),
@@ -205,7 +219,7 @@ pub fn open(adapter: Adapter, mode: Mode, dir: &Path) -> userstate::Result<Handl
                     Mode::Durable => userstate_sqlite::Durability::Durable,
                     _ => userstate_sqlite::Durability::Relaxed,
                 })
-                .inline_writes(std::env::var_os("INLINE").is_some())
+                .inline_writes(inline)
                 .open(path)?,
         ),
         Adapter::Sled => Handle::Sled(
@@ -214,6 +228,7 @@ pub fn open(adapter: Adapter, mode: Mode, dir: &Path) -> userstate::Result<Handl
                     Mode::Durable => userstate_sled::Durability::Durable,
                     _ => userstate_sled::Durability::Relaxed,
                 })
+                .inline_writes(inline)
                 .open()?,
         ),
     })

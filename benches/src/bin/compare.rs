@@ -24,6 +24,7 @@
 //!
 //! ```text
 //! ratio <adapter> <mode> <users> <library ops/s ÷ raw ops/s>
+//! ratio-inline <adapter> <mode> <users> <the same with the adapter's inline writes>
 //! scale <adapter> <mode> <ops/s at the large size ÷ ops/s at 10,000>
 //! group <adapter> <mode> <ops/s with 64 callers ÷ ops/s with 1>
 //! rss <adapter> <peak MiB of the library process at the large size>
@@ -420,27 +421,7 @@ fn compare(
             raw.patience = patience;
             let _: Done = raw.ask(&format!("mode {mode}"))?;
         }
-        let mut lib_total = Sample::default();
-        let mut raw_total = Sample::default();
-        let mut ratios = Vec::new();
-        for r in 0..options.rounds {
-            let (lib_round, raw_round) = match raw.as_mut() {
-                Some(raw) if r % 2 == 1 => {
-                    let raw_round: Sample = raw.ask(&run(1))?;
-                    (lib.ask::<Sample>(&run(1))?, Some(raw_round))
-                }
-                Some(raw) => {
-                    let lib_round: Sample = lib.ask(&run(1))?;
-                    (lib_round, Some(raw.ask::<Sample>(&run(1))?))
-                }
-                None => (lib.ask::<Sample>(&run(1))?, None),
-            };
-            if let Some(raw_round) = raw_round {
-                ratios.push(lib_round.ops_per_sec() / raw_round.ops_per_sec());
-                raw_total.add(&raw_round);
-            }
-            lib_total.add(&lib_round);
-        }
+        let (lib_total, raw_total, ratios) = alternate(&mut lib, raw.as_mut(), options, &run(1))?;
         let row = |callers: &str, engine, sample, ratios| Row {
             adapter,
             mode,
@@ -481,6 +462,23 @@ fn compare(
             ));
         }
         let lib_done = lib.quit()?;
+        if let (Some(raw), true) = (raw.as_mut(), adapter != Adapter::Memory) {
+            // The same rounds with the adapter's inline writes, in a process
+            // of its own (sled allows one open database per directory).
+            let mut inline =
+                Worker::spawn("lib-inline", adapter, users, &dir.join("lib"), Some(mode))?;
+            let _: Ready = inline.receive()?;
+            inline.patience = patience;
+            let (inline_total, raw_again, ratios) =
+                alternate(&mut inline, Some(raw), options, &run(1))?;
+            eprintln!(
+                "[{adapter} {users}] {mode}: inline library {:.0} ops/s, raw {:.0} ops/s",
+                inline_total.ops_per_sec(),
+                raw_again.ops_per_sec()
+            );
+            rows.push(row("1", "inline", inline_total, ratios));
+            inline.quit()?;
+        }
         memory.push(Memory {
             adapter,
             users,
@@ -501,6 +499,39 @@ fn compare(
     // The databases of this size are no longer needed: free the disk.
     let _ = std::fs::remove_dir_all(&dir);
     Ok((rows, memory))
+}
+
+/// Alternates `options.rounds` rounds of `command` on the library and the
+/// raw baseline (library first, then raw first, ...), so that drift of the
+/// machine cancels out. Returns both totals and the ratio of each pair.
+fn alternate(
+    lib: &mut Worker,
+    mut raw: Option<&mut Worker>,
+    options: &Options,
+    command: &str,
+) -> Result<(Sample, Sample, Vec<f64>), Failure> {
+    let mut lib_total = Sample::default();
+    let mut raw_total = Sample::default();
+    let mut ratios = Vec::new();
+    for r in 0..options.rounds {
+        let (lib_round, raw_round) = match raw.as_deref_mut() {
+            Some(raw) if r % 2 == 1 => {
+                let raw_round: Sample = raw.ask(command)?;
+                (lib.ask::<Sample>(command)?, Some(raw_round))
+            }
+            Some(raw) => {
+                let lib_round: Sample = lib.ask(command)?;
+                (lib_round, Some(raw.ask::<Sample>(command)?))
+            }
+            None => (lib.ask::<Sample>(command)?, None),
+        };
+        if let Some(raw_round) = raw_round {
+            ratios.push(lib_round.ops_per_sec() / raw_round.ops_per_sec());
+            raw_total.add(&raw_round);
+        }
+        lib_total.add(&lib_round);
+    }
+    Ok((lib_total, raw_total, ratios))
 }
 
 fn print_machine(dir: &Path) {
@@ -636,6 +667,17 @@ fn print_figures(rows: &[Row], memory: &[Memory], sizes: &[usize]) {
     }
     for &adapter in &adapters {
         for &mode in adapter.modes() {
+            for &users in sizes {
+                if let Some(ratio) = find(adapter, mode, users, "1", "inline")
+                    .and_then(|r| measure::median(&r.ratios))
+                {
+                    println!("ratio-inline {adapter} {mode} {users} {ratio:.2}");
+                }
+            }
+        }
+    }
+    for &adapter in &adapters {
+        for &mode in adapter.modes() {
             let at = |users| find(adapter, mode, users, "1", "library");
             if let (Some(s), Some(l)) = (at(small), at(large)) {
                 if small != large {
@@ -687,7 +729,7 @@ mod child {
 
     /// `--child load ADAPTER USERS DIR` loads the library's database and
     /// exits; `--child lib ADAPTER USERS DIR MODE` measures the library in
-    /// one mode and `--child raw ADAPTER USERS DIR` loads the raw baseline
+    /// one mode (`lib-inline`: with the adapter's inline writes) and `--child raw ADAPTER USERS DIR` loads the raw baseline
     /// and measures it, in the modes it is sent, with commands on stdin.
     pub(super) fn main(args: &[String]) -> Result<(), Failure> {
         let (engine, adapter, users, dir, mode) = match args {
@@ -700,9 +742,10 @@ mod child {
         let dir = PathBuf::from(dir);
         let mut engine: Box<dyn Engine> = match (engine.as_str(), mode) {
             ("load", None) => return Library::load_only(adapter, users, &dir),
-            ("lib", Some(mode)) => {
+            (engine @ ("lib" | "lib-inline"), Some(mode)) => {
                 let mode = Mode::parse(mode).ok_or("unknown mode")?;
-                Box::new(Library::open(adapter, users, &dir, mode)?)
+                let inline = engine == "lib-inline";
+                Box::new(Library::open(adapter, users, &dir, mode, inline)?)
             }
             ("raw", None) => Box::new(Raw::load(adapter, users, &dir)?),
             _ => return Err(format!("unknown child {args:?}").into()),
@@ -817,11 +860,13 @@ mod child {
         }
 
         /// Opens the loaded database in `mode` (memory loads its own).
+        /// With `inline`, the adapter's `inline_writes` option is on.
         pub(super) fn open(
             adapter: Adapter,
             users: usize,
             dir: &Path,
             mode: Mode,
+            inline: bool,
         ) -> Result<Self, Failure> {
             let runtime = fixture::runtime();
             let (handle, preload) = match adapter {
@@ -830,7 +875,10 @@ mod child {
                     let preload = fixture::preload(&runtime, &handle, users)?;
                     (handle, preload)
                 }
-                _ => (fixture::open(adapter, mode, dir)?, Duration::ZERO),
+                _ => (
+                    fixture::open_with(adapter, mode, dir, inline)?,
+                    Duration::ZERO,
+                ),
             };
             let service = fixture::service(handle.repository());
             let (locked, cursor) = match std::fs::read(dir.join(STATE_FILE)) {
