@@ -7,7 +7,8 @@
 # Both run twice, alternating, so that drift of the machine cancels out.
 #
 # Prints, per mode: peer sqlite <mode> <our ops/s ÷ the peer's ops/s> (one
-# caller), and peer-64 sqlite <mode> <ratio> with 64 concurrent callers.
+# caller), peer-inline sqlite <mode> <ratio> (one caller, the adapter's
+# inline writes), and peer-64 sqlite <mode> <ratio> with 64 concurrent callers.
 #
 # Usage: benches/compare-peers.sh            (USERS=10000 ROUNDS=4 ROUND_SECONDS=0.75)
 set -euo pipefail
@@ -56,5 +57,12 @@ for callers in 1 64; do
     label=$([[ $callers == 1 ]] && echo "peer" || echo "peer-$callers")
     awk -v o="$ours" -v p="$peer" -v m="$mode" -v l="$label" \
       'BEGIN { if (p > 0) printf "%s sqlite %s %.2f\n", l, m, o / p; else print l " sqlite " m " n/a" }'
+    if [[ $callers == 1 ]]; then
+      # One caller with the adapter's inline writes (no thread hand-off).
+      inline=$(sum_ops "$out/ours-*.txt" sqlite "$mode" 1 inline)
+      echo "ops sqlite $mode $USERS 1 inline $((inline / 2))"
+      awk -v o="$inline" -v p="$peer" -v m="$mode" \
+        'BEGIN { if (p > 0) printf "peer-inline sqlite %s %.2f\n", m, o / p; else print "peer-inline sqlite " m " n/a" }'
+    fi
   done
 done

@@ -7,21 +7,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// it was opened. Read with [`SqliteRepository::stats`](crate::SqliteRepository::stats).
 ///
 /// `commands / transactions` is the average group-commit batch: how many
-/// appends shared one transaction and, in durable mode, one fsync.
+/// writes (appends and updates, one per command) shared one transaction
+/// and, in durable mode, one fsync.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Stats {
     /// Write transactions committed.
     pub transactions: u64,
-    /// Appends answered, whatever the outcome.
+    /// Writes answered, whatever the outcome (a command its decision
+    /// refused counts too).
     pub commands: u64,
-    /// Appends answered with a conflict (the stored sequence had moved on).
+    /// Writes answered with a conflict (the stored sequence had moved on).
     pub conflicts: u64,
-    /// The most appends one transaction has held.
+    /// The most writes one transaction has held.
     pub largest_batch: u64,
 }
 
-/// The live counters behind [`Stats`], updated by the writer thread.
+/// The live counters behind [`Stats`], updated by whoever runs a batch.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     transactions: AtomicU64,
@@ -31,7 +33,7 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    /// Records one batch of `commands` appends, `conflicts` of them
+    /// Records one batch of `commands` writes, `conflicts` of them
     /// conflicting, and whether its transaction committed.
     pub(crate) fn record_batch(&self, commands: u64, conflicts: u64, committed: bool) {
         // Relaxed: the counters are independent figures, not a synchronisation point.
