@@ -1,8 +1,10 @@
-//! The writer: one thread that owns the write connection and commits the
-//! appends sent to it, several to a transaction (group commit).
+//! The writer: one thread that holds the write connection and commits the
+//! writes sent to it, several to a transaction (group commit).
 //!
 //! Writes arrive over a channel and are answered on oneshots, so no caller's
-//! executor ever blocks on SQLite. A write is an append (a commit decided
+//! executor ever blocks on SQLite (unless the handle was opened with inline
+//! writes: then a write that finds the connection free and nothing queued
+//! runs as a batch of one on the caller's thread). A write is an append (a commit decided
 //! elsewhere, checked against the stored sequence) or an update (a decision
 //! the writer runs on the user it reads inside the transaction, on its warm
 //! connection and under the write lock, so it cannot conflict). When the

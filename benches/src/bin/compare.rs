@@ -654,24 +654,15 @@ fn print_figures(rows: &[Row], memory: &[Memory], sizes: &[usize]) {
         seen
     };
     let (small, large) = (sizes[0], sizes[sizes.len() - 1]);
-    for &adapter in &adapters {
-        for &mode in adapter.modes() {
-            for &users in sizes {
-                if let Some(ratio) = find(adapter, mode, users, "1", "library")
-                    .and_then(|r| measure::median(&r.ratios))
-                {
-                    println!("ratio {adapter} {mode} {users} {ratio:.2}");
-                }
-            }
-        }
-    }
-    for &adapter in &adapters {
-        for &mode in adapter.modes() {
-            for &users in sizes {
-                if let Some(ratio) = find(adapter, mode, users, "1", "inline")
-                    .and_then(|r| measure::median(&r.ratios))
-                {
-                    println!("ratio-inline {adapter} {mode} {users} {ratio:.2}");
+    for (engine, figure) in [("library", "ratio"), ("inline", "ratio-inline")] {
+        for &adapter in &adapters {
+            for &mode in adapter.modes() {
+                for &users in sizes {
+                    if let Some(ratio) = find(adapter, mode, users, "1", engine)
+                        .and_then(|r| measure::median(&r.ratios))
+                    {
+                        println!("{figure} {adapter} {mode} {users} {ratio:.2}");
+                    }
                 }
             }
         }

@@ -42,6 +42,18 @@ fn locked() -> EventPayload {
     }
 }
 
+/// What a refused update must have answered.
+type Expect = fn(&Error) -> bool;
+
+/// A decision that writes what `commit` makes of the stored user and `id`.
+fn writing(
+    id: &UserId,
+    commit: impl FnOnce(Option<User>, &UserId) -> Commit + Send + 'static,
+) -> Decide {
+    let id = id.clone();
+    Box::new(move |stored| Ok(Decision::Write(commit(stored, &id))))
+}
+
 /// A decision that locks an active user and unlocks a locked one.
 fn toggle(id: &UserId) -> Decide {
     let id = id.clone();
@@ -119,63 +131,45 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
         .expect_err("refused");
     assert_eq!(err, refusal, "the decision's error comes back as it was");
 
-    let err = repo
-        .update(&id, Box::new(|_| panic!("a faulty decision")))
-        .await
-        .expect_err("panicked");
-    assert_eq!(err.kind(), ErrorKind::Internal, "{err:?}");
-
     let other = f.user_in_state("bystander", UserState::Active).await;
     let other_before = f.stored(&other).await;
-    let err = repo
-        .update(
-            &id,
-            Box::new({
-                let (other, other_before) = (other.clone(), other_before.clone());
-                move |_| {
-                    Ok(Decision::Write(next_commit(
-                        Some(other_before),
-                        &other,
-                        locked(),
-                    )))
-                }
+    let internal = |e: &Error| e.kind() == ErrorKind::Internal;
+    let refusals: Vec<(&str, Decide, Expect)> = vec![
+        (
+            "a panic",
+            Box::new(|_| panic!("a faulty decision")),
+            internal,
+        ),
+        (
+            "another user's commit",
+            writing(&other, {
+                let other_before = other_before.clone();
+                move |_, other| next_commit(Some(other_before), other, locked())
             }),
-        )
-        .await
-        .expect_err("another user's commit");
-    assert_eq!(err.kind(), ErrorKind::Internal, "{err:?}");
-
-    let err = repo
-        .update(
-            &id,
-            Box::new({
-                let id = id.clone();
-                move |stored| {
-                    let mut commit = next_commit(stored, &id, locked());
-                    commit.events.clear();
-                    Ok(Decision::Write(commit))
-                }
+            internal,
+        ),
+        (
+            "a commit without events",
+            writing(&id, |stored, id| {
+                let mut commit = next_commit(stored, id, locked());
+                commit.events.clear();
+                commit
             }),
-        )
-        .await
-        .expect_err("malformed commit");
-    assert_eq!(err.kind(), ErrorKind::Internal, "{err:?}");
-
-    let err = repo
-        .update(
-            &id,
-            Box::new({
-                let id = id.clone();
-                move |_| {
-                    // Decided on a user that was never stored: stale.
-                    let ghost = added_at(&id, 5);
-                    Ok(Decision::Write(next_commit(Some(ghost), &id, locked())))
-                }
+            internal,
+        ),
+        (
+            // Decided on a user that was never stored.
+            "a stale commit",
+            writing(&id, |_, id| {
+                next_commit(Some(added_at(id, 5)), id, locked())
             }),
-        )
-        .await
-        .expect_err("stale commit");
-    assert!(err.is_conflict(), "{err:?}");
+            Error::is_conflict,
+        ),
+    ];
+    for (case, decide, expected) in refusals {
+        let err = repo.update(&id, decide).await.expect_err(case);
+        assert!(expected(&err), "{case}: {err:?}");
+    }
 
     assert_eq!(f.stored(&id).await, before, "a refused update wrote");
     assert_eq!(f.all_events(&id).await.len(), 1);
