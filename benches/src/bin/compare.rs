@@ -10,7 +10,7 @@
 //! - `--users N`: the large database (default 1,000,000; `--quick`: 100,000);
 //!   the small one has 10,000 users.
 //! - `--ops N`: commands per measured round (default: rounds of `--seconds`,
-//!   0.75 s, or 0.3 s with `--quick`).
+//!   0.6 s, or 0.3 s with `--quick`).
 //! - `--rounds N`: alternate library/raw rounds per figure (default 4, `--quick` 2).
 //! - `--only`: the adapters to measure; `--dir`: where the databases go
 //!   (default the system's temporary directory: put it on the disk to measure).
@@ -86,7 +86,7 @@ fn parse(args: &[String]) -> Result<Options, Failure> {
     let mut options = Options {
         large: if quick { 100_000 } else { 1_000_000 },
         ops: 0,
-        seconds: if quick { 0.3 } else { 0.75 },
+        seconds: if quick { 0.3 } else { 0.6 },
         rounds: if quick { 2 } else { 4 },
         quick,
         only: Adapter::ALL.to_vec(),
