@@ -97,10 +97,9 @@ impl UserRepository for InMemoryRepository {
     async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
         let mut tables = self.tables();
         let stored = tables.users.get(id).cloned();
-        match run_decide(decide, stored)? {
+        match run_decide(decide, id, stored)? {
             Decision::Unchanged(user) => Ok(user),
             Decision::Write(commit) => {
-                commit.validate_for(id)?;
                 let after = commit.snapshot.clone();
                 tables.write(commit)?;
                 Ok(after)

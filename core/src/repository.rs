@@ -108,14 +108,25 @@ impl Decision {
 /// block and should not panic; a panic fails the one update with Internal.
 pub type Decide = Box<dyn FnOnce(Option<User>) -> Result<Decision> + Send>;
 
-/// Runs `decide` on `stored`, turning a panic into Internal: adapters call
-/// it on their writer threads, which must survive a faulty decision.
+/// Runs `decide` on `stored`, the snapshot of `id`, and checks that what it
+/// decided is of `id` (a commit also with [`Commit::validate`]). Adapters
+/// call it on their writer threads, which must survive a faulty decision:
+/// a panic becomes Internal.
 ///
 /// # Errors
-/// What `decide` returned, or Internal if it panicked.
-pub fn run_decide(decide: Decide, stored: Option<User>) -> Result<Decision> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || decide(stored)))
-        .unwrap_or_else(|_| Err(Error::internal("a decision panicked")))
+/// What `decide` returned; Internal if it panicked or decided for another
+/// user or a malformed commit.
+pub fn run_decide(decide: Decide, id: &UserId, stored: Option<User>) -> Result<Decision> {
+    let decision = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || decide(stored)))
+        .unwrap_or_else(|_| Err(Error::internal("a decision panicked")))?;
+    match &decision {
+        Decision::Unchanged(user) if &user.id != id => {
+            Err(Error::internal("a decision answered with another user"))
+        }
+        Decision::Unchanged(_) => Ok(()),
+        Decision::Write(commit) => commit.validate_for(id),
+    }?;
+    Ok(decision)
 }
 
 /// Which users of an organisation to list, and where the page starts.
@@ -251,18 +262,17 @@ pub trait UserRepository: Send + Sync + fmt::Debug {
     /// fail with a conflict, and the service decides again. Adapters
     /// override it to make one trip to their storage instead of two, and
     /// those that run `decide` under their write lock never conflict. Either
-    /// way the commit is checked as [`UserRepository::append`] checks it
-    /// (with [`Commit::validate_for`] `id`), and nothing is written when
+    /// way the decision is checked with [`run_decide`] and the commit as
+    /// [`UserRepository::append`] checks it, and nothing is written when
     /// `decide` fails, decides [`Decision::Unchanged`] or panics.
     ///
     /// # Errors
     /// What `decide` returned; otherwise as [`UserRepository::append`].
     async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
         let stored = self.load(id).await?;
-        match run_decide(decide, stored)? {
+        match run_decide(decide, id, stored)? {
             Decision::Unchanged(user) => Ok(user),
             Decision::Write(commit) => {
-                commit.validate_for(id)?;
                 let after = commit.snapshot.clone();
                 self.append(commit).await?;
                 Ok(after)

@@ -274,6 +274,16 @@ fn run(shared: &Shared) {
                 }
                 return;
             }
+            if let Some(failure) = queue.failure.clone() {
+                // A sync failed (an inline one, since these queued): a later
+                // sync that succeeds proves nothing about their data.
+                let group = std::mem::take(&mut queue.waiting);
+                drop(queue);
+                for waiter in group {
+                    waiter.answer.send(Err(failure.clone()));
+                }
+                continue;
+            }
             (std::mem::take(&mut queue.waiting), queue.unsynced_relaxed)
         };
         let (group, relaxed_covered) = group;
@@ -373,6 +383,37 @@ mod tests {
                 commits: 3,
                 syncs: 3
             }
+        );
+    }
+
+    #[test]
+    fn a_failed_inline_sync_fails_its_caller_and_every_later_write() {
+        let syncs = Arc::new(AtomicU64::new(0));
+        let flusher = GroupFlusher::start(Box::new({
+            let syncs = syncs.clone();
+            move || {
+                syncs.fetch_add(1, Ordering::SeqCst);
+                Err(Error::unavailable("disk gone"))
+            }
+        }))
+        .unwrap();
+        let (tx, rx) = oneshot::channel();
+        flusher.queue().sync_here(tx.into());
+        let err = futures::executor::block_on(rx).unwrap().unwrap_err();
+        assert_eq!(err.kind(), userstate::ErrorKind::Unavailable);
+        assert!(flusher.queue().health().is_err());
+        for _ in 0..2 {
+            let (tx, rx) = oneshot::channel();
+            flusher.queue().sync_here(tx.into());
+            assert!(futures::executor::block_on(rx).unwrap().is_err());
+            let (tx, rx) = oneshot::channel();
+            flusher.queue().enqueue(tx, true);
+            assert!(futures::executor::block_on(rx).unwrap().is_err());
+        }
+        assert_eq!(
+            syncs.load(Ordering::SeqCst),
+            1,
+            "synced again after a failure"
         );
     }
 

@@ -245,7 +245,7 @@ impl UserRepository for SledRepository {
             let decided = commit_queue
                 .health()
                 .and_then(|()| store.load(&id))
-                .and_then(|stored| run_decide(decide, stored));
+                .and_then(|stored| run_decide(decide, &id, stored));
             let commit = match decided {
                 Ok(Decision::Write(commit)) => commit,
                 Ok(Decision::Unchanged(user)) => {
@@ -257,10 +257,7 @@ impl UserRepository for SledRepository {
                     return;
                 }
             };
-            if let Err(error) = commit
-                .validate_for(&id)
-                .and_then(|()| store.append(&commit))
-            {
+            if let Err(error) = store.append(&commit) {
                 let _ = reply.send(Err(error));
                 return;
             }

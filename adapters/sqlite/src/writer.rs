@@ -60,8 +60,8 @@ pub(crate) struct Writer {
 #[derive(Debug)]
 struct Shared {
     conn: Mutex<Connection>,
-    /// Jobs sent to the writer thread that it has not taken yet: an inline
-    /// write never overtakes them.
+    /// Jobs sent to the writer thread that it has not taken yet: while there
+    /// are any, writes queue behind them instead of running inline.
     queued: AtomicUsize,
     counters: Arc<Counters>,
 }
@@ -114,10 +114,6 @@ impl Reply {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    ///
-    /// # Errors
-    /// Internal when the thread cannot be spawned.
     /// Starts the writer thread on `conn`; with `inline`, writes run on the
     /// caller's thread while the writer is idle.
     ///
@@ -179,7 +175,19 @@ impl Writer {
             if let Some(conn) = self.shared.try_lock() {
                 let mut writes = vec![write];
                 let mut replies = vec![reply];
-                commit_batch(&conn, &mut writes, &mut replies, &self.shared.counters);
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    commit_batch(&conn, &mut writes, &mut replies, &self.shared.counters);
+                }));
+                if ran.is_err() {
+                    // Free SQLite's write lock for other handles and
+                    // processes now, not at this handle's next batch.
+                    if !conn.is_autocommit() {
+                        let _ = execute(&conn, "ROLLBACK");
+                    }
+                    for reply in replies.drain(..) {
+                        reply.send(Err(Error::internal("the write panicked")));
+                    }
+                }
                 return Ok(());
             }
         }
@@ -348,11 +356,10 @@ fn apply(conn: &Connection, commit: &EncodedCommit) -> Result<()> {
 fn update(conn: &Connection, id: &UserId, decide: Decide) -> Result<User> {
     let stored = query::load(conn, id)?;
     let stored_sequence = stored.as_ref().map_or(0, |user| user.sequence);
-    let commit = match run_decide(decide, stored)? {
+    let commit = match run_decide(decide, id, stored)? {
         Decision::Unchanged(user) => return Ok(user),
         Decision::Write(commit) => commit,
     };
-    commit.validate_for(id)?;
     if commit.expected_sequence != stored_sequence {
         // Only a decision that ignored the user it was given gets here.
         return Err(Error::conflict(commit.expected_sequence, stored_sequence));

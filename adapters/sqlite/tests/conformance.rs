@@ -23,7 +23,12 @@ mod two_handles {
     userstate::conformance_tests!(super::common::two_handles());
 }
 
-/// Writes on the caller's thread while the writer is idle.
+/// Writes on the caller's thread while the writer is idle, relaxed.
 mod inline_writes {
     userstate::conformance_tests!(super::common::inline_file());
+}
+
+/// Writes on the caller's thread while the writer is idle, durable.
+mod inline_durable_writes {
+    userstate::conformance_tests!(super::common::inline_durable_file());
 }

@@ -158,6 +158,14 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
             internal,
         ),
         (
+            "another user, unchanged",
+            Box::new({
+                let other_before = other_before.clone();
+                move |_| Ok(Decision::Unchanged(other_before))
+            }),
+            internal,
+        ),
+        (
             // Decided on a user that was never stored.
             "a stale commit",
             writing(&id, |_, id| {

@@ -60,6 +60,11 @@ pub fn inline_file() -> Arc<dyn UserRepository> {
     Arc::new(TempRepo::open(&relaxed().inline_writes(true)))
 }
 
+/// The same, durable.
+pub fn inline_durable_file() -> Arc<dyn UserRepository> {
+    Arc::new(TempRepo::open(&SqliteOptions::new().inline_writes(true)))
+}
+
 /// A fresh in-memory repository.
 pub fn in_memory() -> Arc<dyn UserRepository> {
     SqliteRepository::open_in_memory().expect("open").into()
