@@ -97,14 +97,12 @@ impl UserRepository for InMemoryRepository {
     async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
         let mut tables = self.tables();
         let stored = tables.users.get(id).cloned();
-        match run_decide(decide, id, stored)? {
-            Decision::Unchanged(user) => Ok(user),
-            Decision::Write(commit) => {
-                let after = commit.snapshot.clone();
-                tables.write(commit)?;
-                Ok(after)
-            }
+        let decision = run_decide(decide, id, stored)?;
+        let after = decision.user().clone();
+        if let Decision::Write(commit) = decision {
+            tables.write(commit)?;
         }
+        Ok(after)
     }
 
     async fn history(&self, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {

@@ -270,14 +270,12 @@ pub trait UserRepository: Send + Sync + fmt::Debug {
     /// What `decide` returned; otherwise as [`UserRepository::append`].
     async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
         let stored = self.load(id).await?;
-        match run_decide(decide, id, stored)? {
-            Decision::Unchanged(user) => Ok(user),
-            Decision::Write(commit) => {
-                let after = commit.snapshot.clone();
-                self.append(commit).await?;
-                Ok(after)
-            }
+        let decision = run_decide(decide, id, stored)?;
+        let after = decision.user().clone();
+        if let Decision::Write(commit) = decision {
+            self.append(commit).await?;
         }
+        Ok(after)
     }
 
     /// Events of `id` in sequence order, as selected by `query`.

@@ -242,29 +242,25 @@ impl UserRepository for SledRepository {
     async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
         let (store, commit_queue, id) = (self.store(), self.commit_queue(), id.clone());
         let job = move |reply: Reply<User>| {
-            let decided = commit_queue
+            // The user after the command, and whether it wrote anything.
+            let done = commit_queue
                 .health()
                 .and_then(|()| store.load(&id))
-                .and_then(|stored| run_decide(decide, &id, stored));
-            let commit = match decided {
-                Ok(Decision::Write(commit)) => commit,
-                Ok(Decision::Unchanged(user)) => {
-                    let _ = reply.send(Ok(user));
-                    return;
+                .and_then(|stored| run_decide(decide, &id, stored))
+                .and_then(|decision| match decision {
+                    Decision::Unchanged(user) => Ok((user, false)),
+                    Decision::Write(commit) => {
+                        store.append(&commit).map(|()| (commit.snapshot, true))
+                    }
+                });
+            match done {
+                Ok((after, true)) => commit_queue.committed(Answer::new(move |synced| {
+                    let _ = reply.send(synced.map(|()| after));
+                })),
+                other => {
+                    let _ = reply.send(other.map(|(user, _)| user));
                 }
-                Err(error) => {
-                    let _ = reply.send(Err(error));
-                    return;
-                }
-            };
-            if let Err(error) = store.append(&commit) {
-                let _ = reply.send(Err(error));
-                return;
             }
-            let after = commit.snapshot;
-            commit_queue.committed(Answer::new(move |synced| {
-                let _ = reply.send(synced.map(|()| after));
-            }));
         };
         self.write(job).await
     }

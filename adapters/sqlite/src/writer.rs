@@ -4,10 +4,11 @@
 //! Writes arrive over a channel and are answered on oneshots, so no caller's
 //! executor ever blocks on SQLite (unless the handle was opened with inline
 //! writes: then a write that finds the connection free and nothing queued
-//! runs as a batch of one on the caller's thread). A write is an append (a commit decided
-//! elsewhere, checked against the stored sequence) or an update (a decision
-//! the writer runs on the user it reads inside the transaction, on its warm
-//! connection and under the write lock, so it cannot conflict). When the
+//! runs as a batch of one on the caller's thread). A write is an append (a
+//! commit decided elsewhere, checked against the stored sequence) or an
+//! update (a decision the writer runs on the user it reads inside the
+//! transaction, on its warm connection and under the write lock, so it
+//! cannot conflict). When the
 //! writer becomes free it takes every write already queued (up to the batch
 //! limit, never waiting for more, so a lone caller pays no added latency) and
 //! runs them in ONE `BEGIN IMMEDIATE` transaction: each under its own

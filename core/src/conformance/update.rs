@@ -78,22 +78,15 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
 ) {
     let f = Fixture::new(repo.clone());
     let new = UserId::new("updated").expect("valid id");
-    let created = repo
-        .update(
-            &new,
-            Box::new({
-                let new = new.clone();
-                move |stored: Option<User>| {
-                    assert_eq!(stored, None, "an unused id has no snapshot");
-                    let added = EventPayload::Added {
-                        state: crate::InitialState::Active,
-                    };
-                    Ok(Decision::Write(next_commit(None, &new, added)))
-                }
-            }),
-        )
-        .await
-        .expect("create by update");
+    // A failed assertion inside a decision comes back as Internal.
+    let create = writing(&new, |stored, new| {
+        assert_eq!(stored, None, "an unused id has no snapshot");
+        let added = EventPayload::Added {
+            state: crate::InitialState::Active,
+        };
+        next_commit(None, new, added)
+    });
+    let created = repo.update(&new, create).await.expect("create by update");
     assert_eq!(created.sequence, 1);
     assert_eq!(f.stored(&new).await, created);
 
