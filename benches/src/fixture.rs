@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use userstate::storage::{self, Commit};
 use userstate::{
-    Caller, Commit, Event, EventPayload, InMemoryAuthorizer, InMemoryRepository, InitialState,
-    LockCause, OrgId, Permission, Timestamp, User, UserId, UserRepository, UserService,
+    Caller, Event, EventPayload, InMemoryAuthorizer, InMemoryRepository, InitialState, LockCause,
+    OrgId, Permission, Timestamp, UserId, UserRepository, UserService,
 };
 use userstate_sled::{SledOptions, SledRepository};
 use userstate_sqlite::{SqliteOptions, SqliteRepository};
@@ -163,21 +164,16 @@ impl Handle {
         }
     }
 
-    /// Commands answered and the commits (SQLite transactions, sled syncs)
+    /// Commands answered and the batches (SQLite transactions, sled syncs)
     /// they shared so far: the group-commit batch is the ratio of the
     /// differences.
     pub fn commit_counters(&self) -> (u64, u64) {
-        match self {
-            Handle::Memory(_) => (0, 0),
-            Handle::Sqlite(repo) => {
-                let stats = repo.stats();
-                (stats.commands, stats.transactions)
-            }
-            Handle::Sled(repo) => {
-                let stats = repo.sync_stats();
-                (stats.commits, stats.syncs)
-            }
-        }
+        let stats = match self {
+            Handle::Memory(_) => return (0, 0),
+            Handle::Sqlite(repo) => repo.stats(),
+            Handle::Sled(repo) => repo.stats(),
+        };
+        (stats.commands, stats.batches)
     }
 }
 
@@ -223,13 +219,13 @@ pub fn open_with(
                 .open(path)?,
         ),
         Adapter::Sled => Handle::Sled(
-            SledOptions::new(path)
+            SledOptions::new()
                 .durability(match mode {
                     Mode::Durable => userstate_sled::Durability::Durable,
                     _ => userstate_sled::Durability::Relaxed,
                 })
                 .inline_writes(inline)
-                .open()?,
+                .open(path)?,
         ),
     })
 }
@@ -282,20 +278,13 @@ pub fn preload_commit(i: usize, at: Timestamp) -> Commit {
             },
         ));
     }
-    let snapshot = events
-        .iter()
-        .fold(None, |user, event| Some(User::apply(user, event)))
-        .expect("at least one event");
-    Commit {
-        expected_sequence: 0,
-        events,
-        snapshot,
-    }
+    Commit::new(None, events).expect("a well-formed commit")
 }
 
-/// Creates users `0..count` through the repository's `append` (the
-/// storage contract the service writes through), from many concurrent
-/// callers so that group commit batches them. Returns the time it took.
+/// Creates users `0..count` through the repository's `update` with a raw
+/// commit ([`storage::append`]: the one write the service uses too), from
+/// many concurrent callers so that group commit batches them. Returns the
+/// time it took.
 ///
 /// # Errors
 /// The first append that failed.
@@ -332,7 +321,9 @@ pub fn preload_with(
                 let repository = repository.clone();
                 tokio::spawn(async move {
                     for i in (caller..count).step_by(callers) {
-                        repository.append(preload_commit(i, at)).await?;
+                        let commit = preload_commit(i, at);
+                        let id = commit.snapshot().id.clone();
+                        repository.update(&id, storage::append(commit)).await?;
                     }
                     Ok::<(), userstate::Error>(())
                 })

@@ -1,5 +1,6 @@
-//! The one error type of the library: a kind that maps to a gRPC code and an
-//! HTTP status, a stable machine-readable id and an English message.
+//! The one error type of the library: a kind (which [`crate::wire`] maps to
+//! the seeds' gRPC codes and HTTP statuses), a stable machine-readable id and
+//! an English message.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -10,7 +11,8 @@ use serde::{Deserialize, Serialize};
 /// `Result` with the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What went wrong, coarsely: decides the gRPC code and HTTP status.
+/// What went wrong, coarsely: decides the gRPC code and HTTP status
+/// ([`ErrorKind::grpc_code`], [`ErrorKind::http_status`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -26,38 +28,15 @@ pub enum ErrorKind {
     FailedPrecondition,
     /// A concurrent writer won and retrying did not resolve it.
     Aborted,
+    /// A repository's answer to an update whose commit was built on a
+    /// sequence the user has moved on from ([`crate::storage::Conflict`]).
+    /// The service decides the command again on it; its callers get
+    /// Aborted when that does not settle, never this kind.
+    Conflict,
     /// The storage backend cannot be reached or stayed busy past its timeout.
     Unavailable,
     /// Stored data cannot be decoded, or another backend fault.
     Internal,
-}
-
-impl ErrorKind {
-    /// The gRPC status code the seeds' servers answer with.
-    pub fn grpc_code(self) -> u16 {
-        match self {
-            ErrorKind::InvalidArgument => 3,
-            ErrorKind::NotFound => 5,
-            ErrorKind::AlreadyExists => 6,
-            ErrorKind::PermissionDenied => 7,
-            ErrorKind::FailedPrecondition => 9,
-            ErrorKind::Aborted => 10,
-            ErrorKind::Internal => 13,
-            ErrorKind::Unavailable => 14,
-        }
-    }
-
-    /// The HTTP status the seeds' servers answer with.
-    pub fn http_status(self) -> u16 {
-        match self {
-            ErrorKind::InvalidArgument | ErrorKind::FailedPrecondition => 400,
-            ErrorKind::PermissionDenied => 403,
-            ErrorKind::NotFound => 404,
-            ErrorKind::AlreadyExists | ErrorKind::Aborted => 409,
-            ErrorKind::Internal => 500,
-            ErrorKind::Unavailable => 503,
-        }
-    }
 }
 
 type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
@@ -133,25 +112,10 @@ impl Error {
         &self.message
     }
 
-    /// The error body of the seeds' servers.
-    pub fn body(&self) -> ErrorBody {
-        ErrorBody {
-            code: self.kind.grpc_code(),
-            message: self.to_string(),
-            details: vec![ErrorDetail {
-                type_url: ERROR_DETAIL_TYPE.to_owned(),
-                id: self.id.to_owned(),
-                message: self.message.to_string(),
-                failed_attempts: self.attempts.map(|a| a.failed),
-                remaining_attempts: self.attempts.and_then(|a| a.remaining),
-            }],
-        }
-    }
-
-    /// True for the conflict an adapter reports when the expected sequence
-    /// no longer matches; the service reloads and re-validates on it.
+    /// True for a repository's [`crate::storage::Conflict`] (kind
+    /// [`ErrorKind::Conflict`]): the one error the service retries on.
     pub fn is_conflict(&self) -> bool {
-        self.id == ids::CONFLICT
+        self.kind == ErrorKind::Conflict
     }
 
     pub(crate) fn invalid(id: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
@@ -165,15 +129,6 @@ impl Error {
     /// The user does not exist in the targeted organisation.
     pub fn not_found() -> Self {
         Error::new(ErrorKind::NotFound, ids::NOT_FOUND, "User not found")
-    }
-
-    /// Adapters: the stored sequence of the user is not the expected one.
-    pub fn conflict(expected: u64, actual: u64) -> Self {
-        Error::new(
-            ErrorKind::Aborted,
-            ids::CONFLICT,
-            format!("Concurrent modification: expected sequence {expected}, found {actual}"),
-        )
     }
 
     /// Adapters: the backend cannot be reached or is busy past its timeout.
@@ -217,39 +172,6 @@ impl fmt::Debug for Error {
         }
         d.finish()
     }
-}
-
-/// The `@type` of [`ErrorDetail`].
-pub const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/userstate.v1.ErrorDetail";
-
-/// The error body: `{"code":9,"message":"User is not locked (USER-NOT-LOCKED)","details":[...]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// gRPC status code.
-    pub code: u16,
-    /// English message followed by the id in parentheses.
-    pub message: String,
-    /// One [`ErrorDetail`].
-    pub details: Vec<ErrorDetail>,
-}
-
-/// The detail of an [`ErrorBody`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ErrorDetail {
-    /// Always [`ERROR_DETAIL_TYPE`].
-    #[serde(rename = "@type")]
-    pub type_url: String,
-    /// The stable error id.
-    pub id: String,
-    /// The English message without the id.
-    pub message: String,
-    /// Consecutive failed checks, on a failed authentication check.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_attempts: Option<u32>,
-    /// Checks left before the lockout, on a failed authentication check.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remaining_attempts: Option<u32>,
 }
 
 /// The stable error ids. They never change meaning once released.
@@ -298,7 +220,7 @@ pub mod ids {
     pub const PASSWORD_INVALID: &str = "USER-PASSWORD-INVALID";
     /// A recorded one-time-password check failed.
     pub const OTP_INVALID: &str = "USER-OTP-INVALID";
-    /// The expected sequence did not match (adapters report it; the service retries).
+    /// A repository's conflict (kind Conflict; the service decides again).
     pub const CONFLICT: &str = "USER-CONFLICT";
     /// Retrying after conflicts did not resolve the command.
     pub const ABORTED: &str = "USER-ABORTED";

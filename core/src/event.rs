@@ -34,9 +34,12 @@ impl Event {
 }
 
 /// What happened to the user.
+///
+/// Exhaustive on purpose, like [`crate::User`]: a storage adapter's record
+/// matches every variant, so a new one fails to compile there until the
+/// record can store it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
-#[non_exhaustive]
 pub enum EventPayload {
     /// `user.added`: created in the given state.
     Added {

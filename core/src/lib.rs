@@ -37,8 +37,20 @@
 //! # }
 //! ```
 //!
-//! Storage adapters implement [`UserRepository`] and prove it by running the
-//! conformance suite (feature `conformance`).
+//! # Layout
+//!
+//! - The crate root is what a host needs: [`UserService`] and its inputs and
+//!   answers (ids, [`Caller`], [`Command`], [`User`], [`Event`], [`Details`],
+//!   [`Error`]), authorisation ([`Authorizer`]), lockout policies, clocks,
+//!   the reads' queries and pages, and the [`UserRepository`] a backend
+//!   implements with [`InMemoryRepository`] as the reference.
+//! - [`storage`] is for adapter authors: the commit and decision an update
+//!   carries, the conflict signal, and the group commit, worker pool and
+//!   paging every adapter shares.
+//! - [`wire`] holds the seeds' wire shapes: v1/v3alpha details, the error
+//!   body, gRPC codes and HTTP statuses, API enum names.
+//! - [`conformance`] (feature `conformance`) is the behaviour every adapter
+//!   proves by running it unchanged.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -51,11 +63,14 @@ mod event;
 mod id;
 mod lockout;
 mod memory;
-mod repository;
+mod query;
 mod service;
 mod state;
 mod timestamp;
 mod user;
+
+pub mod storage;
+pub mod wire;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -63,19 +78,15 @@ pub mod conformance;
 pub use auth::{Authorizer, Caller, Grants, InMemoryAuthorizer, Permission};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use command::{Command, LockRequest};
-pub use details::{Details, DetailsBody, Owner, OwnerType, V1Details, V3Details};
-pub use error::{
-    ids, Attempts, Error, ErrorBody, ErrorDetail, ErrorKind, Result, ERROR_DETAIL_TYPE,
-};
+pub use details::Details;
+pub use error::{ids, Attempts, Error, ErrorKind, Result};
 pub use event::{Event, EventPayload, LockCause, UnlockCause};
 pub use id::{LockReason, OrgId, UserId, MAX_ID_BYTES, MAX_REASON_CHARS};
 pub use lockout::{Factor, FailedChecks, LockoutPolicies, LockoutPolicy};
 pub use memory::InMemoryRepository;
-pub use repository::{
-    run_decide, Commit, Decide, Decision, HistoryQuery, ListQuery, Page, UserRepository,
-    MAX_PAGE_SIZE,
-};
-pub use service::{CheckRecord, UserService, DEFAULT_MAX_ATTEMPTS};
+pub use query::{HistoryQuery, ListQuery, Page, MAX_PAGE_SIZE};
+pub use service::{CheckRecord, UserService, DEFAULT_CONFLICT_RETRIES};
 pub use state::{InitialState, UserState};
+pub use storage::UserRepository;
 pub use timestamp::Timestamp;
 pub use user::{Lock, User};

@@ -3,20 +3,21 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::id::{OrgId, UserId};
-use crate::repository::{
-    run_decide, Commit, Decide, Decision, HistoryQuery, ListQuery, Page, UserRepository,
-};
+use crate::query::{HistoryQuery, ListQuery, Page};
 use crate::state::UserState;
+use crate::storage::{page_of, Commit, Decide, Decision, Update, UserRepository};
 use crate::user::User;
 
 /// A repository that keeps users in memory; lost when dropped.
+///
+/// Decides every update under its one lock, so it never conflicts.
 #[derive(Debug, Default)]
 pub struct InMemoryRepository {
     inner: Mutex<Tables>,
@@ -39,22 +40,18 @@ impl InMemoryRepository {
     }
 
     fn tables(&self) -> MutexGuard<'_, Tables> {
-        // Every write below completes before it can panic-free return, so a
-        // poisoned lock never guards half-written tables.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        // Decisions run inside `Update::decide`, which catches their panics,
+        // and every write completes without panicking: a poisoned lock never
+        // guards half-written tables.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl Tables {
-    /// Stores a valid commit if the stored sequence is the expected one.
-    fn write(&mut self, commit: Commit) -> Result<()> {
-        let id = &commit.snapshot.id;
-        let old = self.users.get(id).cloned();
-        let actual = old.as_ref().map_or(0, |u| u.sequence);
-        if actual != commit.expected_sequence {
-            return Err(Error::conflict(commit.expected_sequence, actual));
-        }
-        if let Some(old) = old {
+    /// Stores a commit decided on the stored user; returns the user after it.
+    fn write(&mut self, commit: Commit) -> User {
+        let (events, new) = commit.into_parts();
+        if let Some(old) = self.users.get(&new.id) {
             if let Some(ids) = self.by_org_state.get_mut(&(old.org_id.clone(), old.state)) {
                 ids.remove(&old.id);
             }
@@ -62,7 +59,6 @@ impl Tables {
                 ids.remove(&old.id);
             }
         }
-        let new = commit.snapshot;
         self.by_org_state
             .entry((new.org_id.clone(), new.state))
             .or_default()
@@ -76,9 +72,9 @@ impl Tables {
         self.events
             .entry(new.id.clone())
             .or_default()
-            .extend(commit.events);
-        self.users.insert(new.id.clone(), new);
-        Ok(())
+            .extend(events);
+        self.users.insert(new.id.clone(), new.clone());
+        new
     }
 }
 
@@ -88,21 +84,13 @@ impl UserRepository for InMemoryRepository {
         Ok(self.tables().users.get(id).cloned())
     }
 
-    async fn append(&self, commit: Commit) -> Result<()> {
-        commit.validate()?;
-        self.tables().write(commit)
-    }
-
-    /// Decides under the tables' lock, so it never conflicts.
     async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
         let mut tables = self.tables();
         let stored = tables.users.get(id).cloned();
-        let decision = run_decide(decide, id, stored)?;
-        let after = decision.user().clone();
-        if let Decision::Write(commit) = decision {
-            tables.write(commit)?;
+        match Update::new(id.clone(), decide).decide(stored)? {
+            Decision::Unchanged(user) => Ok(user),
+            Decision::Write(commit) => Ok(tables.write(commit)),
         }
-        Ok(after)
     }
 
     async fn history(&self, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {
@@ -126,30 +114,15 @@ impl UserRepository for InMemoryRepository {
             .after
             .as_ref()
             .map_or(Bound::Unbounded, Bound::Excluded);
-        let limit = query.limit as usize;
-        let mut page: Vec<&UserId> = ids
-            .map(|ids| {
-                ids.range::<UserId, _>((start, Bound::Unbounded))
-                    .take(limit + 1)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let more = page.len() > limit;
-        page.truncate(limit);
-        let users = page
-            .iter()
+        let users = ids
+            .into_iter()
+            .flat_map(|ids| ids.range::<UserId, _>((start, Bound::Unbounded)))
             .map(|id| {
                 t.users
-                    .get(*id)
+                    .get(id)
                     .cloned()
                     .ok_or_else(|| Error::internal("index names a user without a snapshot"))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let next_after = if more {
-            page.last().map(|id| (*id).clone())
-        } else {
-            None
-        };
-        Ok(Page { users, next_after })
+            });
+        page_of(users, query.limit)
     }
 }

@@ -13,14 +13,16 @@ use crate::error::{ids, Error, ErrorKind, Result};
 use crate::event::{Event, EventPayload};
 use crate::id::{OrgId, UserId};
 use crate::lockout::{Factor, LockoutPolicies, LockoutPolicy};
-use crate::repository::{Commit, Decide, Decision, HistoryQuery, ListQuery, Page, UserRepository};
+use crate::query::{HistoryQuery, ListQuery, Page};
 use crate::state::{InitialState, UserState};
+use crate::storage::{Commit, Decide, Decision, UserRepository};
 use crate::timestamp::Timestamp;
 use crate::user::User;
 
-/// How often a command is re-decided after losing a race before it gives up
-/// with Aborted. Every lost race means another writer made progress.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 16;
+/// How often a command is decided again after a repository's conflict
+/// before the service gives up with Aborted. Every conflict means another
+/// writer made progress.
+pub const DEFAULT_CONFLICT_RETRIES: u32 = 15;
 
 /// The entry point: user lifecycle commands and reads, for a caller.
 ///
@@ -31,7 +33,7 @@ pub struct UserService {
     authorizer: Arc<dyn Authorizer>,
     clock: Arc<dyn Clock>,
     policies: Arc<LockoutPolicies>,
-    max_attempts: u32,
+    conflict_retries: u32,
 }
 
 impl UserService {
@@ -43,7 +45,7 @@ impl UserService {
             authorizer,
             clock: Arc::new(SystemClock),
             policies: Arc::new(LockoutPolicies::default()),
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            conflict_retries: DEFAULT_CONFLICT_RETRIES,
         }
     }
 
@@ -64,9 +66,12 @@ impl UserService {
         self
     }
 
-    /// Sets how many times a command is decided before giving up on conflicts (at least 1).
-    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
+    /// Sets how many times a command is decided again after a conflict
+    /// before it fails with Aborted (default [`DEFAULT_CONFLICT_RETRIES`];
+    /// 0 gives up at the first conflict). Only a repository's
+    /// [`Conflict`](crate::storage::Conflict) is retried, never another error.
+    pub fn with_conflict_retries(mut self, retries: u32) -> Self {
+        self.conflict_retries = retries;
         self
     }
 
@@ -145,12 +150,13 @@ impl UserService {
     /// command's arguments (InvalidArgument), the permission in the targeted
     /// organisation (PermissionDenied), that the user exists there (NotFound:
     /// a user of another organisation looks like no user), the transition
-    /// (FailedPrecondition). If another writer changes the user between load
-    /// and append, the command is decided again on the new state.
+    /// (FailedPrecondition). If the repository answers a conflict (another
+    /// writer changed the user first), the command is decided again on the
+    /// user as it is now, never blindly written again.
     ///
     /// # Errors
     /// The kinds above; Aborted when still conflicting after the configured
-    /// attempts; Unavailable or Internal from the repository.
+    /// retries; Unavailable or Internal from the repository.
     pub async fn execute(
         &self,
         caller: &Caller,
@@ -224,7 +230,7 @@ impl UserService {
         let org = caller.target();
         self.authorize(caller, command.permission()).await?;
         let policy = self.policies.policy_for(org);
-        for _ in 0..self.max_attempts {
+        for _ in 0..=self.conflict_retries {
             let decide = decision(
                 command.clone(),
                 user,
@@ -235,7 +241,7 @@ impl UserService {
             );
             match self.repository.update(user, decide).await {
                 Ok(after) => return Ok((after, policy)),
-                Err(e) if e.is_conflict() => continue,
+                Err(e) if e.kind() == ErrorKind::Conflict => continue,
                 Err(e) => return Err(e),
             }
         }
@@ -364,12 +370,11 @@ fn build_commit(
     now: Timestamp,
     payloads: Vec<EventPayload>,
 ) -> Result<Commit> {
-    let expected_sequence = before.as_ref().map_or(0, |u| u.sequence);
+    let mut sequence = before.as_ref().map_or(0, |u| u.sequence);
     // Keep a user's times monotonic even if the clock steps back.
     let at = before.as_ref().map_or(now, |u| now.max(u.changed_at));
     let owner = before.as_ref().map_or(org, |u| &u.org_id).clone();
     let mut events = Vec::with_capacity(payloads.len());
-    let mut sequence = expected_sequence;
     for payload in payloads {
         sequence = sequence
             .checked_add(1)
@@ -383,15 +388,7 @@ fn build_commit(
             payload,
         });
     }
-    let snapshot = events
-        .iter()
-        .fold(before, |user, event| Some(User::apply(user, event)))
-        .ok_or_else(|| Error::internal("a command decided no events"))?;
-    Ok(Commit {
-        expected_sequence,
-        events,
-        snapshot,
-    })
+    Commit::new(before, events)
 }
 
 /// What recording an authentication check did.

@@ -43,18 +43,7 @@ impl UserState {
         }
     }
 
-    /// The enum name of the seeds' APIs: `USER_STATE_LOCKED` and so on.
-    pub fn api_name(self) -> &'static str {
-        match self {
-            UserState::Initial => "USER_STATE_INITIAL",
-            UserState::Active => "USER_STATE_ACTIVE",
-            UserState::Locked => "USER_STATE_LOCKED",
-            UserState::Inactive => "USER_STATE_INACTIVE",
-            UserState::Deleted => "USER_STATE_DELETED",
-        }
-    }
-
-    /// Parses either [`UserState::as_str`] or [`UserState::api_name`].
+    /// Parses either [`UserState::as_str`] or the API name ([`UserState::api_name`]).
     ///
     /// # Errors
     /// InvalidArgument for any other text.

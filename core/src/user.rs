@@ -15,9 +15,11 @@ use crate::state::UserState;
 use crate::timestamp::Timestamp;
 
 /// A user as derived from its history.
+///
+/// Exhaustive on purpose: a storage adapter's record destructures it, so a
+/// field added here fails to compile there until the record stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[non_exhaustive]
 pub struct User {
     /// The user's id.
     pub id: UserId,
@@ -42,10 +44,9 @@ pub struct User {
     pub lockouts: u32,
 }
 
-/// The lock a locked user is under.
+/// The lock a locked user is under (exhaustive, like [`User`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[non_exhaustive]
 pub struct Lock {
     /// Why, if the locker said.
     pub reason: Option<LockReason>,

@@ -1,4 +1,4 @@
-//! The service's handling of lost races, made deterministic with repositories
+//! The service's handling of conflicts, made deterministic with repositories
 //! that interfere on purpose.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -6,20 +6,23 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::executor::block_on;
+use userstate::storage::{self, Conflict, Decide, Decision, Update};
 use userstate::{
-    ids, Caller, Commit, Error, ErrorKind, Event, HistoryQuery, InMemoryAuthorizer,
-    InMemoryRepository, InitialState, ListQuery, LockRequest, OrgId, Page, Permission, User,
-    UserId, UserRepository, UserService,
+    ids, Caller, Error, ErrorKind, Event, HistoryQuery, InMemoryAuthorizer, InMemoryRepository,
+    InitialState, ListQuery, LockRequest, OrgId, Page, Permission, User, UserId, UserRepository,
+    UserService,
 };
 
-/// Delegates reads; before forwarding the first append, lets a rival service
-/// lock the same user, so the append meets a newer sequence.
+/// An optimistic repository: reads the user, decides on it, then writes the
+/// commit only if the user is still at that sequence. Before writing its
+/// second update it lets a rival service lock the same user, so that write
+/// meets a newer sequence.
 #[derive(Debug)]
 struct RivalLocksFirst {
     inner: Arc<InMemoryRepository>,
     rival: UserService,
     caller: Caller,
-    appends: AtomicU32,
+    updates: AtomicU32,
 }
 
 #[async_trait]
@@ -27,14 +30,18 @@ impl UserRepository for RivalLocksFirst {
     async fn load(&self, id: &UserId) -> userstate::Result<Option<User>> {
         self.inner.load(id).await
     }
-    async fn append(&self, commit: Commit) -> userstate::Result<()> {
-        if self.appends.fetch_add(1, Ordering::SeqCst) == 1 {
-            let id = commit.snapshot.id.clone();
+    async fn update(&self, id: &UserId, decide: Decide) -> userstate::Result<User> {
+        let stored = self.inner.load(id).await?;
+        let commit = match Update::new(id.clone(), decide).decide(stored)? {
+            Decision::Unchanged(user) => return Ok(user),
+            Decision::Write(commit) => commit,
+        };
+        if self.updates.fetch_add(1, Ordering::SeqCst) == 1 {
             self.rival
-                .lock(&self.caller, &id, LockRequest::new())
+                .lock(&self.caller, id, LockRequest::new())
                 .await?;
         }
-        self.inner.append(commit).await
+        self.inner.update(id, storage::append(commit)).await
     }
     async fn history(&self, id: &UserId, q: HistoryQuery) -> userstate::Result<Vec<Event>> {
         self.inner.history(id, q).await
@@ -44,30 +51,30 @@ impl UserRepository for RivalLocksFirst {
     }
 }
 
-/// Every append conflicts.
-#[derive(Debug, Default)]
-struct AlwaysConflicts {
-    inner: InMemoryRepository,
-    appends: AtomicU32,
+/// Every update fails with `error`.
+#[derive(Debug)]
+struct AlwaysFails {
+    error: Error,
+    updates: AtomicU32,
 }
 
 #[async_trait]
-impl UserRepository for AlwaysConflicts {
-    async fn load(&self, id: &UserId) -> userstate::Result<Option<User>> {
-        self.inner.load(id).await
+impl UserRepository for AlwaysFails {
+    async fn load(&self, _: &UserId) -> userstate::Result<Option<User>> {
+        Ok(None)
     }
-    async fn append(&self, commit: Commit) -> userstate::Result<()> {
-        self.appends.fetch_add(1, Ordering::SeqCst);
-        Err(Error::conflict(
-            commit.expected_sequence,
-            commit.expected_sequence + 1,
-        ))
+    async fn update(&self, _: &UserId, _: Decide) -> userstate::Result<User> {
+        self.updates.fetch_add(1, Ordering::SeqCst);
+        Err(self.error.clone())
     }
-    async fn history(&self, id: &UserId, q: HistoryQuery) -> userstate::Result<Vec<Event>> {
-        self.inner.history(id, q).await
+    async fn history(&self, _: &UserId, _: HistoryQuery) -> userstate::Result<Vec<Event>> {
+        Ok(Vec::new())
     }
-    async fn list(&self, org: &OrgId, q: &ListQuery) -> userstate::Result<Page> {
-        self.inner.list(org, q).await
+    async fn list(&self, _: &OrgId, _: &ListQuery) -> userstate::Result<Page> {
+        Ok(Page {
+            users: Vec::new(),
+            next_after: None,
+        })
     }
 }
 
@@ -88,7 +95,7 @@ fn a_lock_that_loses_the_race_is_decided_again_and_fails_as_already_locked() {
         inner: inner.clone(),
         rival,
         caller: admin.clone(),
-        appends: AtomicU32::new(0),
+        updates: AtomicU32::new(0),
     });
     let service = UserService::new(repo, grants);
     let user = UserId::new("alice").unwrap();
@@ -112,16 +119,48 @@ fn a_lock_that_loses_the_race_is_decided_again_and_fails_as_already_locked() {
     });
 }
 
+fn failing(error: Error) -> Arc<AlwaysFails> {
+    Arc::new(AlwaysFails {
+        error,
+        updates: AtomicU32::new(0),
+    })
+}
+
 #[test]
-fn conflicts_that_never_settle_end_in_aborted_after_the_configured_attempts() {
+fn conflicts_that_never_settle_end_in_aborted_after_the_configured_retries() {
     let (admin, grants) = admin_and_grants();
-    let repo = Arc::new(AlwaysConflicts::default());
-    let service = UserService::new(repo.clone(), grants).with_max_attempts(5);
+    let conflict: Error = Conflict {
+        expected: 0,
+        actual: 1,
+    }
+    .into();
+    let repo = failing(conflict);
+    let service = UserService::new(repo.clone(), grants).with_conflict_retries(4);
     let user = UserId::new("bob").unwrap();
     let err = block_on(service.create(&admin, &user, InitialState::Active)).unwrap_err();
     assert_eq!((err.kind(), err.id()), (ErrorKind::Aborted, ids::ABORTED));
     assert_eq!(err.body().code, 10);
-    assert_eq!(repo.appends.load(Ordering::SeqCst), 5);
+    assert_eq!(
+        repo.updates.load(Ordering::SeqCst),
+        5,
+        "one decision and four retries"
+    );
+}
+
+#[test]
+fn only_a_conflict_is_retried_never_an_error_that_looks_like_one() {
+    let (admin, grants) = admin_and_grants();
+    let user = UserId::new("carol").unwrap();
+    for error in [
+        Error::new(ErrorKind::Aborted, ids::CONFLICT, "a host's own error"),
+        Error::unavailable("the backend is away"),
+    ] {
+        let repo = failing(error.clone());
+        let service = UserService::new(repo.clone(), grants.clone());
+        let err = block_on(service.lock(&admin, &user, LockRequest::new())).unwrap_err();
+        assert_eq!(err, error);
+        assert_eq!(repo.updates.load(Ordering::SeqCst), 1, "{error}");
+    }
 }
 
 #[test]
@@ -130,4 +169,21 @@ fn the_service_is_usable_behind_dyn_traits() {
     assert_send_sync::<UserService>();
     assert_send_sync::<Arc<dyn UserRepository>>();
     assert_send_sync::<Error>();
+}
+
+#[test]
+fn shared_and_boxed_repositories_are_repositories() {
+    let (admin, grants) = admin_and_grants();
+    let user = UserId::new("dave").unwrap();
+    let shared: Arc<InMemoryRepository> = Arc::new(InMemoryRepository::new());
+    let boxed: Box<dyn UserRepository> = Box::new(InMemoryRepository::new());
+    for repo in [
+        Arc::new(shared.clone()) as Arc<dyn UserRepository>,
+        Arc::new(boxed),
+    ] {
+        let service = UserService::new(repo.clone(), grants.clone());
+        block_on(service.create(&admin, &user, InitialState::Active)).unwrap();
+        assert!(block_on(repo.load(&user)).unwrap().is_some());
+    }
+    assert!(block_on(shared.load(&user)).unwrap().is_some());
 }

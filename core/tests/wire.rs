@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use futures::executor::block_on;
+use userstate::wire::{DetailsBody, ErrorBody, V1Details, V3Details, ERROR_DETAIL_TYPE};
 use userstate::{
-    ids, Caller, Error, ErrorBody, ErrorKind, InMemoryAuthorizer, InMemoryRepository, InitialState,
+    ids, Caller, Error, ErrorKind, InMemoryAuthorizer, InMemoryRepository, InitialState,
     LockRequest, ManualClock, OrgId, Permission, Timestamp, UserId, UserService,
 };
 
@@ -71,12 +72,12 @@ fn wire_shapes_read_back() {
     let details = block_on(service.create(&admin, &user, InitialState::Active)).unwrap();
     let v1 = serde_json::to_string(&details.to_v1()).unwrap();
     assert_eq!(
-        serde_json::from_str::<userstate::DetailsBody<userstate::V1Details>>(&v1).unwrap(),
+        serde_json::from_str::<DetailsBody<V1Details>>(&v1).unwrap(),
         details.to_v1()
     );
     let v3 = serde_json::to_string(&details.to_v3alpha()).unwrap();
     assert_eq!(
-        serde_json::from_str::<userstate::DetailsBody<userstate::V3Details>>(&v3).unwrap(),
+        serde_json::from_str::<DetailsBody<V3Details>>(&v3).unwrap(),
         details.to_v3alpha()
     );
 }
@@ -115,6 +116,7 @@ fn every_error_kind_maps_to_code_status_and_body() {
         (ErrorKind::PermissionDenied, 7, 403),
         (ErrorKind::FailedPrecondition, 9, 400),
         (ErrorKind::Aborted, 10, 409),
+        (ErrorKind::Conflict, 10, 409),
         (ErrorKind::Internal, 13, 500),
         (ErrorKind::Unavailable, 14, 503),
     ];
@@ -126,7 +128,7 @@ fn every_error_kind_maps_to_code_status_and_body() {
         assert_eq!(body.code, code);
         assert_eq!(body.message, "Something happened (USER-TEST)");
         assert_eq!(body.details.len(), 1);
-        assert_eq!(body.details[0].type_url, userstate::ERROR_DETAIL_TYPE);
+        assert_eq!(body.details[0].type_url, ERROR_DETAIL_TYPE);
         assert_eq!(body.details[0].id, "USER-TEST");
         assert_eq!(body.details[0].message, "Something happened");
         assert_eq!(err.to_string(), "Something happened (USER-TEST)");
@@ -178,7 +180,15 @@ fn errors_the_library_raises_have_the_expected_kinds() {
                 ErrorKind::FailedPrecondition,
                 ids::INITIAL_CANNOT_DEACTIVATE,
             ),
-            (Error::conflict(1, 2), ErrorKind::Aborted, ids::CONFLICT),
+            (
+                userstate::storage::Conflict {
+                    expected: 1,
+                    actual: 2,
+                }
+                .into(),
+                ErrorKind::Conflict,
+                ids::CONFLICT,
+            ),
             (
                 Error::unavailable("database is locked"),
                 ErrorKind::Unavailable,

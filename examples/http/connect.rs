@@ -7,7 +7,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use userstate::{DetailsBody, LockRequest, UserId, V1Details};
+use userstate::wire::{DetailsBody, V1Details};
+use userstate::{LockRequest, UserId};
 
 use super::auth::authenticate;
 use super::body;

@@ -6,7 +6,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use userstate::{Error, ErrorBody, ErrorKind};
+use userstate::wire::ErrorBody;
+use userstate::{Error, ErrorKind};
 
 /// The stable ids of errors the HTTP layer adds to the library's
 /// ([`userstate::ids`]). They never change meaning once released.

@@ -9,10 +9,11 @@ use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use userstate::wire::{DetailsBody, V1Details};
 use userstate::{
-    Command, DetailsBody, Error, EventPayload, Factor, FailedChecks, HistoryQuery, InitialState,
-    ListQuery, LockCause, LockReason, LockRequest, LockoutPolicy, OrgId, Permission, Timestamp,
-    User, UserId, UserState, V1Details, MAX_PAGE_SIZE,
+    Command, Error, EventPayload, Factor, FailedChecks, HistoryQuery, InitialState, ListQuery,
+    LockCause, LockReason, LockRequest, LockoutPolicy, OrgId, Permission, Timestamp, User, UserId,
+    UserState, MAX_PAGE_SIZE,
 };
 
 use super::auth::Authenticated;

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use userstate::{DetailsBody, V3Details};
+use userstate::wire::{DetailsBody, V3Details};
 
 use super::auth::Authenticated;
 use super::body::JsonBody;

@@ -10,8 +10,8 @@
 //! cargo run --release -p userstate-sled --example sled_throughput -- --load 1000000 [--relaxed] [--dir PATH]
 //! ```
 //!
-//! `--cache-mib N` sets sled's cache (default 64 MiB), `--workers N` the
-//! repository's worker threads (default 4), `--max-unsynced N` relaxed
+//! `--cache-mib N` sets sled's cache (default 64 MiB), `--readers N` the
+//! repository's reader threads (default 2), `--max-unsynced N` relaxed
 //! mode's bound on unsynced commands (default 1000).
 //!
 //! The database lives in a fresh temporary directory under `--dir` (default:
@@ -32,7 +32,7 @@ const CONCURRENT: usize = 64;
 struct Args {
     users: usize,
     cache_mib: Option<u64>,
-    workers: Option<usize>,
+    readers: Option<usize>,
     max_unsynced: Option<u64>,
     seconds: f64,
     dir: Option<PathBuf>,
@@ -44,7 +44,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         users: 10_000,
         cache_mib: None,
-        workers: None,
+        readers: None,
         max_unsynced: None,
         seconds: 3.0,
         dir: None,
@@ -72,8 +72,8 @@ fn parse_args() -> Result<Args, String> {
                         .map_err(|e| format!("--max-unsynced: {e}"))?,
                 )
             }
-            "--workers" => {
-                args.workers = Some(value()?.parse().map_err(|e| format!("--workers: {e}"))?)
+            "--readers" => {
+                args.readers = Some(value()?.parse().map_err(|e| format!("--readers: {e}"))?)
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -96,14 +96,14 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     Ok(())
 }
 
-/// The options the command line asks for, on `path`.
-fn options(args: &Args, path: &std::path::Path) -> SledOptions {
-    let mut options = SledOptions::new(path);
+/// The options the command line asks for.
+fn options(args: &Args) -> SledOptions {
+    let mut options = SledOptions::new();
     if let Some(mib) = args.cache_mib {
         options = options.cache_bytes(mib * 1024 * 1024);
     }
-    if let Some(workers) = args.workers {
-        options = options.worker_threads(workers);
+    if let Some(readers) = args.readers {
+        options = options.reader_threads(readers);
     }
     if let Some(commands) = args.max_unsynced {
         options = options.max_unsynced_commands(commands);
@@ -216,7 +216,7 @@ async fn throughput(
     }
     for durability in [Durability::Durable, Durability::Relaxed] {
         let path = dir.join(format!("{durability:?}").to_lowercase());
-        let bench = bench(options(args, &path).durability(durability).open()?)?;
+        let bench = bench(options(args).durability(durability).open(&path)?)?;
         let created = create_users(&bench, users).await?;
         println!(
             "{durability:?}: created {users} users in {:.2} s ({:.0}/s)",
@@ -225,18 +225,24 @@ async fn throughput(
         );
         let mut one = 0.0;
         for callers in [1, CONCURRENT] {
-            let before = bench.repo.sync_stats();
+            let before = bench.repo.stats();
             let cpu_before = cpu_seconds();
             let wall = Instant::now();
             let rate = lock_unlock(&bench, callers, args.seconds).await?;
-            let after = bench.repo.sync_stats();
+            let after = bench.repo.stats();
             let cores = (cpu_seconds() - cpu_before) / wall.elapsed().as_secs_f64();
             println!("  (CPU busy: {cores:.2} cores)");
-            let (commits, syncs) = (after.commits - before.commits, after.syncs - before.syncs);
+            let (commits, syncs) = (
+                after.commands - before.commands,
+                after.batches - before.batches,
+            );
             let per_sync = if syncs == 0 || durability == Durability::Relaxed {
                 String::new()
             } else {
-                format!(", {:.1} commands per sync", commits as f64 / syncs as f64)
+                format!(
+                    ", {:.1} commands per batch and sync",
+                    commits as f64 / syncs as f64
+                )
             };
             if callers == 1 {
                 one = rate;
@@ -262,15 +268,15 @@ async fn load(
     } else {
         Durability::Durable
     };
-    let bench = bench(options(args, &path).durability(durability).open()?)?;
+    let bench = bench(options(args).durability(durability).open(&path)?)?;
     let elapsed = create_users(&bench, count).await?;
     bench.repo.sync().await?;
-    let stats = bench.repo.sync_stats();
+    let stats = bench.repo.stats();
     println!(
-        "{durability:?}: created {count} users in {:.1} s ({:.0}/s, {} syncs)",
+        "{durability:?}: created {count} users in {:.1} s ({:.0}/s, {} batches)",
         elapsed.as_secs_f64(),
         count as f64 / elapsed.as_secs_f64(),
-        stats.syncs
+        stats.batches
     );
     // Reads after the load, so the cache is exercised too.
     let probe = user(count / 2)?;

@@ -1,51 +1,73 @@
-//! The database format version: written when a database is created, checked
-//! on every open, so that a build never reads a layout it does not know.
+//! Which format a database is in: its version under the key
+//! `userstate.format` of sled's default tree, written when the database is
+//! created and checked on every open, and the upgrades from earlier
+//! versions, each one atomic.
+//!
+//! | version | written by | trees | records |
+//! |---|---|---|---|
+//! | 1 | 0.1.0 | `userstate.snapshots`, `userstate.events` | the core types' postcard ([`record::v1`]) |
+//! | 2 | this release | `userstate.snapshots.v2`, `userstate.events.v2` | the adapter's own ([`crate::record`]) |
+//!
+//! Both keep the index trees `userstate.by_org_state` and `userstate.by_org`,
+//! whose keys did not change.
 
+use sled::{Batch, Db, Tree};
 use userstate::{Error, Result};
 
-use crate::sled_error::from_sled;
+use crate::error::from_sled;
+use crate::layout::{self, BY_ORG, BY_ORG_STATE, EVENTS, FORMAT_KEY, SNAPSHOTS};
+use crate::record::{self, v1};
 
-/// The on-disk layout this build writes and reads: the four trees described
-/// in the crate docs, their key encodings and record format 1.
-pub const DATABASE_FORMAT: u32 = 1;
+/// The on-disk format this build writes and reads.
+pub const DATABASE_FORMAT: u32 = 2;
 
-/// Key of the format version in sled's default tree.
-const FORMAT_KEY: &[u8] = b"userstate.format";
+/// The trees of format 1 that format 2 replaced.
+const V1_SNAPSHOTS: &str = "userstate.snapshots";
+const V1_EVENTS: &str = "userstate.events";
 
-/// The trees of format 1: snapshots, events, and the two list indexes.
-pub(crate) const SNAPSHOTS: &str = "userstate.snapshots";
-pub(crate) const EVENTS: &str = "userstate.events";
-pub(crate) const BY_ORG_STATE: &str = "userstate.by_org_state";
-pub(crate) const BY_ORG: &str = "userstate.by_org";
-const TREE_NAMES: [&str; 4] = [SNAPSHOTS, EVENTS, BY_ORG_STATE, BY_ORG];
+/// Every tree name a userstate database of any format may hold.
+const OUR_TREES: [&str; 6] = [
+    V1_SNAPSHOTS,
+    V1_EVENTS,
+    SNAPSHOTS,
+    EVENTS,
+    BY_ORG_STATE,
+    BY_ORG,
+];
 
-/// Checks the format version of `db`, writing it to a database that sled
-/// has just created (`created`: its data file did not exist or was empty
-/// before the open). Runs before any tree is opened, so a refused database
-/// is left untouched.
+/// Records an upgrade writes per batch, so memory stays bounded whatever
+/// the size of the database.
+const UPGRADE_CHUNK: usize = 10_000;
+
+/// Checks the format of `db`, writing the current version to a database
+/// that sled has just `created` and upgrading one of an earlier version in
+/// place. `durable` flushes sled and syncs its files: the upgrade calls it
+/// before the step that makes its work visible, so a crash leaves either
+/// the old format whole or the new one.
 ///
 /// # Errors
-/// Internal (`USER-CORRUPT`) for an unknown or unreadable version, or
-/// existing sled files without a version (another application's database,
-/// a foreign or damaged file, or a creation that crashed before its first
-/// sync); sled errors as mapped by [`from_sled`].
-pub(crate) fn check_or_initialise(db: &sled::Db, created: bool) -> Result<()> {
-    match db.get(FORMAT_KEY).map_err(from_sled)? {
-        Some(stored) => {
-            let version = <[u8; 4]>::try_from(stored.as_ref())
-                .map(u32::from_be_bytes)
-                .map_err(|_| Error::corrupt("database format version is unreadable"))?;
-            if version == DATABASE_FORMAT {
-                Ok(())
-            } else {
-                Err(Error::corrupt(format!(
-                    "unknown database format version {version} (this build reads version {DATABASE_FORMAT})"
-                )))
-            }
-        }
+/// Corrupt for an unknown or unreadable version, sled files without a
+/// version (another application's database, a foreign or damaged file, or a
+/// creation that crashed before its first sync), or a record an upgrade
+/// cannot read (the database is left in its old format); sled errors as
+/// mapped by [`from_sled`].
+pub(crate) fn open(db: &Db, created: bool, durable: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+    match stored_version(db)? {
+        Some(DATABASE_FORMAT) => drop_trees(db, &[V1_SNAPSHOTS, V1_EVENTS]),
+        Some(1) => upgrade_from_1(db, durable).map_err(|error| {
+            // What the attempt wrote beside format 1 goes; the next open
+            // would drop it anyway.
+            let _ = drop_trees(db, &[SNAPSHOTS, EVENTS]);
+            refused_upgrade(error)
+        }),
+        Some(version) => Err(Error::corrupt(format!(
+            "unknown database format version {version}: this release reads versions 1 to \
+             {DATABASE_FORMAT}; open the database with a newer userstate-sled"
+        ))),
         None => {
-            let has_data = db.tree_names().iter().any(|name| {
-                TREE_NAMES
+            let names = db.tree_names();
+            let has_data = names.iter().any(|name| {
+                OUR_TREES
                     .iter()
                     .any(|ours| name.as_ref() == ours.as_bytes())
             });
@@ -68,42 +90,121 @@ pub(crate) fn check_or_initialise(db: &sled::Db, created: bool) -> Result<()> {
     }
 }
 
+fn stored_version(db: &Db) -> Result<Option<u32>> {
+    db.get(FORMAT_KEY)
+        .map_err(from_sled)?
+        .map(|stored| {
+            <[u8; 4]>::try_from(stored.as_ref())
+                .map(u32::from_be_bytes)
+                .map_err(|_| Error::corrupt("database format version is unreadable"))
+        })
+        .transpose()
+}
+
+/// Format 1 to 2: the records are rewritten into new trees, made durable,
+/// then the version is switched in one write, and only then are the old
+/// trees dropped. A crash before the switch leaves format 1 whole (the next
+/// open starts the upgrade again); one after it leaves format 2 whole and
+/// old trees that the next open drops.
+fn upgrade_from_1(db: &Db, durable: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+    drop_trees(db, &[SNAPSHOTS, EVENTS])?;
+    let tree = |name: &str| db.open_tree(name).map_err(from_sled);
+    rewrite(&tree(V1_SNAPSHOTS)?, &tree(SNAPSHOTS)?, |key, value| {
+        let id = layout::user_of_snapshot_key(key)?;
+        record::encode_user(&v1::decode_user(&id, value)?)
+    })?;
+    rewrite(&tree(V1_EVENTS)?, &tree(EVENTS)?, |key, value| {
+        let (id, sequence) = layout::event_of_key(key)?;
+        record::encode_event(&v1::decode_event(&id, sequence, value)?)
+    })?;
+    durable()?;
+    db.insert(FORMAT_KEY, &DATABASE_FORMAT.to_be_bytes())
+        .map_err(from_sled)?;
+    durable()?;
+    drop_trees(db, &[V1_SNAPSHOTS, V1_EVENTS])
+}
+
+/// Writes every record of `from`, converted by `convert`, under the same
+/// key into `to`.
+fn rewrite(
+    from: &Tree,
+    to: &Tree,
+    convert: impl Fn(&[u8], &[u8]) -> Result<Vec<u8>>,
+) -> Result<()> {
+    let mut batch = Batch::default();
+    let mut pending = 0;
+    for entry in from.iter() {
+        let (key, value) = entry.map_err(from_sled)?;
+        batch.insert(key.as_ref(), convert(&key, &value)?);
+        pending += 1;
+        if pending == UPGRADE_CHUNK {
+            to.apply_batch(std::mem::take(&mut batch))
+                .map_err(from_sled)?;
+            pending = 0;
+        }
+    }
+    to.apply_batch(batch).map_err(from_sled)
+}
+
+fn drop_trees(db: &Db, names: &[&str]) -> Result<()> {
+    for name in names {
+        // `false`: there was no such tree.
+        db.drop_tree(name).map_err(from_sled)?;
+    }
+    Ok(())
+}
+
+/// An upgrade that stopped at stored data it cannot read: says so, and that
+/// the database stays in its old format. Other failures keep their kind.
+fn refused_upgrade(error: Error) -> Error {
+    if error.id() != userstate::ids::CORRUPT {
+        return error;
+    }
+    Error::corrupt(format!(
+        "cannot upgrade the database from format 1 to {DATABASE_FORMAT}: {}; it stays in \
+         format 1, unchanged: restore it from a backup, or open it with the release that \
+         wrote it and remove the user",
+        error.message()
+    ))
+    .with_source(error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use userstate::{ids, ErrorKind};
 
-    fn db() -> sled::Db {
+    fn db() -> Db {
         sled::Config::new().temporary(true).open().unwrap()
     }
 
-    #[test]
-    fn new_database_gets_the_current_version_and_reopens() {
-        let db = db();
-        check_or_initialise(&db, true).unwrap();
-        check_or_initialise(&db, false).unwrap();
-        assert_eq!(
-            db.get(FORMAT_KEY).unwrap().unwrap().as_ref(),
-            &DATABASE_FORMAT.to_be_bytes()
-        );
+    fn nothing() -> Result<()> {
+        Ok(())
     }
 
     #[test]
-    fn unknown_version_is_refused() {
+    fn a_new_database_gets_the_current_version_and_reopens() {
         let db = db();
-        db.insert(FORMAT_KEY, &2u32.to_be_bytes()).unwrap();
-        let err = check_or_initialise(&db, true).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Internal);
-        assert_eq!(err.id(), ids::CORRUPT);
-        assert!(err.message().contains("version 2"), "{err}");
+        open(&db, true, &mut nothing).unwrap();
+        open(&db, false, &mut nothing).unwrap();
+        assert_eq!(stored_version(&db).unwrap(), Some(DATABASE_FORMAT));
     }
 
     #[test]
-    fn unreadable_version_is_refused() {
+    fn an_unknown_version_is_refused() {
+        let db = db();
+        db.insert(FORMAT_KEY, &7u32.to_be_bytes()).unwrap();
+        let err = open(&db, true, &mut nothing).unwrap_err();
+        assert_eq!((err.kind(), err.id()), (ErrorKind::Internal, ids::CORRUPT));
+        assert!(err.message().contains("version 7"), "{err}");
+    }
+
+    #[test]
+    fn an_unreadable_version_is_refused() {
         let db = db();
         db.insert(FORMAT_KEY, &[1u8][..]).unwrap();
         assert_eq!(
-            check_or_initialise(&db, true).unwrap_err().id(),
+            open(&db, true, &mut nothing).unwrap_err().id(),
             ids::CORRUPT
         );
     }
@@ -111,18 +212,51 @@ mod tests {
     #[test]
     fn existing_files_without_version_are_refused() {
         let db = db();
-        let err = check_or_initialise(&db, false).unwrap_err();
+        let err = open(&db, false, &mut nothing).unwrap_err();
         assert_eq!(err.id(), ids::CORRUPT);
         assert_eq!(db.get(FORMAT_KEY).unwrap(), None, "nothing written");
     }
 
     #[test]
     fn data_without_version_is_refused() {
+        for tree in [V1_SNAPSHOTS, SNAPSHOTS, BY_ORG] {
+            let db = db();
+            db.open_tree(tree).unwrap();
+            assert_eq!(
+                open(&db, true, &mut nothing).unwrap_err().id(),
+                ids::CORRUPT
+            );
+        }
+    }
+
+    #[test]
+    fn an_upgrade_that_meets_an_unreadable_record_leaves_format_1() {
         let db = db();
-        db.open_tree(SNAPSHOTS).unwrap();
+        db.insert(FORMAT_KEY, &1u32.to_be_bytes()).unwrap();
+        db.open_tree(V1_SNAPSHOTS)
+            .unwrap()
+            .insert("alice", &[1u8, 0xff][..])
+            .unwrap();
+        let err = open(&db, false, &mut nothing).unwrap_err();
+        assert_eq!(err.id(), ids::CORRUPT);
+        assert!(err.message().contains("user alice"), "{err}");
+        assert!(err.message().contains("unchanged"), "{err}");
+        assert_eq!(stored_version(&db).unwrap(), Some(1));
         assert_eq!(
-            check_or_initialise(&db, true).unwrap_err().id(),
-            ids::CORRUPT
+            db.open_tree(V1_SNAPSHOTS)
+                .unwrap()
+                .get("alice")
+                .unwrap()
+                .unwrap()
+                .as_ref(),
+            &[1u8, 0xff]
+        );
+        let names = db.tree_names();
+        assert!(
+            !names
+                .iter()
+                .any(|name| name.as_ref() == SNAPSHOTS.as_bytes()),
+            "no half-written tree of format 2 is left"
         );
     }
 }

@@ -12,7 +12,7 @@
 //!
 //! # fn main() -> Result<(), userstate::Error> {
 //! // `SledRepository::open("path/to/dir")` for a real, durable database.
-//! let repo = SledRepository::temporary()?;
+//! let repo = SledRepository::open_temporary()?;
 //! let acme = OrgId::new("acme")?;
 //! let admin = Caller::new(UserId::new("admin")?, acme.clone());
 //! let grants = InMemoryAuthorizer::new();
@@ -31,52 +31,54 @@
 //! # }
 //! ```
 //!
-//! # Durability
+//! # Design
 //!
-//! [`Durability::Durable`] (the default) acknowledges a command only after
-//! sled flushed its log and the files were forced to the device, so an
-//! acknowledged command survives a process kill and an operating-system
-//! crash or power loss. Concurrent commands share one flush and sync (group
-//! commit; see [`SyncStats`]). [`Durability::Relaxed`] acknowledges on
-//! commit and may lose the last commands in a crash: those of the last half
-//! second, and at most [`SledOptions::max_unsynced_commands`]. Both
-//! keep every command atomic: events, snapshot and indexes are written in
-//! one sled transaction, with the optimistic sequence check inside it.
+//! The crate mirrors `userstate-sqlite` file for file: `options` (the
+//! builder), `repository` (the [`userstate::UserRepository`]), `engine`
+//! (opening sled and syncing its files), `writer` (a batch of
+//! transactions and its sync), `reader` (the reads), `layout` (trees and
+//! keys), `record` (what a value holds), `format` (versions and upgrades),
+//! `error`.
 //!
-//! # Threads and executors
-//!
-//! The crate depends on no async runtime. Transactions and reads run on a
-//! small pool of worker threads ([`SledOptions::worker_threads`]), syncs on
-//! one flusher thread; callers await a `futures` oneshot channel, so the
-//! repository works the same under tokio, `futures::executor::block_on` or
-//! any other executor, and never blocks the executor's threads. A command
-//! is one worker job: load, decide, commit. With
-//! [`SledOptions::inline_writes`] writes run on the caller's thread instead,
-//! and a durable one syncs there too when no sync is running: for hosts
-//! whose callers may block.
+//! - **Writes** go through the core's [`GroupCommit`](userstate::storage::GroupCommit):
+//!   the commands that queue while a batch commits form the next batch. The
+//!   leader decides each on the user as stored and writes it in one sled
+//!   transaction over the four trees (events, snapshot and indexes
+//!   together), then, when durable, flushes sled and syncs its files once
+//!   for the batch. Only the writer writes, so nothing conflicts; a lone
+//!   caller waits for nothing but its own commit, and with
+//!   [`SledOptions::inline_writes`] commits and syncs on its own thread.
+//! - **Readers** are threads on the core's
+//!   [`WorkerPool`](userstate::storage::WorkerPool). No async runtime is
+//!   needed (tokio, `futures::executor`, ...).
+//! - **Durability** ([`SledOptions::durability`]): durable acknowledges a
+//!   batch after sled's flush and the `fdatasync`/`fsync`s sled 0.34 does
+//!   not do itself; relaxed acknowledges on commit, within
+//!   [`SledOptions::max_unsynced_commands`].
 //!
 //! # On-disk format
 //!
 //! Version [`DATABASE_FORMAT`], stored big-endian under the key
 //! `userstate.format` of sled's default tree when the database is created
-//! and checked on every open; an unknown version is refused. Trees (ids
-//! never contain control characters, so a 0x00 byte ends an id inside a key):
+//! and checked on every open; a database of format 1 is upgraded in place
+//! at open (the new records are written beside the old ones, and one write
+//! of the version switches to them), an unknown version is refused. Trees
+//! (ids never contain control characters, so a 0x00 byte ends an id inside
+//! a key):
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `userstate.snapshots` | user id | record of the [`userstate::User`] |
-//! | `userstate.events` | user id, 0x00, sequence as big-endian u64 | record of the [`userstate::Event`] |
-//! | `userstate.by_org_state` | org id, 0x00, state byte, user id | empty |
+//! | `userstate.snapshots.v2` | user id | the user's record |
+//! | `userstate.events.v2` | user id, 0x00, sequence as big-endian u64 | the event's record |
+//! | `userstate.by_org_state` | org id, 0x00, state code, user id | empty |
 //! | `userstate.by_org` | org id, 0x00, user id (existing users only) | empty |
 //!
-//! A record is a format byte (1) followed by the value in
-//! [postcard](https://docs.rs/postcard), a compact format with a stable,
-//! documented wire specification. A record that cannot be decoded, or of an
-//! unknown format byte, is an Internal error (`USER-CORRUPT`) for that user
-//! (and for a list page that would include it); every other user stays
-//! readable. postcard writes fields in order and enum variants by index, so a
-//! core change that adds, removes or reorders fields or variants of `User` or
-//! `Event` needs a new record format.
+//! A record is a format byte (2) followed by this crate's own record type in
+//! [postcard](https://docs.rs/postcard), with every enum as a code from one
+//! table (never 0), pinned byte for byte by its tests. A record that cannot
+//! be decoded, or that is not the one its key names, is an Internal error
+//! (`USER-CORRUPT`) for that user (and for a list page that would include
+//! it); every other user stays readable.
 //!
 //! # Memory
 //!
@@ -101,30 +103,25 @@
     )
 )]
 
-mod codec;
-mod device_sync;
-mod durability;
-mod flusher;
+mod engine;
+mod error;
 mod format;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-mod keys;
+mod layout;
 mod options;
+mod reader;
+mod record;
 mod repository;
-mod sled_error;
-mod sled_files;
-mod stats;
-mod store;
-mod workers;
+mod writer;
 
-pub use durability::Durability;
 pub use format::DATABASE_FORMAT;
 pub use options::{
-    SledOptions, DEFAULT_CACHE_BYTES, DEFAULT_MAX_UNSYNCED_COMMANDS, DEFAULT_WORKER_THREADS,
+    SledOptions, DEFAULT_CACHE_BYTES, DEFAULT_MAX_UNSYNCED_COMMANDS, DEFAULT_READER_THREADS,
 };
 pub use repository::SledRepository;
-pub use stats::SyncStats;
+pub use userstate::storage::{Durability, WriterStats};
 
 /// Compiles and runs the README's example as a doctest, so it cannot drift
 /// from the API.

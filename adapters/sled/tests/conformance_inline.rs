@@ -8,9 +8,9 @@ use userstate::UserRepository;
 use userstate_sled::SledOptions;
 
 fn fresh() -> Arc<dyn UserRepository> {
-    SledOptions::temporary()
+    SledOptions::new()
         .inline_writes(true)
-        .open()
+        .open_temporary()
         .expect("open a temporary database")
         .into()
 }

@@ -8,7 +8,7 @@ use userstate::UserRepository;
 use userstate_sled::SledRepository;
 
 fn fresh() -> Arc<dyn UserRepository> {
-    SledRepository::temporary()
+    SledRepository::open_temporary()
         .expect("open a temporary database")
         .into()
 }

@@ -24,9 +24,9 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn reopen_and_read(path: &Path, ids: &[UserId]) -> Option<usize> {
-    let opened = SledOptions::new(path)
+    let opened = SledOptions::new()
         .durability(Durability::Durable)
-        .open()
+        .open(path)
         .map(|r| Arc::new(r) as Arc<dyn UserRepository>);
     block_on(read_back_opened(opened, ids))
 }
@@ -36,7 +36,7 @@ fn damaged_files_give_typed_errors_never_panics() {
     let dir = tempfile::tempdir().unwrap();
     let original = dir.path().join("original");
     let ids = {
-        let repo = SledOptions::new(&original).open().unwrap();
+        let repo = SledOptions::new().open(&original).unwrap();
         let ids = block_on(populate(Arc::new(repo.clone())));
         block_on(repo.sync()).unwrap();
         ids

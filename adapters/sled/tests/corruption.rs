@@ -67,7 +67,7 @@ fn undecodable_snapshot_is_internal_and_other_users_stay_usable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("users");
     database_with_alice_and_bob(&path);
-    overwrite(&path, "userstate.snapshots", b"alice", |v| {
+    overwrite(&path, "userstate.snapshots.v2", b"alice", |v| {
         v.truncate(1);
         v.extend_from_slice(&[0xff; 9]);
     });
@@ -93,15 +93,15 @@ fn unknown_record_format_is_internal() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("users");
     database_with_alice_and_bob(&path);
-    overwrite(&path, "userstate.snapshots", b"alice", |v| v[0] = 9);
-    overwrite(&path, "userstate.events", &event_key("bob", 2), |v| {
+    overwrite(&path, "userstate.snapshots.v2", b"alice", |v| v[0] = 9);
+    overwrite(&path, "userstate.events.v2", &event_key("bob", 2), |v| {
         v[0] = 0
     });
 
     let repo = SledRepository::open(&path).unwrap();
     block_on(async {
         let err = repo.load(&user("alice")).await.unwrap_err();
-        assert!(err.message().contains("unknown format 9"), "{err}");
+        assert!(err.message().contains("format 9"), "{err}");
         assert_corrupt(err);
         assert_corrupt(
             repo.history(&user("bob"), HistoryQuery::default())
@@ -123,8 +123,8 @@ fn empty_and_truncated_records_are_internal() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("users");
     database_with_alice_and_bob(&path);
-    overwrite(&path, "userstate.snapshots", b"alice", Vec::clear);
-    overwrite(&path, "userstate.snapshots", b"bob", |v| {
+    overwrite(&path, "userstate.snapshots.v2", b"alice", Vec::clear);
+    overwrite(&path, "userstate.snapshots.v2", b"bob", |v| {
         v.truncate(v.len() / 2)
     });
 

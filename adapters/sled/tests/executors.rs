@@ -15,7 +15,7 @@ fn service() -> (UserService, Caller) {
     let admin = Caller::new(UserId::new("admin").unwrap(), acme.clone());
     let grants = InMemoryAuthorizer::new();
     grants.grant(&admin.user_id, &acme, [Permission::Read, Permission::Write]);
-    let repo = SledRepository::temporary().unwrap();
+    let repo = SledRepository::open_temporary().unwrap();
     (UserService::new(Arc::new(repo), Arc::new(grants)), admin)
 }
 

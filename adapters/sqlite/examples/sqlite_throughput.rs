@@ -15,7 +15,7 @@ use futures::executor::block_on;
 use userstate::{
     Caller, InMemoryAuthorizer, InitialState, LockRequest, OrgId, Permission, UserId, UserService,
 };
-use userstate_sqlite::{SqliteRepository, Stats};
+use userstate_sqlite::{SqliteRepository, WriterStats};
 
 const CONCURRENT_CALLERS: usize = 64;
 
@@ -112,9 +112,15 @@ fn create_all(service: &UserService, admin: &Caller, ids: &[UserId]) {
     });
 }
 
-fn report(label: &str, operations: usize, started: Instant, before: Stats, after: Stats) {
+fn report(
+    label: &str,
+    operations: usize,
+    started: Instant,
+    before: WriterStats,
+    after: WriterStats,
+) {
     let seconds = started.elapsed().as_secs_f64();
-    let transactions = after.transactions - before.transactions;
+    let transactions = after.batches - before.batches;
     let commands = after.commands - before.commands;
     println!(
         "  {label:>10}: {:>8.0} commands/s ({operations} in {seconds:.2} s, \

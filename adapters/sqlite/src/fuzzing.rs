@@ -1,11 +1,12 @@
-//! The row decoders, for the fuzz targets only (feature `fuzzing`): whatever
-//! the columns hold, decoding answers a value or a typed error, never panics.
+//! The record decoders, for the fuzz targets only (feature `fuzzing`):
+//! whatever the columns hold, decoding answers a value or a typed error,
+//! never panics.
 
 use userstate::{Event, Result, User, UserId};
 
-use crate::codec::{self, EventRow, UserRow};
+use crate::record::{self, EventRow, UserRow};
 
-/// Decodes a `users` row.
+/// Decodes a `users` row of format 2.
 ///
 /// # Errors
 /// Corrupt when the row does not hold a valid snapshot.
@@ -16,16 +17,33 @@ pub fn decode_user(
     sequence: i64,
     snapshot: &str,
 ) -> Result<User> {
-    codec::decode_user(&UserRow {
-        id: id.to_owned(),
-        org: org.to_owned(),
-        state: state.to_owned(),
-        sequence,
-        snapshot: snapshot.to_owned(),
-    })
+    record::decode_user(&user_row(id, org, state, sequence, snapshot))
 }
 
-/// Decodes an `events` row of `user`.
+/// Decodes a `users` row of format 1, as the upgrade does.
+///
+/// # Errors
+/// Corrupt when the row does not hold a valid format-1 snapshot.
+pub fn decode_user_v1(
+    id: &str,
+    org: &str,
+    state: &str,
+    sequence: i64,
+    snapshot: &str,
+) -> Result<User> {
+    record::v1::decode_user(&user_row(id, org, state, sequence, snapshot))
+}
+
+/// Encodes a user as its `users` row's snapshot, so fuzzers can check that
+/// decoding round-trips.
+///
+/// # Errors
+/// Internal if the user cannot be encoded.
+pub fn encode_user(user: &User) -> Result<String> {
+    record::encode_user(user).map(|row| row.snapshot)
+}
+
+/// Decodes an `events` row of `user`, of format 2.
 ///
 /// # Errors
 /// Corrupt when the row does not hold a valid event.
@@ -38,7 +56,7 @@ pub fn decode_event(
     creator: &str,
     payload: &str,
 ) -> Result<Event> {
-    codec::decode_event(
+    record::decode_event(
         user,
         &EventRow {
             sequence,
@@ -49,4 +67,14 @@ pub fn decode_event(
             payload: payload.to_owned(),
         },
     )
+}
+
+fn user_row(id: &str, org: &str, state: &str, sequence: i64, snapshot: &str) -> UserRow {
+    UserRow {
+        id: id.to_owned(),
+        org: org.to_owned(),
+        state: state.to_owned(),
+        sequence,
+        snapshot: snapshot.to_owned(),
+    }
 }

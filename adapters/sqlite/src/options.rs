@@ -1,83 +1,106 @@
-//! How a database is opened: durability, busy timeout, batch size and the
-//! number of reader threads.
+//! How a database is opened: durability, who leads group commits, batch
+//! size, reader threads and the busy timeout.
 
 use std::path::Path;
 use std::time::Duration;
 
+use userstate::storage::{Durability, DEFAULT_MAX_BATCH};
 use userstate::Result;
 
-use crate::SqliteRepository;
+use crate::repository::SqliteRepository;
 
 /// Default for [`SqliteOptions::busy_timeout`].
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Default for [`SqliteOptions::max_batch`].
-pub const DEFAULT_MAX_BATCH: usize = 128;
-
 /// Default for [`SqliteOptions::reader_threads`].
 pub const DEFAULT_READER_THREADS: usize = 2;
-
-/// What an acknowledged command survives.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Durability {
-    /// `PRAGMA synchronous = FULL`: every commit is fsynced before any of its
-    /// callers is answered, so an acknowledged command survives a process
-    /// kill, an OS crash and a power loss.
-    #[default]
-    Durable,
-    /// `PRAGMA synchronous = NORMAL`: the write-ahead log is fsynced only at
-    /// checkpoints. An acknowledged command survives a process kill, but an OS
-    /// crash or power loss may lose the most recent commits (never corrupt
-    /// the database). Several times faster on slow disks.
-    Relaxed,
-}
 
 /// Options for opening a [`SqliteRepository`]; a builder.
 ///
 /// ```
 /// use std::time::Duration;
-/// use userstate_sqlite::{Durability, SqliteOptions};
+/// use userstate::storage::Durability;
+/// use userstate_sqlite::SqliteOptions;
 ///
 /// # fn main() -> Result<(), userstate::Error> {
 /// let repo = SqliteOptions::new()
 ///     .durability(Durability::Relaxed)
 ///     .busy_timeout(Duration::from_secs(2))
-///     .open_in_memory()?;
-/// assert_eq!(repo.stats().transactions, 0);
+///     .open_temporary()?;
+/// assert_eq!(repo.stats().batches, 0);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqliteOptions {
     pub(crate) durability: Durability,
-    pub(crate) busy_timeout: Duration,
+    pub(crate) inline_writes: bool,
     pub(crate) max_batch: usize,
     pub(crate) reader_threads: usize,
-    pub(crate) inline_writes: bool,
+    pub(crate) busy_timeout: Duration,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
         SqliteOptions {
             durability: Durability::Durable,
-            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            inline_writes: false,
             max_batch: DEFAULT_MAX_BATCH,
             reader_threads: DEFAULT_READER_THREADS,
-            inline_writes: false,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
         }
     }
 }
 
 impl SqliteOptions {
-    /// The defaults: durable, 5 s busy timeout, batches of up to 128
-    /// commands, 2 reader threads.
+    /// The defaults: durable, the writer thread leads, batches of up to
+    /// [`DEFAULT_MAX_BATCH`] commands, 2 reader threads, 5 s busy timeout.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Sets what an acknowledged command survives (default [`Durability::Durable`]).
+    /// What an acknowledged command survives (default
+    /// [`Durability::Durable`]).
+    ///
+    /// - Durable: WAL with `PRAGMA synchronous = FULL`, every commit is
+    ///   fsynced before any of its callers is answered.
+    /// - Relaxed: `PRAGMA synchronous = NORMAL`, the write-ahead log is
+    ///   fsynced at checkpoints (and by [`SqliteRepository::sync`]). An
+    ///   acknowledged command survives a process kill; an OS crash or power
+    ///   loss may lose the most recent ones. Several times faster on slow disks.
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
+        self
+    }
+
+    /// Whether a command that finds nobody writing commits its batch on the
+    /// thread that polls its future, instead of handing it to the writer
+    /// thread (default false).
+    ///
+    /// It saves the two thread hand-offs of a lone command (waking the
+    /// writer, then waking the caller), which on virtual machines, where
+    /// waking an idle CPU is costly, are most of the library's cost for a
+    /// lone caller. The price: that thread blocks for one transaction, and
+    /// in durable mode for its fsync. Turn it on when commands come from
+    /// threads that may block (your own threads, a blocking pool such as
+    /// tokio's `spawn_blocking`, `futures::executor::block_on`), not from an
+    /// async executor's workers. Commands that arrive while a batch commits
+    /// still queue and share the next commit.
+    pub fn inline_writes(mut self, inline: bool) -> Self {
+        self.inline_writes = inline;
+        self
+    }
+
+    /// The most commands that share one transaction (and one fsync); at
+    /// least 1. Default [`DEFAULT_MAX_BATCH`].
+    pub fn max_batch(mut self, commands: usize) -> Self {
+        self.max_batch = commands.max(1);
+        self
+    }
+
+    /// How many threads, each with its own connection, serve reads; at
+    /// least 1. Default [`DEFAULT_READER_THREADS`].
+    pub fn reader_threads(mut self, threads: usize) -> Self {
+        self.reader_threads = threads.max(1);
         self
     }
 
@@ -89,62 +112,33 @@ impl SqliteOptions {
         self
     }
 
-    /// The most commands that share one transaction (and one fsync); at least
-    /// 1. Default [`DEFAULT_MAX_BATCH`].
-    pub fn max_batch(mut self, commands: usize) -> Self {
-        self.max_batch = commands.max(1);
-        self
-    }
-
-    /// How many threads, each with its own connection, serve reads of a
-    /// database file; at least 1. Default [`DEFAULT_READER_THREADS`]. An
-    /// in-memory database is read on its writer's connection instead.
-    pub fn reader_threads(mut self, threads: usize) -> Self {
-        self.reader_threads = threads.max(1);
-        self
-    }
-
-    /// Whether a command may run its transaction on the thread that polls its
-    /// future, when the writer thread is idle and nothing is queued for it
-    /// (default false).
-    ///
-    /// It saves the two thread hand-offs of a command (waking the writer,
-    /// then waking the caller), which on virtual machines, where waking an
-    /// idle CPU is costly, are most of the library's cost for a lone caller.
-    /// The price: that thread blocks for one transaction, and in durable
-    /// mode for its fsync. Turn it on when commands come from threads that
-    /// may block (your own threads, a blocking pool such as tokio's
-    /// `spawn_blocking`, `futures::executor::block_on`), not from an async
-    /// executor's workers. Under load, commands still queue for the writer
-    /// thread and share its group commits.
-    pub fn inline_writes(mut self, inline: bool) -> Self {
-        self.inline_writes = inline;
-        self
-    }
-
     /// Opens the database file at `path`, creating it if missing, and
-    /// migrates its schema to the current version.
+    /// upgrades a file of an earlier format in place, in one transaction.
     ///
-    /// Blocks while it opens the file and migrates: call it at start-up (or
-    /// from a blocking task), not on an async executor's hot path.
+    /// Blocks while it opens the file and upgrades it: call it at start-up
+    /// (or from a blocking task), not on an async executor's hot path.
     ///
     /// # Errors
     /// Internal ([`userstate::ids::CORRUPT`]) when the file is not a SQLite
-    /// database, is a SQLite database of another application, or has a schema
-    /// version this library does not know (written by a newer version); the
-    /// file is left untouched. Unavailable when the file cannot be opened or
-    /// stays locked past the busy timeout; Internal for other faults.
+    /// database, is a SQLite database of another application, has a schema
+    /// version this library does not know (written by a newer version), or
+    /// holds a row that does not decode in its format; the file is left
+    /// untouched. Unavailable when the file cannot be opened or stays locked
+    /// past the busy timeout; Internal for other faults.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<SqliteRepository> {
-        SqliteRepository::open_with(path.as_ref(), self)
+        SqliteRepository::open_with(path.as_ref(), self, None)
     }
 
-    /// Opens a new, private in-memory database: lost when the last handle is
-    /// dropped. Reads run on the writer's connection (an in-memory database
-    /// has exactly one), after the writes queued before them.
+    /// Opens a new database in a private temporary directory (in memory
+    /// where the system offers `/dev/shm`), removed when the last handle is
+    /// dropped: for tests.
     ///
     /// # Errors
-    /// Internal when SQLite cannot create it or a thread cannot be spawned.
-    pub fn open_in_memory(&self) -> Result<SqliteRepository> {
-        SqliteRepository::open_in_memory_with(self)
+    /// Unavailable when the directory cannot be created; as
+    /// [`SqliteOptions::open`] otherwise.
+    pub fn open_temporary(&self) -> Result<SqliteRepository> {
+        let dir = userstate::storage::TemporaryDir::new("userstate-sqlite")?;
+        let path = dir.path().join("users.sqlite3");
+        SqliteRepository::open_with(&path, self, Some(dir))
     }
 }

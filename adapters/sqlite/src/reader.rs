@@ -1,94 +1,129 @@
-//! The readers of a database file: a few threads, each owning a read-only
-//! connection, taking read jobs from one shared queue.
-//!
-//! In WAL mode they read the last committed state without blocking the
-//! writer or being blocked by it; every read is its own short transaction, so
-//! it sees every commit acknowledged before it was queued.
+//! The reads: one user, a page of a user's history, a page of an
+//! organisation's users. Each is a single statement, so it is its own read
+//! transaction and sees every commit acknowledged before it started. The
+//! writer reads a user with the same [`load`], inside its transaction.
 
-use std::path::Path;
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use userstate::storage::page_of;
+use userstate::{
+    Error, Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserState,
+};
 
-use rusqlite::Connection;
-use userstate::{Error, Result};
+use crate::error::from_sqlite;
+use crate::layout::{HISTORY, LIST_EXISTING, LIST_IN_STATE, LOAD};
+use crate::record::{decode_event, decode_user, EventRow, StateName, UserRow};
 
-use crate::connection::open_reader;
-use crate::options::SqliteOptions;
-use crate::sqlite_error::worker_stopped;
-
-/// A read to run on some connection; it sends its own answer.
-pub(crate) type ReadJob = Box<dyn FnOnce(&Connection) + Send + 'static>;
-
-/// The reader threads of one repository handle. Dropping it lets them finish
-/// the queued reads and waits for them, which closes their connections.
-#[derive(Debug)]
-pub(crate) struct ReaderPool {
-    jobs: Option<Sender<ReadJob>>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl ReaderPool {
-    /// Opens `options.reader_threads` connections to `path` and starts a
-    /// thread for each.
-    ///
-    /// # Errors
-    /// As [`open_reader`]; Internal when a thread cannot be spawned.
-    pub(crate) fn spawn(path: &Path, options: &SqliteOptions) -> Result<Self> {
-        let (jobs, queue) = mpsc::channel::<ReadJob>();
-        let queue = Arc::new(Mutex::new(queue));
-        let mut pool = ReaderPool {
-            jobs: Some(jobs),
-            threads: Vec::with_capacity(options.reader_threads),
-        };
-        for index in 0..options.reader_threads.max(1) {
-            // Opened here so that a failure is reported by `open`.
-            let conn = open_reader(path, options)?;
-            let queue = Arc::clone(&queue);
-            let thread = thread::Builder::new()
-                .name(format!("userstate-sqlite-reader-{index}"))
-                .spawn(move || serve(&conn, &queue))
-                .map_err(|e| {
-                    Error::internal("cannot spawn a SQLite reader thread").with_source(e)
-                })?;
-            pool.threads.push(thread);
-        }
-        Ok(pool)
-    }
-
-    /// Queues a read.
-    ///
-    /// # Errors
-    /// Internal when every reader thread has stopped.
-    pub(crate) fn submit(&self, job: ReadJob) -> Result<()> {
-        self.jobs
-            .as_ref()
-            .and_then(|jobs| jobs.send(job).ok())
-            .ok_or_else(|| worker_stopped("reader"))
+/// The stored snapshot of `id`, if the id was ever used.
+pub(crate) fn load(conn: &Connection, id: &UserId) -> Result<Option<User>> {
+    let row = conn
+        .prepare_cached(LOAD)
+        .and_then(|mut select| select.query_row([id.as_str()], user_row).optional())
+        .map_err(from_sqlite)?;
+    let user = row.as_ref().map(decode_user).transpose()?;
+    match user {
+        // The key the row was found by is the id it holds, unless damaged.
+        Some(user) if user.id != *id => Err(Error::corrupt(format!(
+            "the row found for user {id} holds another id"
+        ))),
+        user => Ok(user),
     }
 }
 
-impl Drop for ReaderPool {
-    fn drop(&mut self) {
-        self.jobs = None;
-        let current = thread::current().id();
-        for thread in self.threads.drain(..) {
-            if thread.thread().id() != current {
-                let _ = thread.join();
+/// Events of `id` after `query.after_sequence`, at most `query.limit`.
+pub(crate) fn history(conn: &Connection, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {
+    // Past i64::MAX there is nothing: no stored sequence is that large.
+    let after = i64::try_from(query.after_sequence).unwrap_or(i64::MAX);
+    let rows = conn
+        .prepare_cached(HISTORY)
+        .and_then(|mut select| {
+            select
+                .query_map(params![id.as_str(), after, query.limit], |row| {
+                    Ok((row.get::<_, String>(6)?, event_row(row)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(from_sqlite)?;
+    let mut previous = after;
+    rows.iter()
+        .map(|(user, row)| {
+            // Found by (user, sequence), so a row of another user or out
+            // of order is damage.
+            if user != id.as_str() || row.sequence <= previous {
+                return Err(Error::corrupt(format!(
+                    "the history of user {id} holds a row out of place"
+                )));
             }
-        }
-    }
+            previous = row.sequence;
+            decode_event(id, row)
+        })
+        .collect()
 }
 
-/// A reader thread's loop: take the next job from the shared queue, run it.
-fn serve(conn: &Connection, queue: &Mutex<Receiver<ReadJob>>) {
-    loop {
-        // The lock is held only while waiting, never while reading. Poisoning
-        // cannot leave the receiver half-updated, so it is ignored.
-        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        match job {
-            Ok(job) => job(conn),
-            Err(_) => return,
+/// A page of the users of `org` as `query` selects them, ordered by id.
+pub(crate) fn list(conn: &Connection, org: &OrgId, query: &ListQuery) -> Result<Page> {
+    // Ids are never empty, so every id sorts after "".
+    let after = query.after.as_ref().map_or("", UserId::as_str);
+    // One more than the page, to learn whether another page follows.
+    let fetch = i64::from(query.limit) + 1;
+    let rows = conn
+        .prepare_cached(if query.state.is_some() {
+            LIST_IN_STATE
+        } else {
+            LIST_EXISTING
+        })
+        .and_then(|mut select| {
+            let rows = match query.state {
+                Some(state) => select.query_map(
+                    params![org.as_str(), StateName::from(state).as_str(), after, fetch],
+                    user_row,
+                ),
+                None => select.query_map(params![org.as_str(), after, fetch], user_row),
+            }?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(from_sqlite)?;
+    // One statement reads a consistent state, so a row the query did not
+    // ask for means an index disagrees with its table: damage, never a
+    // user to show (it may be of another organisation).
+    let selected = |user: User| {
+        let matches = user.org_id == *org
+            && query
+                .state
+                .map_or(user.state != UserState::Deleted, |s| s == user.state);
+        if matches {
+            Ok(user)
+        } else {
+            Err(Error::corrupt(format!(
+                "an index of the users table names user {} wrongly",
+                user.id
+            )))
         }
-    }
+    };
+    page_of(
+        rows.iter().map(|row| decode_user(row).and_then(selected)),
+        query.limit,
+    )
+}
+
+/// A `users` row as `LOAD` and the lists select it.
+pub(crate) fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        id: row.get(0)?,
+        org: row.get(1)?,
+        state: row.get(2)?,
+        sequence: row.get(3)?,
+        snapshot: row.get(4)?,
+    })
+}
+
+/// An `events` row as `HISTORY` selects it.
+pub(crate) fn event_row(row: &Row<'_>) -> rusqlite::Result<EventRow> {
+    Ok(EventRow {
+        sequence: row.get(0)?,
+        org: row.get(1)?,
+        event_type: row.get(2)?,
+        created_at: row.get(3)?,
+        creator: row.get(4)?,
+        payload: row.get(5)?,
+    })
 }

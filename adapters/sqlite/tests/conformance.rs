@@ -13,9 +13,9 @@ mod relaxed_file {
     userstate::conformance_tests!(super::common::relaxed_file());
 }
 
-/// A private in-memory database (reads on the writer's connection).
-mod in_memory {
-    userstate::conformance_tests!(super::common::in_memory());
+/// A temporary database (in `/dev/shm` where the system has it).
+mod temporary {
+    userstate::conformance_tests!(super::common::temporary());
 }
 
 /// Two handles on one file, used in turn: the guarantees hold across handles.
@@ -23,12 +23,12 @@ mod two_handles {
     userstate::conformance_tests!(super::common::two_handles());
 }
 
-/// Writes on the caller's thread while the writer is idle, relaxed.
+/// Writes led by the caller that finds nobody writing, relaxed.
 mod inline_writes {
     userstate::conformance_tests!(super::common::inline_file());
 }
 
-/// Writes on the caller's thread while the writer is idle, durable.
+/// Writes led by the caller that finds nobody writing, durable.
 mod inline_durable_writes {
     userstate::conformance_tests!(super::common::inline_durable_file());
 }

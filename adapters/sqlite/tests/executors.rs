@@ -56,7 +56,7 @@ fn file_repo() -> Arc<dyn UserRepository> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_multi_thread_runtime() {
-    for repo in [file_repo(), common::in_memory()] {
+    for repo in [file_repo(), common::temporary()] {
         workload(repo, |cast, i| {
             let handle = tokio::spawn(lifecycle(cast, i));
             Box::pin(async move { handle.await.expect("task") })
@@ -67,7 +67,7 @@ async fn tokio_multi_thread_runtime() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn tokio_current_thread_runtime() {
-    for repo in [file_repo(), common::in_memory()] {
+    for repo in [file_repo(), common::temporary()] {
         workload(repo, |cast, i| {
             let handle = tokio::spawn(lifecycle(cast, i));
             Box::pin(async move { handle.await.expect("task") })
@@ -78,7 +78,7 @@ async fn tokio_current_thread_runtime() {
 
 #[test]
 fn futures_block_on() {
-    for repo in [file_repo(), common::in_memory()] {
+    for repo in [file_repo(), common::temporary()] {
         futures::executor::block_on(workload(repo, |cast, i| Box::pin(lifecycle(cast, i))));
     }
 }

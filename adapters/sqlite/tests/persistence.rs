@@ -60,7 +60,7 @@ fn reopen_finds_every_user_event_and_list_unchanged() {
             .durability(durability)
             .open(&path)
             .unwrap();
-        assert_eq!(repo.stats(), userstate_sqlite::Stats::default());
+        assert_eq!(repo.stats(), userstate_sqlite::WriterStats::default());
         block_on(async {
             for (i, (user, history)) in before_users.iter().zip(&before_histories).enumerate() {
                 let id = common::user(&format!("kept-{i}"));

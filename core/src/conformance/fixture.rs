@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use crate::{
-    Caller, Details, InMemoryAuthorizer, InitialState, LockRequest, ManualClock, OrgId, Permission,
-    Timestamp, User, UserId, UserRepository, UserService, UserState,
+    Caller, CheckRecord, Details, Event, Factor, HistoryQuery, InMemoryAuthorizer, InitialState,
+    LockRequest, LockoutPolicy, ManualClock, OrgId, Permission, Timestamp, User, UserId,
+    UserRepository, UserService, UserState, MAX_PAGE_SIZE,
 };
 
 /// 2024-06-13T06:44:37.424Z, the time of the seeds' Management API example.
@@ -139,13 +140,38 @@ impl Fixture {
         }
     }
 
+    /// Sets acme's lockout policy.
+    pub fn acme_policy(&self, policy: LockoutPolicy) {
+        self.service
+            .lockout_policies()
+            .set_org(&self.acme, policy)
+            .expect("valid policy");
+    }
+
+    /// Records a check on `id` as the acme admin.
+    pub async fn check(&self, id: &UserId, factor: Factor, succeeded: bool) -> CheckRecord {
+        self.service
+            .record_check(&self.acme_admin, id, factor, succeeded)
+            .await
+            .expect("check recorded")
+    }
+
+    /// The event types of `id`'s stored history, oldest first.
+    pub async fn event_types(&self, id: &UserId) -> Vec<&'static str> {
+        self.all_events(id)
+            .await
+            .iter()
+            .map(|e| e.event_type())
+            .collect()
+    }
+
     /// Every stored event of `id`, read page by page.
-    pub async fn all_events(&self, id: &UserId) -> Vec<crate::Event> {
+    pub async fn all_events(&self, id: &UserId) -> Vec<Event> {
         let mut events = Vec::new();
         loop {
-            let query = crate::HistoryQuery {
+            let query = HistoryQuery {
                 after_sequence: events.len() as u64,
-                limit: crate::MAX_PAGE_SIZE,
+                limit: MAX_PAGE_SIZE,
             };
             let page = self.repo.history(id, query).await.expect("history");
             if page.is_empty() {
@@ -157,28 +183,22 @@ impl Fixture {
 }
 
 /// A valid user id (test input; panics on an invalid literal).
-pub(crate) fn user(id: &str) -> UserId {
+pub fn user(id: &str) -> UserId {
     UserId::new(id).expect("valid user id")
 }
 
-/// A valid organisation id (test input).
-pub(crate) fn org(id: &str) -> OrgId {
+/// A valid organisation id (test input; panics on an invalid literal).
+pub fn org(id: &str) -> OrgId {
     OrgId::new(id).expect("valid org id")
 }
 
-/// The instant `millis` after the epoch (test input).
-pub(crate) fn at(millis: i64) -> Timestamp {
+/// The instant `millis` after the epoch (test input; panics out of range).
+pub fn at(millis: i64) -> Timestamp {
     Timestamp::from_unix_millis(millis).expect("valid time")
 }
 
 /// Details as a command on a user created at `created` should return them.
-pub(crate) fn details(
-    id: &UserId,
-    org: &OrgId,
-    sequence: u64,
-    created: i64,
-    changed: i64,
-) -> Details {
+pub fn details(id: &UserId, org: &OrgId, sequence: u64, created: i64, changed: i64) -> Details {
     Details {
         id: id.clone(),
         sequence,

@@ -1,12 +1,13 @@
-//! Conformance tests for automatic lockout (SPEC §7).
+//! Lockout through storage: the failure that reaches the limit and the lock
+//! are one commit, and concurrent failures are counted exactly.
 
 use std::sync::{Arc, Barrier};
 
 use super::fixture::Fixture;
 use super::race::on_threads;
 use crate::{
-    ids, CheckRecord, ErrorKind, EventPayload, Factor, LockCause, LockoutPolicy, UnlockCause,
-    UserId, UserRepository, UserState,
+    ids, CheckRecord, ErrorKind, EventPayload, Factor, LockCause, LockoutPolicy, UserRepository,
+    UserState,
 };
 
 fn policy(max_password: u32, max_otp: u32) -> LockoutPolicy {
@@ -17,337 +18,46 @@ fn policy(max_password: u32, max_otp: u32) -> LockoutPolicy {
     }
 }
 
-impl Fixture {
-    /// Sets acme's lockout policy.
-    pub fn acme_policy(&self, policy: LockoutPolicy) {
-        self.service
-            .lockout_policies()
-            .set_org(&self.acme, policy)
-            .expect("valid policy");
-    }
-
-    /// Records a check on `id` as the acme admin.
-    pub async fn check(&self, id: &UserId, factor: Factor, succeeded: bool) -> CheckRecord {
-        self.service
-            .record_check(&self.acme_admin, id, factor, succeeded)
-            .await
-            .expect("check recorded")
-    }
-
-    async fn event_types(&self, id: &UserId) -> Vec<&'static str> {
-        self.all_events(id)
-            .await
-            .iter()
-            .map(|e| e.event_type())
-            .collect()
-    }
-}
-
-/// The failure that reaches the limit is written together with `user.locked`;
-/// the next check is refused before counting; errors carry the figures.
-pub async fn lockout_after_max_failed_password_checks(repo: Arc<dyn UserRepository>) {
+/// The failure that reaches the limit and `user.locked` are one commit;
+/// checks refused on the locked user write nothing.
+pub async fn lockout_failure_and_lock_are_one_commit(repo: Arc<dyn UserRepository>) {
     let f = Fixture::new(repo);
     f.acme_policy(policy(3, 0));
     let id = f.user_in_state("guessed", UserState::Active).await;
-
-    let first = f.check(&id, Factor::Password, false).await;
-    assert_eq!(
-        (first.failed_attempts, first.remaining_attempts),
-        (1, Some(2))
-    );
-    assert_eq!((first.state, first.locked), (UserState::Active, false));
-    let second = f.check(&id, Factor::Password, false).await;
-    assert_eq!(second.details.sequence, 3);
-    let err = second.error().expect("failed check error");
-    assert_eq!(
-        (err.kind(), err.id()),
-        (ErrorKind::InvalidArgument, ids::PASSWORD_INVALID)
-    );
-    let detail = &err.body().details[0];
-    assert_eq!(
-        (detail.failed_attempts, detail.remaining_attempts),
-        (Some(2), Some(1))
-    );
-
+    for (n, sequence) in [(1, 2), (2, 3)] {
+        let record = f.check(&id, Factor::Password, false).await;
+        assert_eq!(
+            (record.failed_attempts, record.details.sequence),
+            (n, sequence)
+        );
+        assert!(!record.locked);
+    }
     let third = f.check(&id, Factor::Password, false).await;
     assert_eq!((third.state, third.locked), (UserState::Locked, true));
-    assert_eq!(
-        (third.failed_attempts, third.remaining_attempts),
-        (3, Some(0))
-    );
-    assert_eq!(third.details.sequence, 5, "failure and lock in one append");
-    assert_eq!(third.error().expect("locked").id(), ids::LOGIN_LOCKED);
+    assert_eq!(third.details.sequence, 5, "failure and lock in one commit");
     let history = f.all_events(&id).await;
+    assert_eq!(history[3].event_type(), "user.password.check.failed");
     assert_eq!(
-        history.last().map(|e| &e.payload),
-        Some(&EventPayload::Locked {
+        history[4].payload,
+        EventPayload::Locked {
             reason: None,
             expires_at: None,
             cause: LockCause::Lockout
-        })
+        }
     );
-    assert_eq!(history[3].event_type(), "user.password.check.failed");
     assert_eq!(history[3].created_at, history[4].created_at);
-
     for succeeded in [true, false] {
         let refused = f
             .service
             .record_check(&f.acme_admin, &id, Factor::Password, succeeded)
             .await
             .expect_err("locked");
-        assert_eq!(
-            (refused.kind(), refused.id()),
-            (ErrorKind::FailedPrecondition, ids::LOGIN_LOCKED)
-        );
-        assert_eq!(refused.message(), "User is locked");
+        assert_eq!(refused.id(), ids::LOGIN_LOCKED);
     }
-    assert_eq!(
-        f.stored(&id).await.sequence,
-        5,
-        "refused checks are not counted"
-    );
-    assert_eq!(f.stored(&id).await.failed_checks.password, 3);
-    assert!(f.service.login_allowed(&id).await.is_err());
-    f.assert_snapshot_is_replay(&id).await;
-}
-
-/// OTP failures count per factor and never against the password limit.
-pub async fn otp_failures_are_counted_per_factor(repo: Arc<dyn UserRepository>) {
-    let f = Fixture::new(repo);
-    f.acme_policy(policy(2, 2));
-    let id = f.user_in_state("otp", UserState::Active).await;
-    for factor in [Factor::Totp, Factor::Sms, Factor::Email] {
-        let r = f.check(&id, factor, false).await;
-        assert_eq!((r.failed_attempts, r.locked), (1, false), "{factor}");
-        let err = r.error().expect("error");
-        assert_eq!(err.id(), ids::OTP_INVALID);
-        assert_eq!(err.message(), "One-time password is invalid");
-    }
-    let r = f.check(&id, Factor::Password, false).await;
-    assert_eq!((r.failed_attempts, r.locked), (1, false));
-    let stored = f.stored(&id).await.failed_checks;
-    assert_eq!(
-        (stored.password, stored.totp, stored.sms, stored.email),
-        (1, 1, 1, 1)
-    );
-    let r = f.check(&id, Factor::Sms, false).await;
-    assert!(r.locked);
-    assert_eq!(
-        f.event_types(&id).await[4..],
-        [
-            "user.password.check.failed",
-            "user.otp.check.failed",
-            "user.locked"
-        ]
-    );
-}
-
-/// A success resets its factor; a password change resets the password
-/// count; an unlock resets every count. A success with nothing to reset
-/// writes nothing.
-pub async fn successes_password_changes_and_unlocks_reset_counters(repo: Arc<dyn UserRepository>) {
-    let f = Fixture::new(repo);
-    f.acme_policy(policy(3, 3));
-    let id = f.user_in_state("resets", UserState::Active).await;
-
-    let quiet = f.check(&id, Factor::Password, true).await;
-    assert_eq!(
-        quiet.details.sequence, 1,
-        "nothing to reset, nothing written"
-    );
-    assert!(quiet.error().is_none());
-
-    f.check(&id, Factor::Password, false).await;
-    f.check(&id, Factor::Password, false).await;
-    f.check(&id, Factor::Totp, false).await;
-    let ok = f.check(&id, Factor::Password, true).await;
-    assert_eq!((ok.failed_attempts, ok.remaining_attempts), (0, Some(3)));
-    assert_eq!(
-        f.stored(&id).await.failed_checks.totp,
-        1,
-        "other factors keep counting"
-    );
-    assert_eq!(
-        f.event_types(&id).await.last(),
-        Some(&"user.password.check.succeeded")
-    );
-
-    f.check(&id, Factor::Password, false).await;
-    f.check(&id, Factor::Password, false).await;
-    f.service
-        .change_password(&f.acme_admin, &id)
-        .await
-        .expect("password changed");
-    assert_eq!(f.stored(&id).await.failed_checks.password, 0);
-    assert!(!f.check(&id, Factor::Password, false).await.locked);
-
-    f.check(&id, Factor::Totp, false).await;
-    assert!(f.check(&id, Factor::Totp, false).await.locked);
-    f.service.unlock(&f.acme_admin, &id).await.expect("unlock");
     let stored = f.stored(&id).await;
-    assert!(
-        stored.failed_checks.is_empty(),
-        "{:?}",
-        stored.failed_checks
-    );
-    assert_eq!(stored.state, UserState::Active);
+    assert_eq!(stored.sequence, 5, "refused checks are not written");
+    assert_eq!(stored.failed_checks.password, 3);
     f.assert_snapshot_is_replay(&id).await;
-}
-
-/// A limit of 0 never locks and reports no remaining attempts; the
-/// instance default applies where an organisation has no policy; a policy
-/// can hide the figures from errors.
-pub async fn policies_per_organisation_and_zero_limits(repo: Arc<dyn UserRepository>) {
-    let f = Fixture::new(repo);
-    let never = f.user_in_state("never", UserState::Active).await;
-    for n in 1..=20 {
-        let r = f.check(&never, Factor::Password, false).await;
-        assert_eq!(
-            (r.failed_attempts, r.remaining_attempts, r.locked),
-            (n, None, false)
-        );
-    }
-
-    f.service
-        .lockout_policies()
-        .set_default(policy(4, 0))
-        .expect("default");
-    f.acme_policy(LockoutPolicy {
-        show_attempts: false,
-        ..policy(2, 0)
-    });
-    let acme_user = f.user_in_state("acme-user", UserState::Active).await;
-    let r = f.check(&acme_user, Factor::Password, false).await;
-    let err = r.error().expect("error");
-    assert_eq!(err.attempts(), None);
-    assert_eq!(err.body().details[0].failed_attempts, None);
-    assert!(!serde_json::to_string(&err.body())
-        .expect("json")
-        .contains("Attempts"));
-    assert!(f.check(&acme_user, Factor::Password, false).await.locked);
-
-    let globex_user = crate::UserId::new("globex-user").expect("id");
-    let g = &f.globex_admin;
-    f.service
-        .create(g, &globex_user, crate::InitialState::Active)
-        .await
-        .expect("create");
-    for n in 1..=4 {
-        let r = f
-            .service
-            .record_check(g, &globex_user, Factor::Password, false)
-            .await
-            .expect("check");
-        assert_eq!(r.locked, n == 4, "instance default of 4 in globex");
-        assert_eq!(r.remaining_attempts, Some(4 - n));
-    }
-
-    // Checks on users that cannot log in for other reasons.
-    let inactive = f.user_in_state("inactive", UserState::Inactive).await;
-    let err = f
-        .service
-        .record_check(&f.acme_admin, &inactive, Factor::Password, false)
-        .await
-        .expect_err("inactive");
-    assert_eq!(err.id(), ids::LOGIN_INACTIVE);
-    let initial = f.user_in_state("initial", UserState::Initial).await;
-    assert!(!f.check(&initial, Factor::Password, false).await.locked);
-    let err = f
-        .service
-        .record_check(&f.acme_reader, &initial, Factor::Password, false)
-        .await
-        .expect_err("reader");
-    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
-    let err = f
-        .service
-        .record_check(g, &initial, Factor::Password, false)
-        .await
-        .expect_err("other org");
-    assert_eq!(err.kind(), ErrorKind::NotFound);
-}
-
-/// A temporary lockout expires by the clock; the next check records
-/// `user.unlocked` (cause expired); repeated lockouts grow up to the maximum
-/// and turn permanent after the configured number.
-pub async fn temporary_lockouts_expire_grow_and_turn_permanent(repo: Arc<dyn UserRepository>) {
-    let f = Fixture::new(repo);
-    f.acme_policy(LockoutPolicy {
-        lock_duration_ms: Some(1_000),
-        duration_growth: 2,
-        max_lock_duration_ms: Some(3_000),
-        permanent_after: 3,
-        ..policy(1, 0)
-    });
-    let id = f.user_in_state("temporary", UserState::Active).await;
-    let mut expiries = Vec::new();
-    for round in 0..4 {
-        let r = f.check(&id, Factor::Password, false).await;
-        assert!(r.locked, "round {round}");
-        let lock = f.stored(&id).await.lock.expect("locked");
-        assert_eq!(lock.cause, LockCause::Lockout);
-        let now = f.now_plus(0).unix_millis();
-        expiries.push(lock.expires_at.map(|t| t.unix_millis() - now));
-        assert_eq!(
-            f.service.login_allowed(&id).await.expect_err("locked").id(),
-            ids::LOGIN_LOCKED
-        );
-        if let Some(Some(ms)) = expiries.last() {
-            f.clock.advance(*ms - 1);
-            assert!(f.service.login_allowed(&id).await.is_err());
-            f.clock.advance(1);
-            f.service.login_allowed(&id).await.expect("expired");
-        }
-    }
-    assert_eq!(expiries, [Some(1_000), Some(2_000), Some(3_000), None]);
-    let types = f.event_types(&id).await;
-    assert_eq!(
-        types[1..6],
-        [
-            "user.password.check.failed",
-            "user.locked",
-            "user.unlocked",
-            "user.password.check.failed",
-            "user.locked"
-        ]
-    );
-    let unlocks: Vec<_> = f
-        .all_events(&id)
-        .await
-        .into_iter()
-        .filter(|e| e.event_type() == "user.unlocked")
-        .map(|e| e.payload)
-        .collect();
-    assert_eq!(
-        unlocks,
-        vec![
-            EventPayload::Unlocked {
-                cause: UnlockCause::Expired
-            };
-            3
-        ]
-    );
-    // The permanent lock does not expire.
-    f.clock.advance(1_000_000_000);
-    assert!(f.service.login_allowed(&id).await.is_err());
-
-    // A success after expiry unlocks and resets the escalation.
-    let other = f.user_in_state("recovers", UserState::Active).await;
-    assert!(f.check(&other, Factor::Password, false).await.locked);
-    f.clock.advance(1_000);
-    let ok = f.check(&other, Factor::Password, true).await;
-    assert_eq!(ok.state, UserState::Active);
-    assert_eq!(
-        f.event_types(&other).await[3..],
-        ["user.unlocked", "user.password.check.succeeded"]
-    );
-    let stored = f.stored(&other).await;
-    assert_eq!((stored.lockouts, stored.failed_checks.password), (0, 0));
-    let r = f.check(&other, Factor::Password, false).await;
-    let expires = f.stored(&other).await.lock.and_then(|l| l.expires_at);
-    assert!(r.locked);
-    assert_eq!(expires, Some(f.now_plus(1_000)));
-    f.assert_snapshot_is_replay(&id).await;
-    f.assert_snapshot_is_replay(&other).await;
 }
 
 /// Concurrent failed checks on one user are counted exactly: with a limit of

@@ -1,36 +1,40 @@
-//! The repository's `update` without the service: the decision sees the
-//! stored user, its refusals and panics write nothing, what it decides is
-//! checked like an append, and concurrent updates lose no decision.
+//! The repository's one write without the service: the decision sees the
+//! stored user, its refusals and panics write nothing, a commit built on
+//! another sequence is a conflict that writes nothing, and concurrent
+//! updates lose no decision.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 
-use super::fixture::{at, Fixture, T0};
+use super::fixture::{at, org, user, Fixture, T0};
 use super::race::on_threads;
+use crate::storage::{self, Commit, Decide, Decision};
 use crate::{
-    Commit, Decide, Decision, Error, ErrorKind, Event, EventPayload, LockCause, Result,
+    ids, Error, ErrorKind, Event, EventPayload, InitialState, ListQuery, LockCause, Result,
     UnlockCause, User, UserId, UserRepository, UserState,
 };
 
+/// The event at `sequence` of `id` in acme.
+fn event(id: &UserId, sequence: u64, payload: EventPayload) -> Event {
+    Event {
+        user_id: id.clone(),
+        org_id: org("acme"),
+        sequence,
+        created_at: at(T0),
+        creator: user("updater"),
+        payload,
+    }
+}
+
 /// The commit of one event with `payload` on top of `stored`.
 fn next_commit(stored: Option<User>, id: &UserId, payload: EventPayload) -> Commit {
-    let expected_sequence = stored.as_ref().map_or(0, |u| u.sequence);
-    let org_id = stored.as_ref().map_or_else(
-        || crate::OrgId::new("acme").expect("valid org"),
-        |u| u.org_id.clone(),
-    );
-    let event = Event {
-        user_id: id.clone(),
-        org_id,
-        sequence: expected_sequence + 1,
-        created_at: at(T0),
-        creator: UserId::new("updater").expect("valid id"),
-        payload,
-    };
-    let snapshot = User::apply(stored, &event);
-    Commit {
-        expected_sequence,
-        events: vec![event],
-        snapshot,
+    let sequence = stored.as_ref().map_or(0, |u| u.sequence) + 1;
+    Commit::new(stored, vec![event(id, sequence, payload)]).expect("a well-formed commit")
+}
+
+fn added() -> EventPayload {
+    EventPayload::Added {
+        state: InitialState::Active,
     }
 }
 
@@ -40,6 +44,11 @@ fn locked() -> EventPayload {
         expires_at: None,
         cause: LockCause::Command,
     }
+}
+
+/// An active `id` at `sequence`: a user that is not the stored one.
+fn added_at(id: &UserId, sequence: u64) -> User {
+    User::apply(None, &event(id, sequence, added()))
 }
 
 /// What a refused update must have answered.
@@ -71,20 +80,18 @@ fn toggle(id: &UserId) -> Decide {
 
 /// What `update` promises on its own: the decision gets the stored user
 /// (`None` for an unused id) and its commit is stored; an error it returns
-/// comes back unchanged, and neither it, [`Decision::Unchanged`], a panic, a
-/// commit of another user, a malformed or a stale commit writes anything.
+/// comes back unchanged, and neither it, [`Decision::Unchanged`], a panic,
+/// a commit of another user or an unchanged user that is not the one asked
+/// for writes anything, and the repository keeps serving.
 pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
     repo: Arc<dyn UserRepository>,
 ) {
     let f = Fixture::new(repo.clone());
-    let new = UserId::new("updated").expect("valid id");
+    let new = user("updated");
     // A failed assertion inside a decision comes back as Internal.
     let create = writing(&new, |stored, new| {
         assert_eq!(stored, None, "an unused id has no snapshot");
-        let added = EventPayload::Added {
-            state: crate::InitialState::Active,
-        };
-        next_commit(None, new, added)
+        next_commit(None, new, added())
     });
     let created = repo.update(&new, create).await.expect("create by update");
     assert_eq!(created.sequence, 1);
@@ -111,7 +118,11 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
         .expect("unchanged");
     assert_eq!(seen, before);
 
-    let refusal = Error::precondition(crate::ids::ALREADY_LOCKED, "User is already locked");
+    let refusal = Error::new(
+        ErrorKind::FailedPrecondition,
+        ids::ALREADY_LOCKED,
+        "User is already locked",
+    );
     let err = repo
         .update(
             &id,
@@ -127,14 +138,16 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
     let other = f.user_in_state("bystander", UserState::Active).await;
     let other_before = f.stored(&other).await;
     let internal = |e: &Error| e.kind() == ErrorKind::Internal;
-    let refusals: Vec<(&str, Decide, Expect)> = vec![
+    let refusals: Vec<(&str, UserId, Decide, Expect)> = vec![
         (
             "a panic",
+            id.clone(),
             Box::new(|_| panic!("a faulty decision")),
             internal,
         ),
         (
             "another user's commit",
+            id.clone(),
             writing(&other, {
                 let other_before = other_before.clone();
                 move |_, other| next_commit(Some(other_before), other, locked())
@@ -142,16 +155,8 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
             internal,
         ),
         (
-            "a commit without events",
-            writing(&id, |stored, id| {
-                let mut commit = next_commit(stored, id, locked());
-                commit.events.clear();
-                commit
-            }),
-            internal,
-        ),
-        (
             "another user, unchanged",
+            id.clone(),
             Box::new({
                 let other_before = other_before.clone();
                 move |_| Ok(Decision::Unchanged(other_before))
@@ -159,16 +164,25 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
             internal,
         ),
         (
-            // Decided on a user that was never stored.
-            "a stale commit",
+            "an unchanged user that was never stored",
+            user("never-stored"),
+            Box::new({
+                let other_before = other_before.clone();
+                move |_| Ok(Decision::Unchanged(other_before))
+            }),
+            internal,
+        ),
+        (
+            "a commit built on a user that was never stored",
+            id.clone(),
             writing(&id, |_, id| {
                 next_commit(Some(added_at(id, 5)), id, locked())
             }),
             Error::is_conflict,
         ),
     ];
-    for (case, decide, expected) in refusals {
-        let err = repo.update(&id, decide).await.expect_err(case);
+    for (case, target, decide, expected) in refusals {
+        let err = repo.update(&target, decide).await.expect_err(case);
         assert!(expected(&err), "{case}: {err:?}");
     }
 
@@ -176,6 +190,7 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
     assert_eq!(f.all_events(&id).await.len(), 1);
     assert_eq!(f.stored(&other).await, other_before);
     assert_eq!(f.all_events(&other).await.len(), 1);
+    assert_eq!(repo.load(&user("never-stored")).await.expect("load"), None);
 
     let after = repo.update(&id, toggle(&id)).await.expect("still serving");
     assert_eq!(after.state, UserState::Locked);
@@ -183,42 +198,105 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
     f.assert_snapshot_is_replay(&id).await;
 }
 
-/// An active `id` at `sequence`, for a commit built on a user that is not
-/// the stored one.
-fn added_at(id: &UserId, sequence: u64) -> User {
-    let added = Event {
-        user_id: id.clone(),
-        org_id: crate::OrgId::new("acme").expect("valid org"),
-        sequence,
-        created_at: at(T0),
-        creator: UserId::new("updater").expect("valid id"),
-        payload: EventPayload::Added {
-            state: crate::InitialState::Active,
-        },
-    };
-    User::apply(None, &added)
+/// A raw commit ([`storage::append`]) built on a sequence the user is not
+/// at is a conflict, of kind Conflict: nothing is written, not even an
+/// index entry; one built on the stored user is stored with its indexes.
+pub async fn stale_commits_are_conflicts_and_write_nothing(repo: Arc<dyn UserRepository>) {
+    let f = Fixture::new(repo.clone());
+    let id = f.user_in_state("stale", UserState::Active).await;
+    let current = f.stored(&id).await;
+    let stale = [
+        ("a second creation", next_commit(None, &id, added())),
+        (
+            "one built at 2",
+            next_commit(Some(added_at(&id, 2)), &id, locked()),
+        ),
+        (
+            "one built at 7",
+            next_commit(Some(added_at(&id, 7)), &id, locked()),
+        ),
+    ];
+    for (case, commit) in stale {
+        let expected = commit.expected_sequence();
+        let err = repo
+            .update(&id, storage::append(commit))
+            .await
+            .expect_err(case);
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{case}: {err:?}");
+        assert!(err.is_conflict());
+        assert_eq!(err.id(), ids::CONFLICT);
+        assert!(
+            err.message()
+                .contains(&format!("expected sequence {expected}, found 1")),
+            "{case}: {err}"
+        );
+    }
+    assert_eq!(f.stored(&id).await, current);
+    let locked_users = repo
+        .list(&f.acme, &ListQuery::in_state(UserState::Locked))
+        .await
+        .expect("list");
+    assert!(
+        locked_users.users.is_empty(),
+        "a refused commit left an index entry"
+    );
+    let active = repo
+        .list(&f.acme, &ListQuery::in_state(UserState::Active))
+        .await
+        .expect("list");
+    assert_eq!(active.users, vec![current.clone()]);
+    assert_eq!(f.all_events(&id).await.len(), 1);
+
+    let fresh = next_commit(Some(current), &id, locked());
+    let stored = repo
+        .update(&id, storage::append(fresh.clone()))
+        .await
+        .expect("a fresh commit");
+    assert_eq!(&stored, fresh.snapshot());
+    assert_eq!(f.stored(&id).await, stored);
+    f.assert_snapshot_is_replay(&id).await;
+    let listed = repo
+        .list(&f.acme, &ListQuery::in_state(UserState::Locked))
+        .await
+        .expect("list");
+    assert_eq!(listed.users, vec![stored]);
+    let active = repo
+        .list(&f.acme, &ListQuery::in_state(UserState::Active))
+        .await
+        .expect("list");
+    assert!(active.users.is_empty(), "the old index entry stayed");
 }
 
 /// Threads toggle one user through `update` at once, deciding again on a
-/// conflict as the service does: every decision is stored exactly once, in
-/// one unbroken history, and the snapshot is its replay.
+/// conflict as the service does: every decision that did not conflict is
+/// stored exactly once, each conflict cost exactly one decision that wrote
+/// nothing, in one unbroken history whose replay is the snapshot.
 pub async fn concurrent_updates_store_every_decision_once(repo: Arc<dyn UserRepository>) {
     const THREADS: usize = 8;
     const UPDATES: usize = 25;
     let f = Fixture::new(repo.clone());
     let id = f.user_in_state("toggled", UserState::Active).await;
     let barrier = Arc::new(Barrier::new(THREADS));
+    let decisions = Arc::new(AtomicUsize::new(0));
     let jobs: Vec<Box<dyn FnOnce() -> Result<usize> + Send>> = (0..THREADS)
         .map(|_| {
-            let (repo, id, barrier) = (repo.clone(), id.clone(), barrier.clone());
+            let (repo, id, barrier, decisions) =
+                (repo.clone(), id.clone(), barrier.clone(), decisions.clone());
             Box::new(move || -> Result<usize> {
                 barrier.wait();
                 let mut conflicts = 0;
                 for _ in 0..UPDATES {
                     loop {
-                        match futures::executor::block_on(repo.update(&id, toggle(&id))) {
+                        let counted: Decide = {
+                            let (toggle, decisions) = (toggle(&id), decisions.clone());
+                            Box::new(move |stored| {
+                                decisions.fetch_add(1, Ordering::SeqCst);
+                                toggle(stored)
+                            })
+                        };
+                        match futures::executor::block_on(repo.update(&id, counted)) {
                             Ok(_) => break,
-                            Err(e) if e.is_conflict() => conflicts += 1,
+                            Err(e) if e.kind() == ErrorKind::Conflict => conflicts += 1,
                             Err(e) => return Err(e),
                         }
                     }
@@ -227,11 +305,22 @@ pub async fn concurrent_updates_store_every_decision_once(repo: Arc<dyn UserRepo
             }) as Box<dyn FnOnce() -> Result<usize> + Send>
         })
         .collect();
+    let mut conflicts = 0;
     for outcome in on_threads(jobs).await {
-        outcome.expect("an update failed");
+        conflicts += outcome.expect("an update failed");
     }
+    let written = THREADS * UPDATES;
+    assert_eq!(
+        decisions.load(Ordering::SeqCst),
+        written + conflicts,
+        "a decision ran without an answer, or an answer without a decision"
+    );
     let events = f.all_events(&id).await;
-    assert_eq!(events.len(), 1 + THREADS * UPDATES);
+    assert_eq!(
+        events.len(),
+        1 + written,
+        "{conflicts} conflicts wrote something"
+    );
     for (n, event) in events.iter().enumerate() {
         assert_eq!(event.sequence, n as u64 + 1, "the history has a gap");
     }
@@ -240,4 +329,42 @@ pub async fn concurrent_updates_store_every_decision_once(repo: Arc<dyn UserRepo
     assert_eq!(stored.state, UserState::Active);
     assert_eq!(stored.sequence, events.len() as u64);
     f.assert_snapshot_is_replay(&id).await;
+}
+
+/// Many threads write a raw commit ([`storage::append`]) to one user, all
+/// built on the same sequence: exactly one is stored, every other is a
+/// conflict, and only the winner's event is in the history.
+pub async fn concurrent_checked_appends_one_wins(repo: Arc<dyn UserRepository>) {
+    const THREADS: usize = 8;
+    let f = Fixture::new(repo.clone());
+    for round in 0..10 {
+        let id = f
+            .user_in_state(&format!("appended-{round}"), UserState::Active)
+            .await;
+        let current = f.stored(&id).await;
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let jobs = (0..THREADS)
+            .map(|n| {
+                let (repo, barrier, id) = (repo.clone(), barrier.clone(), id.clone());
+                let mut lock = event(&id, current.sequence + 1, locked());
+                lock.creator = user(&format!("writer-{n}"));
+                let commit = Commit::new(Some(current.clone()), vec![lock]).expect("commit");
+                Box::new(move || {
+                    barrier.wait();
+                    futures::executor::block_on(repo.update(&id, storage::append(commit)))
+                }) as Box<dyn FnOnce() -> _ + Send>
+            })
+            .collect();
+        let results: Vec<Result<User>> = on_threads(jobs).await;
+        let winners: Vec<&User> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        assert!(results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| e.kind() == ErrorKind::Conflict));
+        let history = f.all_events(&id).await;
+        assert_eq!(history.len(), 2, "round {round}");
+        assert_eq!(&f.stored(&id).await, winners[0]);
+        f.assert_snapshot_is_replay(&id).await;
+    }
 }

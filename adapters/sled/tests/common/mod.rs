@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tempfile::TempDir;
+use userstate::storage::Decide;
 use userstate::{
-    Commit, Decide, Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId,
-    UserRepository,
+    Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserRepository,
 };
 use userstate_sled::{SledOptions, SledRepository};
 
@@ -30,8 +30,8 @@ impl OnDisk {
     /// Opened with the options `configure` makes of the defaults.
     pub fn with(configure: impl FnOnce(SledOptions) -> SledOptions) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let repo = configure(SledOptions::new(dir.path().join("db")))
-            .open()
+        let repo = configure(SledOptions::new())
+            .open(dir.path().join("db"))
             .expect("open on disk");
         OnDisk { repo, dir }
     }
@@ -46,10 +46,6 @@ pub fn durable_on_disk() -> Arc<dyn UserRepository> {
 impl UserRepository for OnDisk {
     async fn load(&self, id: &UserId) -> Result<Option<User>> {
         self.repo.load(id).await
-    }
-
-    async fn append(&self, commit: Commit) -> Result<()> {
-        self.repo.append(commit).await
     }
 
     async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {

@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tempfile::TempDir;
+use userstate::storage::{Commit, Decide};
 use userstate::{
-    Caller, Commit, Decide, Event, EventPayload, HistoryQuery, InMemoryAuthorizer, InitialState,
-    ListQuery, LockRequest, OrgId, Page, Permission, Result, Timestamp, User, UserId,
+    Caller, Event, EventPayload, HistoryQuery, InMemoryAuthorizer, InitialState, ListQuery,
+    LockCause, OrgId, Page, Permission, Result, Timestamp, UnlockCause, User, UserId,
     UserRepository, UserService, MAX_PAGE_SIZE,
 };
 use userstate_sqlite::{Durability, SqliteOptions, SqliteRepository};
@@ -65,18 +66,15 @@ pub fn inline_durable_file() -> Arc<dyn UserRepository> {
     Arc::new(TempRepo::open(&SqliteOptions::new().inline_writes(true)))
 }
 
-/// A fresh in-memory repository.
-pub fn in_memory() -> Arc<dyn UserRepository> {
-    SqliteRepository::open_in_memory().expect("open").into()
+/// A fresh temporary database (in `/dev/shm` where the system has it).
+pub fn temporary() -> Arc<dyn UserRepository> {
+    SqliteRepository::open_temporary().expect("open").into()
 }
 
 #[async_trait]
 impl UserRepository for TempRepo {
     async fn load(&self, id: &UserId) -> Result<Option<User>> {
         self.repo.load(id).await
-    }
-    async fn append(&self, commit: Commit) -> Result<()> {
-        self.repo.append(commit).await
     }
     async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
         self.repo.update(id, decide).await
@@ -91,7 +89,8 @@ impl UserRepository for TempRepo {
 
 /// Two independently opened handles on one file (each with its own writer
 /// thread, readers and connections), used in turn: every call goes to the
-/// next handle, so a command's load and append usually go to different ones.
+/// next handle, so the reads that check a command usually go to the other
+/// handle than its update.
 #[derive(Debug)]
 pub struct TwoHandles {
     handles: [SqliteRepository; 2],
@@ -135,9 +134,6 @@ pub fn two_handles() -> Arc<dyn UserRepository> {
 impl UserRepository for TwoHandles {
     async fn load(&self, id: &UserId) -> Result<Option<User>> {
         self.handle().load(id).await
-    }
-    async fn append(&self, commit: Commit) -> Result<()> {
-        self.handle().append(commit).await
     }
     async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
         self.handle().update(id, decide).await
@@ -199,31 +195,22 @@ pub fn user(id: &str) -> UserId {
     UserId::new(id).expect("valid user id")
 }
 
-/// The payloads of `user.locked` and `user.unlocked` as the service decides
-/// them, taken from a scratch repository so tests can build commits by hand
-/// whatever fields the payloads carry.
+/// The payloads of an administrator's `user.locked` and `user.unlocked`.
 pub fn lock_and_unlock_payloads() -> (EventPayload, EventPayload) {
-    futures::executor::block_on(async {
-        let cast = Cast::new(in_memory());
-        let id = user("template");
-        let s = &cast.service;
-        s.create(&cast.admin, &id, InitialState::Active)
-            .await
-            .expect("create");
-        s.lock(&cast.admin, &id, LockRequest::new())
-            .await
-            .expect("lock");
-        s.unlock(&cast.admin, &id).await.expect("unlock");
-        let history = all_events(&*cast.service.repository().clone(), &id).await;
-        match &history[..] {
-            [_, locked, unlocked] => (locked.payload.clone(), unlocked.payload.clone()),
-            other => panic!("unexpected template history {other:?}"),
-        }
-    })
+    (
+        EventPayload::Locked {
+            reason: None,
+            expires_at: None,
+            cause: LockCause::Command,
+        },
+        EventPayload::Unlocked {
+            cause: UnlockCause::Command,
+        },
+    )
 }
 
-/// A commit of `payloads` on `before`, decided at sequence `expected` (which
-/// may be stale on purpose), numbered from `expected + 1`.
+/// A commit of `payloads` on `before` as if it were at sequence `expected`
+/// (which may be stale on purpose), numbered from `expected + 1`.
 pub fn commit_after(before: &User, expected: u64, payloads: &[EventPayload]) -> Commit {
     let events: Vec<Event> = payloads
         .iter()
@@ -237,14 +224,9 @@ pub fn commit_after(before: &User, expected: u64, payloads: &[EventPayload]) -> 
             payload: payload.clone(),
         })
         .collect();
-    let snapshot = events
-        .iter()
-        .fold(before.clone(), |user, event| User::apply(Some(user), event));
-    Commit {
-        expected_sequence: expected,
-        events,
-        snapshot,
-    }
+    let mut base = before.clone();
+    base.sequence = expected;
+    Commit::new(Some(base), events).expect("a well-formed commit")
 }
 
 /// Every stored event of `id`, page by page.

@@ -9,8 +9,8 @@ const CONSTRAINT_PRIMARY_KEY: i32 = 1555;
 /// SQLITE_CONSTRAINT_UNIQUE: a UNIQUE index already holds this key.
 const CONSTRAINT_UNIQUE: i32 = 2067;
 
-/// The library error for a SQLite failure outside the special cases the
-/// writer handles itself (key violations).
+/// The library error for a SQLite failure outside the one case the writer
+/// handles itself (a key violation).
 pub(crate) fn from_sqlite(error: rusqlite::Error) -> Error {
     let stored_value_unreadable = matches!(
         error,
@@ -42,10 +42,4 @@ pub(crate) fn is_key_violation(error: &rusqlite::Error) -> bool {
             if failure.extended_code == CONSTRAINT_PRIMARY_KEY
                 || failure.extended_code == CONSTRAINT_UNIQUE
     )
-}
-
-/// The error callers get when a worker thread is gone: it never comes back,
-/// so this is a fault (Internal), not a passing unavailability.
-pub(crate) fn worker_stopped(worker: &str) -> Error {
-    Error::internal(format!("the SQLite {worker} thread has stopped"))
 }

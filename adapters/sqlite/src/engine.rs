@@ -1,63 +1,50 @@
-//! How the writer's and the readers' connections are opened and configured.
+//! How the engine is opened: the writer's and the readers' connections to
+//! one file, configured and checked, and the file's upgrade at open.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
+use userstate::storage::Durability;
 use userstate::{Error, Result};
 
-use crate::options::{Durability, SqliteOptions};
-use crate::schema;
-use crate::sqlite_error::from_sqlite;
-
-/// Where the database lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Location {
-    /// A file, shared with any other handle or process that opens it.
-    File(PathBuf),
-    /// A private in-memory database with a single connection.
-    Memory,
-}
+use crate::error::from_sqlite;
+use crate::format;
+use crate::options::SqliteOptions;
 
 /// Statements each connection keeps prepared; more than the adapter uses.
 const STATEMENT_CACHE: usize = 32;
 
-/// The connection the writer thread owns: checked, switched to WAL, set to
-/// the chosen durability, migrated.
+/// The connection the writer owns: checked, switched to WAL, set to the
+/// chosen durability, upgraded to the current format.
 ///
 /// # Errors
 /// See [`SqliteOptions::open`].
-pub(crate) fn open_writer(location: &Location, options: &SqliteOptions) -> Result<Connection> {
+pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection> {
     // No SQLITE_OPEN_URI: a path is a path, never parsed as `file:` options.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = match location {
-        Location::File(path) => Connection::open_with_flags(path, flags),
-        Location::Memory => Connection::open_in_memory_with_flags(flags),
-    }
-    .map_err(from_sqlite)?;
+    let conn = Connection::open_with_flags(path, flags).map_err(from_sqlite)?;
     conn.busy_timeout(options.busy_timeout)
         .map_err(from_sqlite)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // Before anything writes: a foreign or newer file stays as it was.
-    schema::refuse_unknown(&conn)?;
-    if matches!(location, Location::File(_)) {
-        enable_wal(&conn, options.busy_timeout)?;
-    }
+    format::refuse_unknown(&conn)?;
+    enable_wal(&conn, options.busy_timeout)?;
     let synchronous = match options.durability {
         Durability::Durable => "FULL",
         Durability::Relaxed => "NORMAL",
     };
     conn.pragma_update(None, "synchronous", synchronous)
         .map_err(from_sqlite)?;
-    schema::migrate(&conn)?;
+    format::upgrade(&conn)?;
     Ok(conn)
 }
 
 /// A read-only connection to a file the writer has already opened and
-/// migrated.
+/// upgraded.
 ///
 /// # Errors
 /// Unavailable when the file cannot be opened; Internal otherwise.

@@ -1,9 +1,14 @@
-//! Forces what sled wrote to the device. sled 0.34 writes its log to the
-//! file `db` with `sync_file_range` only, writes blob files (`blobs/<lsn>`,
-//! for pages over a quarter segment) and its `conf` file without any sync,
-//! and renames snapshot files (`snap.<lsn>`) without syncing the directory.
-//! After a `Db::flush`, [`DeviceSync::sync`] supplies the missing
-//! `fdatasync`s and directory `fsync`s.
+//! How the engine is opened and made durable: what sled 0.34 keeps in a
+//! database directory, the checks before sled may open one, the open
+//! itself, and the syncs sled does not do.
+//!
+//! A directory holds `conf` (sled's storage parameters, written first when
+//! it creates a database), `db` (the log and pages), `blobs/` (values too
+//! large for a log segment) and `snap.<lsn>` (recovery snapshots). sled 0.34
+//! writes its log to `db` with `sync_file_range` only, writes blob files and
+//! `conf` without any sync, and renames snapshot files without syncing the
+//! directory; after a `Db::flush`, [`DeviceSync::sync`] supplies the
+//! missing `fdatasync`s and directory `fsync`s.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -11,7 +16,51 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::sled_files::{BLOB_DIR, DATA_FILE};
+use userstate::{Error, Result};
+
+use crate::error::from_sled;
+
+/// sled's data file.
+pub(crate) const DATA_FILE: &str = "db";
+/// sled's configuration file.
+pub(crate) const CONFIG_FILE: &str = "conf";
+/// sled's directory of large values.
+pub(crate) const BLOB_DIR: &str = "blobs";
+
+/// What a directory holds before sled opens it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Existing {
+    /// No data yet: sled will create the database.
+    Nothing,
+    /// A data file and sled's configuration: a sled database.
+    SledDatabase,
+    /// A data file sled did not create (no configuration next to it):
+    /// sled must not open it, as recovery would overwrite parts of it.
+    ForeignFile,
+}
+
+/// Looks at `root` without changing anything.
+pub(crate) fn inspect(root: &Path) -> Existing {
+    let has_data = std::fs::metadata(root.join(DATA_FILE)).is_ok_and(|m| m.len() > 0);
+    if !has_data {
+        Existing::Nothing
+    } else if root.join(CONFIG_FILE).is_file() {
+        Existing::SledDatabase
+    } else {
+        Existing::ForeignFile
+    }
+}
+
+/// Opens sled in `root` (after [`inspect`] said it may).
+///
+/// # Errors
+/// Corrupt when sled cannot read the files (sled 0.34 has assertions on its
+/// recovery path: a damaged directory gives an error, not a panic).
+pub(crate) fn open_sled(config: sled::Config) -> Result<sled::Db> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()))
+        .map_err(|_| Error::corrupt("sled cannot read the database files"))?
+        .map_err(from_sled)
+}
 
 /// The files of one sled database directory to sync, with the directory
 /// listings seen at the last sync (so only new files are synced again).
@@ -107,6 +156,17 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tells_empty_sled_and_foreign_directories_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(inspect(dir.path()), Existing::Nothing);
+        assert_eq!(inspect(&dir.path().join("missing")), Existing::Nothing);
+        std::fs::write(dir.path().join(DATA_FILE), b"someone else's").unwrap();
+        assert_eq!(inspect(dir.path()), Existing::ForeignFile);
+        std::fs::write(dir.path().join(CONFIG_FILE), b"conf").unwrap();
+        assert_eq!(inspect(dir.path()), Existing::SledDatabase);
+    }
 
     #[test]
     fn syncs_a_fresh_sled_directory_and_notices_new_files() {

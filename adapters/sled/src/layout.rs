@@ -1,8 +1,60 @@
-//! Key layout of the trees. Ids never contain control characters, so a 0x00
+//! Where things are on disk: the trees of the current format and the
+//! layout of their keys. Ids never contain control characters, so a 0x00
 //! byte after a variable-length id ends it unambiguously: `ab` and `a` can
 //! never share a prefix once the separator follows.
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `userstate.snapshots.v2` | user id | the user's record |
+//! | `userstate.events.v2` | user id, 0x00, sequence as big-endian u64 | the event's record |
+//! | `userstate.by_org_state` | org id, 0x00, state code, user id | empty |
+//! | `userstate.by_org` | org id, 0x00, user id (existing users only) | empty |
 
+use sled::{Db, Tree};
 use userstate::{Error, OrgId, Result, UserId, UserState};
+
+use crate::error::from_sled;
+use crate::record::state_code;
+
+/// Key of the format version in sled's default tree.
+pub(crate) const FORMAT_KEY: &[u8] = b"userstate.format";
+
+/// The snapshots of format 2.
+pub(crate) const SNAPSHOTS: &str = "userstate.snapshots.v2";
+/// The events of format 2.
+pub(crate) const EVENTS: &str = "userstate.events.v2";
+/// The index by organisation and state (every format).
+pub(crate) const BY_ORG_STATE: &str = "userstate.by_org_state";
+/// The index of existing users by organisation (every format).
+pub(crate) const BY_ORG: &str = "userstate.by_org";
+
+/// The open trees of a database of the current format: cheap to clone into
+/// the reader threads and the writer.
+#[derive(Debug, Clone)]
+pub(crate) struct Trees {
+    pub(crate) db: Db,
+    pub(crate) snapshots: Tree,
+    pub(crate) events: Tree,
+    pub(crate) by_org_state: Tree,
+    pub(crate) by_org: Tree,
+}
+
+impl Trees {
+    /// Opens the trees of `db`, which [`crate::format`] has checked.
+    ///
+    /// # Errors
+    /// sled errors as mapped by [`from_sled`].
+    pub(crate) fn open(db: Db) -> Result<Self> {
+        let tree = |name: &str| db.open_tree(name).map_err(from_sled);
+        Ok(Trees {
+            snapshots: tree(SNAPSHOTS)?,
+            events: tree(EVENTS)?,
+            by_org_state: tree(BY_ORG_STATE)?,
+            by_org: tree(BY_ORG)?,
+            db,
+        })
+    }
+}
 
 /// Ends a variable-length id inside a composite key.
 const SEPARATOR: u8 = 0x00;
@@ -75,6 +127,33 @@ pub(crate) fn user_after_prefix(key: &[u8], prefix: &[u8]) -> Result<UserId> {
         .map_err(|e| Error::corrupt("index key holds an invalid user id").with_source(e))
 }
 
+/// The user a `snapshots` key names.
+///
+/// # Errors
+/// Corrupt when the key is not a valid user id.
+pub(crate) fn user_of_snapshot_key(key: &[u8]) -> Result<UserId> {
+    user_after_prefix(key, &[])
+}
+
+/// The user and sequence an `events` key names.
+///
+/// # Errors
+/// Corrupt when the key is not an id, the separator and eight bytes.
+pub(crate) fn event_of_key(key: &[u8]) -> Result<(UserId, u64)> {
+    let split = key
+        .len()
+        .checked_sub(9)
+        .filter(|at| key.get(*at) == Some(&SEPARATOR))
+        .ok_or_else(|| Error::corrupt("an event key of the wrong shape"))?;
+    let (id, rest) = key.split_at(split);
+    let sequence = rest
+        .get(1..)
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| Error::corrupt("an event key of the wrong shape"))?;
+    Ok((user_after_prefix(id, &[])?, sequence))
+}
+
 /// The first key after `prefix` of a user's events: the separator ends the
 /// id so `a` never matches events of `ab`.
 fn id_prefix(id: &str) -> Vec<u8> {
@@ -89,17 +168,6 @@ pub(crate) fn events_end(user: &UserId) -> Vec<u8> {
     let mut key = user.as_str().as_bytes().to_vec();
     key.push(AFTER_SEPARATOR);
     key
-}
-
-/// One byte per state, fixed forever: it is part of stored keys.
-fn state_code(state: UserState) -> u8 {
-    match state {
-        UserState::Initial => 1,
-        UserState::Active => 2,
-        UserState::Locked => 3,
-        UserState::Inactive => 4,
-        UserState::Deleted => 5,
-    }
 }
 
 #[cfg(test)]
@@ -163,6 +231,20 @@ mod tests {
         assert!(user_after_prefix(&key, &org_prefix(&org("other"))).is_err());
         assert!(user_after_prefix(&[0, 0xff], &[0]).is_err());
         assert!(user_after_prefix(&[0], &[0]).is_err(), "empty id");
+    }
+
+    #[test]
+    fn event_keys_give_back_their_user_and_sequence() {
+        for (id, sequence) in [("a", 0), ("ab", 256), ("é", u64::MAX)] {
+            let key = event_key(&user(id), sequence);
+            assert_eq!(event_of_key(&key).unwrap(), (user(id), sequence));
+        }
+        assert!(event_of_key(b"short").is_err());
+        assert!(event_of_key(&[b'a', 1, 0, 0, 0, 0, 0, 0, 0, 1]).is_err());
+        assert!(
+            event_of_key(&[0, 0, 0, 0, 0, 0, 0, 0, 1]).is_err(),
+            "empty id"
+        );
     }
 
     #[test]

@@ -1,0 +1,272 @@
+//! The write side of the engine: a batch of updates, each decided on the
+//! user as stored and written in one sled transaction over the four trees,
+//! then one flush and device sync for the whole batch when durable.
+//! [`GroupCommit`](userstate::storage::GroupCommit) forms the batches, and
+//! every caller is answered after its batch's sync.
+//!
+//! Relaxed batches are answered without a sync while fewer than a bound of
+//! commands wait for one; the batch that passes it syncs first. That bounds
+//! what a crash can lose, and keeps writers from running ahead of sled's
+//! log writes (sled 0.34 queues those without limit, and the memory with
+//! them).
+//!
+//! A failed sync is final: the kernel may have dropped the pages it could
+//! not write, so a later sync that succeeds proves nothing about them.
+//! Every later batch is refused with the first failure.
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+use userstate::storage::{BatchWriter, Commit, Decision, Durability, Update};
+use userstate::{Error, Result, User, UserId, UserState};
+
+use crate::engine::DeviceSync;
+use crate::error::{from_io, from_sled};
+use crate::layout::{self, Trees};
+use crate::reader;
+use crate::record;
+
+/// The one writer of a database: its trees, its syncs and their state.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    trees: Trees,
+    device: DeviceSync,
+    durability: Durability,
+    max_unsynced: u64,
+    /// Relaxed commands acknowledged since the last sync.
+    unsynced: u64,
+    failure: Option<Error>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        trees: Trees,
+        device: DeviceSync,
+        durability: Durability,
+        max_unsynced: u64,
+    ) -> Self {
+        Writer {
+            trees,
+            device,
+            durability,
+            max_unsynced,
+            unsynced: 0,
+            failure: None,
+        }
+    }
+
+    /// Flushes sled and forces its files to the device.
+    ///
+    /// # Errors
+    /// Unavailable when the flush or a sync fails, then and for good.
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        if let Some(failure) = &self.failure {
+            return Err(failure.clone());
+        }
+        let synced = self.trees.db.flush().map_err(from_sled).and_then(|_| {
+            self.device
+                .sync()
+                .map_err(|e| from_io("cannot sync the database files", e))
+        });
+        match synced {
+            Ok(()) => {
+                self.unsynced = 0;
+                Ok(())
+            }
+            Err(failure) => {
+                self.failure = Some(failure.clone());
+                Err(failure)
+            }
+        }
+    }
+}
+
+impl BatchWriter for Writer {
+    fn commit(&mut self, batch: Vec<Update>) -> Vec<Result<User>> {
+        if let Some(failure) = &self.failure {
+            return vec![Err(failure.clone()); batch.len()];
+        }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut written = 0;
+        for update in batch {
+            let outcome = apply(&self.trees, update);
+            if let Ok((_, true)) = outcome {
+                written += 1;
+            }
+            outcomes.push(outcome);
+        }
+        let synced = match self.durability {
+            _ if written == 0 => Ok(()),
+            Durability::Durable => self.sync(),
+            Durability::Relaxed => {
+                self.unsynced += written;
+                if self.unsynced > self.max_unsynced {
+                    self.sync()
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        outcomes
+            .into_iter()
+            .map(|outcome| match (outcome, &synced) {
+                // Committed but not made durable: not acknowledged.
+                (Ok((_, true)), Err(failure)) => Err(failure.clone()),
+                (outcome, _) => outcome.map(|(user, _)| user),
+            })
+            .collect()
+    }
+}
+
+impl Drop for Writer {
+    /// Relaxed commands acknowledged since the last sync get their promised
+    /// sync when the database closes.
+    fn drop(&mut self) {
+        if self.unsynced > 0 {
+            let _ = self.sync();
+        }
+    }
+}
+
+/// One update: the user as stored, the decision on it, and what it
+/// decided. Returns the user after it and whether it wrote.
+pub(crate) fn apply(trees: &Trees, update: Update) -> Result<(User, bool)> {
+    let stored = reader::load(trees, update.id())?;
+    let old_keys = stored.as_ref().map(index_keys);
+    match update.decide(stored)? {
+        Decision::Unchanged(user) => Ok((user, false)),
+        Decision::Write(commit) => write(trees, old_keys, commit).map(|user| (user, true)),
+    }
+}
+
+/// The index entries of a stored user.
+struct IndexKeys {
+    org_state: Vec<u8>,
+    org: Vec<u8>,
+}
+
+fn index_keys(user: &User) -> IndexKeys {
+    IndexKeys {
+        org_state: layout::org_state_key(&user.org_id, user.state, &user.id),
+        org: layout::org_key(&user.org_id, &user.id),
+    }
+}
+
+/// Writes a commit decided on the stored user (whose index entries are
+/// `old`) in one transaction over all trees; returns the user after it.
+/// Only this writer writes, so the user cannot have moved on since it was
+/// read.
+///
+/// # Errors
+/// Corrupt when an event is already stored at a sequence the commit writes
+/// (the history ran ahead of its snapshot: never overwritten); sled errors
+/// as mapped by [`from_sled`]. Nothing is written on error.
+fn write(trees: &Trees, old: Option<IndexKeys>, commit: Commit) -> Result<User> {
+    let (events, snapshot) = commit.into_parts();
+    let id: &UserId = &snapshot.id;
+    let events = events
+        .iter()
+        .map(|event| {
+            Ok((
+                layout::event_key(id, event.sequence),
+                record::encode_event(event)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let snapshot_key = layout::snapshot_key(id);
+    let snapshot_record = record::encode_user(&snapshot)?;
+    let new = index_keys(&snapshot);
+    let exists = snapshot.state != UserState::Deleted;
+    let trees_in_order = (
+        &trees.events,
+        &trees.snapshots,
+        &trees.by_org_state,
+        &trees.by_org,
+    );
+    // Tree order is commit order: events before the snapshot before the
+    // indexes, so a reader that sees a snapshot also sees its events.
+    let outcome = trees_in_order.transaction(|(events_tree, snapshots, by_org_state, by_org)| {
+        for (key, value) in &events {
+            if events_tree
+                .insert(key.as_slice(), value.as_slice())?
+                .is_some()
+            {
+                return Err(ConflictableTransactionError::Abort(Error::corrupt(
+                    format!("user {id} has stored events beyond its snapshot"),
+                )));
+            }
+        }
+        snapshots.insert(snapshot_key.as_slice(), snapshot_record.as_slice())?;
+        if let Some(old) = &old {
+            by_org_state.remove(old.org_state.as_slice())?;
+            by_org.remove(old.org.as_slice())?;
+        }
+        by_org_state.insert(new.org_state.as_slice(), &[][..])?;
+        if exists {
+            by_org.insert(new.org.as_slice(), &[][..])?;
+        }
+        Ok(())
+    });
+    outcome.map_err(|e| match e {
+        TransactionError::Abort(error) => error,
+        TransactionError::Storage(error) => from_sled(error),
+    })?;
+    Ok(snapshot)
+}
+
+#[cfg(test)]
+mod tests {
+    use userstate::storage::{self, Commit};
+    use userstate::{Event, EventPayload, InitialState, OrgId, Timestamp};
+
+    use super::*;
+
+    fn writer(dir: &std::path::Path, durability: Durability, max_unsynced: u64) -> Writer {
+        let db = sled::Config::new().path(dir).open().unwrap();
+        let device = DeviceSync::open(dir).unwrap();
+        Writer::new(Trees::open(db).unwrap(), device, durability, max_unsynced)
+    }
+
+    fn create(id: &str) -> Update {
+        let id = UserId::new(id).unwrap();
+        let added = Event {
+            user_id: id.clone(),
+            org_id: OrgId::new("acme").unwrap(),
+            sequence: 1,
+            created_at: Timestamp::UNIX_EPOCH,
+            creator: id.clone(),
+            payload: EventPayload::Added {
+                state: InitialState::Active,
+            },
+        };
+        Update::new(id, storage::append(Commit::new(None, vec![added]).unwrap()))
+    }
+
+    #[test]
+    fn relaxed_batches_sync_only_past_the_unsynced_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = writer(dir.path(), Durability::Relaxed, 5);
+        for (n, unsynced) in [(2, 2), (3, 5), (1, 0), (4, 4)] {
+            let batch = (0..n)
+                .map(|i| create(&format!("u{unsynced}-{i}")))
+                .collect();
+            let outcomes = writer.commit(batch);
+            assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+            assert_eq!(writer.unsynced, unsynced, "after a batch of {n}");
+        }
+        // A batch that writes nothing counts nothing.
+        let refused = writer.commit(vec![create("u4-0")]);
+        assert!(refused[0].is_err(), "created twice");
+        assert_eq!(writer.unsynced, 4);
+        writer.sync().unwrap();
+        assert_eq!(writer.unsynced, 0);
+    }
+
+    #[test]
+    fn durable_batches_leave_nothing_unsynced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = writer(dir.path(), Durability::Durable, 5);
+        let outcomes = writer.commit((0..3).map(|i| create(&format!("u{i}"))).collect());
+        assert!(outcomes.iter().all(Result::is_ok));
+        assert_eq!(writer.unsynced, 0);
+    }
+}

@@ -1,0 +1,270 @@
+//! Which format a file is in: its version in `PRAGMA user_version`, the
+//! checks that refuse files this library does not know before anything
+//! writes to them, and the upgrades from earlier versions, each one
+//! transaction.
+//!
+//! | version | written by | records |
+//! |---|---|---|
+//! | 1 | 0.1.0 | the core types' JSON ([`record::v1`]) |
+//! | 2 | this release | the adapter's own records ([`crate::record`]) |
+
+use rusqlite::{params, Connection};
+use userstate::{Error, Result, UserId};
+
+use crate::error::from_sqlite;
+use crate::layout;
+use crate::reader;
+use crate::record::{self, v1};
+
+/// `PRAGMA application_id` of a userstate database ("usst"): tells our files
+/// from other applications' SQLite databases.
+pub(crate) const APPLICATION_ID: i32 = 0x7573_7374;
+
+/// Step `i` brings a database at version `i` to version `i + 1`.
+const UPGRADES: &[fn(&Connection) -> Result<()>] = &[create_tables, records_of_format_2];
+
+/// The schema version this library writes.
+pub(crate) const SCHEMA_VERSION: i64 = UPGRADES.len() as i64;
+
+/// Rows an upgrade rewrites per statement round, so memory stays bounded
+/// whatever the size of the database.
+const UPGRADE_CHUNK: i64 = 1000;
+
+/// What an opened file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// An empty database: no schema objects, no ids.
+    Empty,
+    /// A userstate database at this schema version (1 to [`SCHEMA_VERSION`]).
+    Version(i64),
+}
+
+/// Reads the file's identity without writing.
+///
+/// # Errors
+/// Corrupt for a file that is not a SQLite database, a database of another
+/// application, or a schema version this library does not know.
+fn inspect(conn: &Connection) -> Result<Found> {
+    let application_id: i32 = conn
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .map_err(from_sqlite)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(from_sqlite)?;
+    let objects: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
+        .map_err(from_sqlite)?;
+    match (application_id, version) {
+        (0, 0) if objects == 0 => Ok(Found::Empty),
+        (APPLICATION_ID, 1..=SCHEMA_VERSION) => Ok(Found::Version(version)),
+        (APPLICATION_ID, _) if version > SCHEMA_VERSION => Err(Error::corrupt(format!(
+            "the database has schema version {version}, newer than the versions this \
+             library knows (up to {SCHEMA_VERSION}); open it with a newer userstate-sqlite"
+        ))),
+        (APPLICATION_ID, _) => Err(Error::corrupt(format!(
+            "the database has an invalid schema version {version}"
+        ))),
+        _ => Err(Error::corrupt(format!(
+            "the file is a SQLite database of another application \
+             (application id {application_id}, schema version {version}, {objects} schema objects)"
+        ))),
+    }
+}
+
+/// Refuses, without writing anything, a file this library must not touch.
+///
+/// # Errors
+/// As [`inspect`].
+pub(crate) fn refuse_unknown(conn: &Connection) -> Result<()> {
+    inspect(conn).map(|_| ())
+}
+
+/// Brings the database to [`SCHEMA_VERSION`], creating it when empty, in
+/// one transaction: under the write lock (BEGIN IMMEDIATE), looking again
+/// there, so two processes opening one file upgrade it once, and a failed
+/// or interrupted upgrade leaves the file as it was.
+///
+/// # Errors
+/// As [`inspect`]; Unavailable when the write lock stays taken past the busy
+/// timeout; Corrupt when a stored row does not decode in its old format
+/// (the file is left as it was); Internal for other failures.
+pub(crate) fn upgrade(conn: &Connection) -> Result<()> {
+    if inspect(conn)? == Found::Version(SCHEMA_VERSION) {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(from_sqlite)?;
+    let upgraded = inspect(conn).and_then(|found| {
+        let from = match found {
+            Found::Empty => {
+                conn.pragma_update(None, "application_id", APPLICATION_ID)
+                    .map_err(from_sqlite)?;
+                0
+            }
+            Found::Version(version) => version,
+        };
+        for (step, to) in UPGRADES
+            .iter()
+            .zip(1..)
+            .skip(usize::try_from(from).unwrap_or(0))
+        {
+            step(conn).map_err(|e| refused_upgrade(from, e))?;
+            conn.pragma_update(None, "user_version", to)
+                .map_err(from_sqlite)?;
+        }
+        Ok(())
+    });
+    match upgraded {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(from_sqlite),
+        Err(e) => {
+            // The failure is what the caller needs to see; a failed rollback
+            // is undone by SQLite when the connection closes.
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// An upgrade that stopped at stored data it cannot read: says so, and that
+/// nothing changed. Other failures (a busy or full disk) keep their kind.
+fn refused_upgrade(from: i64, error: Error) -> Error {
+    if error.id() != userstate::ids::CORRUPT {
+        return error;
+    }
+    Error::corrupt(format!(
+        "cannot upgrade the database from schema version {from} to {SCHEMA_VERSION}: {}; \
+         the file is unchanged: restore the row from a backup, or open the file with \
+         the release that wrote it and remove the user",
+        error.message()
+    ))
+    .with_source(error)
+}
+
+/// Version 1: the tables and indexes.
+fn create_tables(conn: &Connection) -> Result<()> {
+    conn.execute_batch(layout::TABLES).map_err(from_sqlite)
+}
+
+/// Version 2: every snapshot and payload rewritten from the core types'
+/// JSON into the adapter's own records. The tables stay as they are.
+fn records_of_format_2(conn: &Connection) -> Result<()> {
+    let mut after = String::new();
+    loop {
+        let rows = conn
+            .prepare_cached(
+                "SELECT id, org, state, sequence, snapshot FROM users
+                 WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )
+            .and_then(|mut select| {
+                select
+                    .query_map(params![after, UPGRADE_CHUNK], reader::user_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(from_sqlite)?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = last.id.clone();
+        for row in &rows {
+            let user = v1::decode_user(row)?;
+            let snapshot = record::encode_user(&user)?.snapshot;
+            conn.prepare_cached("UPDATE users SET snapshot = ?2 WHERE id = ?1")
+                .and_then(|mut update| update.execute(params![row.id, snapshot]))
+                .map_err(from_sqlite)?;
+            payloads_of_format_2(conn, &user.id)?;
+        }
+    }
+}
+
+/// The payloads of one user's events, rewritten into format 2.
+fn payloads_of_format_2(conn: &Connection, user: &UserId) -> Result<()> {
+    let mut after = 0i64;
+    loop {
+        let rows = conn
+            .prepare_cached(layout::HISTORY)
+            .and_then(|mut select| {
+                select
+                    .query_map(
+                        params![user.as_str(), after, UPGRADE_CHUNK],
+                        reader::event_row,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(from_sqlite)?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = last.sequence;
+        for row in &rows {
+            let payload = v1::decode_payload(&row.event_type, &row.payload).map_err(|e| {
+                Error::corrupt(format!(
+                    "the format-1 event {} of user {user} cannot be decoded",
+                    row.sequence
+                ))
+                .with_source(e)
+            })?;
+            let (event_type, payload) = record::encode_payload(&payload)?;
+            conn.prepare_cached(
+                "UPDATE events SET event_type = ?3, payload = ?4
+                 WHERE user_id = ?1 AND sequence = ?2",
+            )
+            .and_then(|mut update| {
+                update.execute(params![user.as_str(), row.sequence, event_type, payload])
+            })
+            .map_err(from_sqlite)?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_database_is_created_at_the_current_version_once() {
+        let conn = Connection::open_in_memory().unwrap();
+        assert_eq!(inspect(&conn).unwrap(), Found::Empty);
+        upgrade(&conn).unwrap();
+        assert_eq!(inspect(&conn).unwrap(), Found::Version(SCHEMA_VERSION));
+        upgrade(&conn).unwrap();
+        assert_eq!(inspect(&conn).unwrap(), Found::Version(SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn foreign_and_newer_databases_are_refused() {
+        let foreign = Connection::open_in_memory().unwrap();
+        foreign.execute_batch("CREATE TABLE t (x)").unwrap();
+        let err = upgrade(&foreign).unwrap_err();
+        assert_eq!(err.id(), userstate::ids::CORRUPT);
+        assert!(err.message().contains("another application"), "{err}");
+
+        let newer = Connection::open_in_memory().unwrap();
+        upgrade(&newer).unwrap();
+        newer.pragma_update(None, "user_version", 999).unwrap();
+        let err = upgrade(&newer).unwrap_err();
+        assert_eq!(err.id(), userstate::ids::CORRUPT);
+        assert!(err.message().contains("999"), "{err}");
+    }
+
+    #[test]
+    fn a_format_1_row_that_does_not_decode_stops_the_upgrade_and_changes_nothing() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        create_tables(&conn).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO users (id, org, state, sequence, snapshot) VALUES ('a', 'o', 'active', 1, '{')",
+            [],
+        )
+        .unwrap();
+        let err = upgrade(&conn).unwrap_err();
+        assert_eq!(err.id(), userstate::ids::CORRUPT);
+        assert!(err.message().contains("user a"), "{err}");
+        assert!(err.message().contains("unchanged"), "{err}");
+        assert_eq!(inspect(&conn).unwrap(), Found::Version(1));
+        let snapshot: String = conn
+            .query_row("SELECT snapshot FROM users", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(snapshot, "{");
+    }
+}

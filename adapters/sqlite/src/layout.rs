@@ -1,0 +1,108 @@
+//! Where things are on disk: the tables and indexes of the current schema
+//! and the statements that read and write them.
+//!
+//! ```sql
+//! users  (id PRIMARY KEY, org, state, sequence, snapshot)   -- snapshot: record::UserRecord
+//! events (user_id, sequence, org, event_type, created_at, creator, payload,
+//!         PRIMARY KEY (user_id, sequence))                  -- payload: the type's record
+//! INDEX users_by_org_state ON users (org, state, id)
+//! INDEX users_by_org       ON users (org, id) WHERE state <> 'deleted'
+//! ```
+
+/// The tables and indexes, unchanged since schema version 1.
+///
+/// - `users` holds the snapshot (a cache of the replay of the user's events)
+///   and the columns the lists need (`org`, `state`) and the writer reads.
+/// - `users_by_org_state` serves "users of an organisation in a state, by id";
+///   `users_by_org` serves "users of an organisation that exist, by id"
+///   (partial: deleted users are not in it).
+/// - `events` is keyed by (user, sequence), so a stored event is never
+///   overwritten.
+///
+/// Tables are STRICT so a value of the wrong type cannot be stored, and
+/// WITHOUT ROWID because they are looked up by their text keys.
+pub(crate) const TABLES: &str = "
+CREATE TABLE users (
+    id       TEXT    NOT NULL PRIMARY KEY,
+    org      TEXT    NOT NULL,
+    state    TEXT    NOT NULL,
+    sequence INTEGER NOT NULL CHECK (sequence > 0),
+    snapshot TEXT    NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX users_by_org_state ON users (org, state, id);
+CREATE INDEX users_by_org ON users (org, id) WHERE state <> 'deleted';
+CREATE TABLE events (
+    user_id    TEXT    NOT NULL,
+    sequence   INTEGER NOT NULL CHECK (sequence > 0),
+    org        TEXT    NOT NULL,
+    event_type TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    creator    TEXT    NOT NULL,
+    payload    TEXT    NOT NULL,
+    PRIMARY KEY (user_id, sequence)
+) STRICT, WITHOUT ROWID;
+";
+
+pub(crate) const LOAD: &str = "SELECT id, org, state, sequence, snapshot FROM users WHERE id = ?1";
+
+pub(crate) const HISTORY: &str =
+    "SELECT sequence, org, event_type, created_at, creator, payload, user_id
+     FROM events WHERE user_id = ?1 AND sequence > ?2 ORDER BY sequence LIMIT ?3";
+
+/// Served by `users_by_org_state`.
+pub(crate) const LIST_IN_STATE: &str = "SELECT id, org, state, sequence, snapshot
+     FROM users WHERE org = ?1 AND state = ?2 AND id > ?3 ORDER BY id LIMIT ?4";
+
+/// Served by the partial index `users_by_org`: the literal `state <> 'deleted'`
+/// is what lets SQLite match the index's own WHERE clause.
+pub(crate) const LIST_EXISTING: &str = "SELECT id, org, state, sequence, snapshot
+     FROM users WHERE org = ?1 AND state <> 'deleted' AND id > ?2 ORDER BY id LIMIT ?3";
+
+pub(crate) const INSERT_EVENT: &str =
+    "INSERT INTO events (user_id, sequence, org, event_type, created_at, creator, payload)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// One statement for a new and an existing user: the writer read the user
+/// under the write lock, so there is nothing left to check.
+pub(crate) const UPSERT_USER: &str =
+    "INSERT INTO users (id, org, state, sequence, snapshot) VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (id) DO UPDATE SET
+         org = excluded.org, state = excluded.state,
+         sequence = excluded.sequence, snapshot = excluded.snapshot";
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::*;
+
+    /// The lists must be served by their indexes, never a scan of all users.
+    #[test]
+    fn reads_use_their_indexes() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(TABLES).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let unbound = std::iter::repeat_n("x", stmt.parameter_count());
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(unbound), |row| {
+                    row.get::<_, String>(3)
+                })
+                .unwrap()
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .unwrap();
+            rows.join("; ")
+        };
+        let by_state = plan(LIST_IN_STATE);
+        assert!(
+            by_state.contains("INDEX users_by_org_state ("),
+            "{by_state}"
+        );
+        assert!(!by_state.contains("TEMP B-TREE"), "{by_state}");
+        let existing = plan(LIST_EXISTING);
+        assert!(existing.contains("INDEX users_by_org ("), "{existing}");
+        assert!(!existing.contains("TEMP B-TREE"), "{existing}");
+        let history = plan(HISTORY);
+        assert!(history.contains("PRIMARY KEY"), "{history}");
+    }
+}

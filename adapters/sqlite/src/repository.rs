@@ -1,0 +1,176 @@
+//! [`SqliteRepository`]: the [`UserRepository`] on one SQLite file, with the
+//! writes on the group-commit writer and the reads on a pool of reader
+//! connections.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+use userstate::storage::{
+    Decide, GroupCommit, TemporaryDir, UserRepository, WorkerPool, WriterStats,
+};
+use userstate::{Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId};
+
+use crate::engine;
+use crate::options::SqliteOptions;
+use crate::reader;
+use crate::writer::Writer;
+
+/// A [`UserRepository`] on a SQLite database.
+///
+/// Cheap to clone: clones share one writer, its group commits and its
+/// [`WriterStats`]. Opening the same file again gives an independent handle
+/// with its own threads; handles (and processes) on one file still see each
+/// other's commits, and none conflicts: each decides under SQLite's write
+/// lock, on the user as read inside its transaction.
+///
+/// Dropping the last clone lets the writer commit the queued work, waits
+/// for the threads and closes the connections.
+///
+/// A command whose future is dropped after it was queued may still be
+/// stored, as with any database: the service's next command sees it.
+#[derive(Clone)]
+pub struct SqliteRepository {
+    inner: Arc<Inner>,
+}
+
+/// Field order is drop order: the writer commits what is queued and closes
+/// its connection, the readers close theirs, then a temporary directory goes.
+struct Inner {
+    writer: GroupCommit<Writer>,
+    readers: WorkerPool<Connection>,
+    options: SqliteOptions,
+    path: PathBuf,
+    _temporary: Option<TemporaryDir>,
+}
+
+impl SqliteRepository {
+    /// Opens (creating if missing) the database file at `path` with the
+    /// default [`SqliteOptions`]: durable, WAL, 5 s busy timeout.
+    ///
+    /// # Errors
+    /// See [`SqliteOptions::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        SqliteOptions::new().open(path)
+    }
+
+    /// A new temporary database with the default options (see
+    /// [`SqliteOptions::open_temporary`]).
+    ///
+    /// # Errors
+    /// See [`SqliteOptions::open_temporary`].
+    pub fn open_temporary() -> Result<Self> {
+        SqliteOptions::new().open_temporary()
+    }
+
+    pub(crate) fn open_with(
+        path: &Path,
+        options: &SqliteOptions,
+        temporary: Option<TemporaryDir>,
+    ) -> Result<Self> {
+        // The writer first: it creates, checks and upgrades the file the
+        // readers then open.
+        let conn = engine::open_writer(path, options)?;
+        let readers = (0..options.reader_threads)
+            .map(|_| engine::open_reader(path, options))
+            .collect::<Result<Vec<_>>>()?;
+        let readers = WorkerPool::start("userstate-sqlite-reader", readers)?;
+        let writer = GroupCommit::start(
+            "userstate-sqlite-writer",
+            Writer::new(conn),
+            options.max_batch,
+            options.inline_writes,
+        )?;
+        Ok(SqliteRepository {
+            inner: Arc::new(Inner {
+                writer,
+                readers,
+                options: options.clone(),
+                path: path.to_path_buf(),
+                _temporary: temporary,
+            }),
+        })
+    }
+
+    /// The writer's counters: commands, the batches that shared a
+    /// transaction, conflicts, the largest batch. Shared by clones of this
+    /// handle, not by other handles on the same file.
+    pub fn stats(&self) -> WriterStats {
+        self.inner.writer.stats()
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The options the database was opened with.
+    pub fn options(&self) -> &SqliteOptions {
+        &self.inner.options
+    }
+
+    /// Makes every command acknowledged so far durable, after the writes
+    /// queued before it: useful in relaxed mode (at a checkpoint of the
+    /// host, before exit); in durable mode every acknowledged command
+    /// already is.
+    ///
+    /// # Errors
+    /// Unavailable when readers kept the checkpoint from finishing within
+    /// the busy timeout; Internal for other failures.
+    pub async fn sync(&self) -> Result<()> {
+        self.inner.writer.exclusive(Writer::sync).await
+    }
+}
+
+impl fmt::Debug for SqliteRepository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteRepository")
+            .field("path", &self.inner.path)
+            .field("options", &self.inner.options)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<SqliteRepository> for Arc<dyn UserRepository> {
+    fn from(repository: SqliteRepository) -> Self {
+        Arc::new(repository)
+    }
+}
+
+#[async_trait]
+impl UserRepository for SqliteRepository {
+    async fn load(&self, id: &UserId) -> Result<Option<User>> {
+        let id = id.clone();
+        self.inner
+            .readers
+            .run(move |conn| reader::load(conn, &id))
+            .await
+    }
+
+    /// Queues the update for the writer, which runs the decision inside the
+    /// batch's transaction, on the user read under the write lock: it never
+    /// conflicts. Answered once the transaction committed (fsynced when
+    /// durable) or failed.
+    async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
+        self.inner.writer.update(id.clone(), decide).await
+    }
+
+    async fn history(&self, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {
+        let id = id.clone();
+        self.inner
+            .readers
+            .run(move |conn| reader::history(conn, &id, query))
+            .await
+    }
+
+    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page> {
+        let (org, query) = (org.clone(), query.clone());
+        self.inner
+            .readers
+            .run(move |conn| reader::list(conn, &org, &query))
+            .await
+    }
+}

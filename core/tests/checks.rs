@@ -1,0 +1,152 @@
+//! The order of checks (arguments, permission, existence, transition) and
+//! the refusal of bad input before anything is read: the service's own
+//! logic, tested once here over the in-memory repository.
+
+use std::sync::Arc;
+
+use futures::executor::block_on;
+use userstate::conformance::{at, user, Fixture};
+use userstate::{
+    ids, Caller, ErrorKind, HistoryQuery, InMemoryRepository, ListQuery, LockReason, LockRequest,
+    OrgId, UserId, UserState,
+};
+
+fn fixture() -> Fixture {
+    Fixture::new(Arc::new(InMemoryRepository::new()))
+}
+
+/// The order of checks: arguments, then permission in the targeted organisation, then
+/// existence there, then the transition; a user of another organisation is
+/// indistinguishable from one that does not exist.
+#[test]
+fn tenant_isolation_and_order_of_checks() {
+    block_on(async {
+        let f = fixture();
+        let s = &f.service;
+        let acme_user = f.user_in_state("acme-user", UserState::Locked).await;
+        let missing = user("missing");
+
+        // 1. Arguments first: a bad expiry beats a missing permission.
+        let err = s
+            .lock(&f.nobody, &acme_user, LockRequest::new().until(at(0)))
+            .await
+            .expect_err("bad argument");
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+
+        // 2. Permission before existence or state: the same answer for a user that
+        // exists, one that does not, and one in any state.
+        for caller in [&f.nobody, &f.acme_reader] {
+            for id in [&acme_user, &missing] {
+                let err = s.unlock(caller, id).await.expect_err("no write");
+                assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+                assert_eq!(err.id(), ids::PERMISSION_DENIED);
+            }
+        }
+        let err = s
+            .remove(&f.acme_writer, &acme_user)
+            .await
+            .expect_err("no delete");
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+        let err = s.get(&f.nobody, &acme_user).await.expect_err("no read");
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+
+        // 3. A caller with every permission in its own organisation sees nothing
+        // of another: errors equal those for an id that was never used.
+        let globex = &f.globex_admin;
+        let foreign = s.unlock(globex, &acme_user).await.expect_err("foreign");
+        let absent = s.unlock(globex, &missing).await.expect_err("absent");
+        assert_eq!(foreign, absent);
+        assert_eq!(foreign.body(), absent.body());
+        assert_eq!(foreign.kind(), ErrorKind::NotFound);
+        let foreign = s.get(globex, &acme_user).await.expect_err("foreign get");
+        assert_eq!(
+            foreign,
+            s.get(globex, &missing).await.expect_err("absent get")
+        );
+        let foreign = s
+            .history(globex, &acme_user, HistoryQuery::default())
+            .await
+            .expect_err("foreign history");
+        assert_eq!(foreign.kind(), ErrorKind::NotFound);
+        let page = s.list(globex, &ListQuery::all()).await.expect("list");
+        assert!(page.users.is_empty());
+        let err = s
+            .remove(globex, &acme_user)
+            .await
+            .expect_err("foreign remove");
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert_eq!(
+            s.login_allowed(&acme_user).await.expect_err("locked").id(),
+            ids::LOGIN_LOCKED
+        );
+
+        // Naming acme without a grant there is denied, not not-found.
+        let err = s
+            .unlock(&globex.clone().in_org(f.acme.clone()), &acme_user)
+            .await
+            .expect_err("no grant in acme");
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+
+        // An instance-wide grant covers every organisation, but only the one named.
+        let root = &f.root;
+        let err = s
+            .unlock(root, &acme_user)
+            .await
+            .expect_err("root's own org");
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        s.unlock(&root.clone().in_org(f.acme.clone()), &acme_user)
+            .await
+            .expect("root in acme");
+
+        // 4. The transition last.
+        let err = s
+            .unlock(&f.acme_writer, &acme_user)
+            .await
+            .expect_err("not locked");
+        assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
+
+        // A caller acting on itself needs the same permission as anyone.
+        let selfish = Caller::new(acme_user.clone(), f.acme.clone());
+        let err = s
+            .lock(&selfish, &acme_user, LockRequest::new())
+            .await
+            .expect_err("self");
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+
+        // Nothing above touched the user except root's unlock.
+        assert_eq!(f.stored(&acme_user).await.sequence, 3);
+        f.assert_snapshot_is_replay(&acme_user).await;
+        assert_eq!(f.repo.load(&missing).await.expect("load"), None);
+    });
+}
+
+/// Empty, 1 MiB, NUL and control-character ids and organisations, and
+/// over-long reasons are InvalidArgument before anything is read.
+#[test]
+fn hostile_input_is_refused_before_anything_is_read() {
+    let huge = "x".repeat(1 << 20);
+    for bad in [
+        "",
+        "nul\0byte",
+        "bell\u{7}",
+        "line\nbreak",
+        "del\u{7f}",
+        &huge,
+    ] {
+        for err in [
+            UserId::new(bad).expect_err("bad user id"),
+            OrgId::new(bad).expect_err("bad org id"),
+        ] {
+            assert_eq!(
+                err.kind(),
+                ErrorKind::InvalidArgument,
+                "{:?}",
+                &bad[..bad.len().min(20)]
+            );
+        }
+    }
+    let err =
+        LockReason::new("r".repeat(userstate::MAX_REASON_CHARS + 1)).expect_err("long reason");
+    assert_eq!(err.id(), ids::INVALID_REASON);
+    assert!(serde_json::from_str::<UserId>("\"a\\u0000b\"").is_err());
+}
