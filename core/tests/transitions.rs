@@ -78,7 +78,7 @@ fn expected(start: Start, command: &Command) -> Expected {
         (Command::CompleteInitialisation, Initial) => Ok(S::Active),
         (Command::CompleteInitialisation, _) => precondition(ids::NOT_INITIAL),
 
-        // Beyond the table: recording checks (§7) under a policy that never locks.
+        // Beyond the table: recording checks under a policy that never locks.
         (Command::RecordCheck { .. }, Initial) => Ok(S::Initial),
         (Command::RecordCheck { .. }, Active) => Ok(S::Active),
         (Command::RecordCheck { .. }, LockedFromActive | LockedFromInitial) => {

@@ -62,13 +62,13 @@ pub(crate) const INSERT_EVENT: &str =
     "INSERT INTO events (user_id, sequence, org, event_type, created_at, creator, payload)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
-/// One statement for a new and an existing user: the writer read the user
-/// under the write lock, so there is nothing left to check.
-pub(crate) const UPSERT_USER: &str =
-    "INSERT INTO users (id, org, state, sequence, snapshot) VALUES (?1, ?2, ?3, ?4, ?5)
-     ON CONFLICT (id) DO UPDATE SET
-         org = excluded.org, state = excluded.state,
-         sequence = excluded.sequence, snapshot = excluded.snapshot";
+pub(crate) const INSERT_USER: &str =
+    "INSERT INTO users (id, org, state, sequence, snapshot) VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// By id alone: the writer read the user under the write lock, so there is
+/// nothing left to check.
+pub(crate) const UPDATE_USER: &str =
+    "UPDATE users SET org = ?2, state = ?3, sequence = ?4, snapshot = ?5 WHERE id = ?1";
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ use userstate::storage::{BatchWriter, Commit, Decision, Update};
 use userstate::{Error, Result, User};
 
 use crate::error::{from_sqlite, is_key_violation};
-use crate::layout::{INSERT_EVENT, UPSERT_USER};
+use crate::layout::{INSERT_EVENT, INSERT_USER, UPDATE_USER};
 use crate::reader;
 use crate::record;
 
@@ -105,6 +105,7 @@ fn apply(conn: &Connection, update: Update) -> Result<User> {
 /// Inserts the events and writes the snapshot of a commit decided on the
 /// user as read under the write lock.
 fn write(conn: &Connection, commit: Commit) -> Result<User> {
+    let expected_sequence = commit.expected_sequence();
     let (events, snapshot) = commit.into_parts();
     let user = snapshot.id.as_str();
     let mut insert = conn.prepare_cached(INSERT_EVENT).map_err(from_sqlite)?;
@@ -132,9 +133,15 @@ fn write(conn: &Connection, commit: Commit) -> Result<User> {
             })?;
     }
     let row = record::encode_user(&snapshot)?;
-    conn.prepare_cached(UPSERT_USER)
-        .and_then(|mut upsert| {
-            upsert.execute(params![
+    let statement = if expected_sequence == 0 {
+        INSERT_USER
+    } else {
+        UPDATE_USER
+    };
+    let written = conn
+        .prepare_cached(statement)
+        .and_then(|mut write| {
+            write.execute(params![
                 row.id,
                 row.org,
                 row.state,
@@ -143,6 +150,11 @@ fn write(conn: &Connection, commit: Commit) -> Result<User> {
             ])
         })
         .map_err(from_sqlite)?;
+    if written != 1 {
+        return Err(Error::internal(format!(
+            "the row of user {user} was not where the writer read it"
+        )));
+    }
     Ok(snapshot)
 }
 

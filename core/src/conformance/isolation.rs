@@ -1,7 +1,7 @@
 //! The tenant-isolation matrix: every kind of caller × every command and read
-//! × users of two organisations, each outcome exactly as SPEC §5 orders the
-//! checks, and never a difference between "in another organisation" and
-//! "does not exist".
+//! × users of two organisations, each outcome exactly as the README's order
+//! of checks says, and never a difference between "in another organisation"
+//! and "does not exist".
 
 use std::sync::Arc;
 
@@ -138,7 +138,7 @@ fn subsets() -> Vec<Vec<Permission>> {
 /// Every caller (each permission combination in acme and in globex, an
 /// instance-wide root, the target user itself with and without a grant) ×
 /// both target organisations × every command and read × users of both
-/// organisations. Each outcome follows SPEC §5's order exactly; a user of
+/// organisations. Each outcome follows the order of checks exactly; a user of
 /// another organisation gives the very error a missing id gives; lists never
 /// show another organisation's users; nothing is written on any error.
 pub async fn tenant_isolation_matrix(repo: Arc<dyn UserRepository>) {

@@ -2,8 +2,8 @@
 //! callers in several organisations, run against a plain reference model and
 //! the real service; every answer and the final states must agree.
 //!
-//! The model is written from SPEC §2 and §5 directly and shares no decision
-//! code with the library.
+//! The model is written from the README's transition table and order of
+//! checks directly and shares no decision code with the library.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
