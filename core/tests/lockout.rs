@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use futures::executor::block_on;
-use userstate::conformance::Fixture;
+use userstate::conformance::{policy, Fixture};
 use userstate::{
     ids, ErrorKind, EventPayload, Factor, InMemoryRepository, LockCause, LockoutPolicy,
     UnlockCause, UserState,
@@ -16,14 +16,6 @@ use userstate::{
 
 fn fixture() -> Fixture {
     Fixture::new(Arc::new(InMemoryRepository::new()))
-}
-
-fn policy(max_password: u32, max_otp: u32) -> LockoutPolicy {
-    LockoutPolicy {
-        max_password_attempts: max_password,
-        max_otp_attempts: max_otp,
-        ..LockoutPolicy::default()
-    }
 }
 
 /// The failure that reaches the limit is written together with `user.locked`;

@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 
 use futures::executor::block_on;
-use userstate::storage::{self, Commit, Decide, Decision};
+use userstate::conformance::group::{decided_on, Stall};
+use userstate::storage::{self, Commit};
 use userstate::{
     Caller, Event, EventPayload, InMemoryAuthorizer, InitialState, LockRequest, OrgId, Permission,
     Timestamp, UserId, UserRepository, UserService,
@@ -36,29 +36,6 @@ fn wait_until_queued(repo: &SledRepository, queued: u64) {
     }
 }
 
-/// Starts an update of `id` whose decision waits until the returned sender
-/// is dropped or sent to: the writer is inside its batch when this returns.
-fn stall_the_writer(
-    repo: &SledRepository,
-    id: &UserId,
-) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
-    let (started, running) = mpsc::channel();
-    let (release, released) = mpsc::channel::<()>();
-    let decide: Decide = Box::new(move |stored| {
-        started.send(()).unwrap();
-        let _ = released.recv();
-        Ok(Decision::Unchanged(stored.expect("created")))
-    });
-    let stalled = {
-        let (repo, id) = (repo.clone(), id.clone());
-        thread::spawn(move || {
-            block_on(repo.update(&id, decide)).unwrap();
-        })
-    };
-    running.recv().unwrap();
-    (release, stalled)
-}
-
 /// 64 callers on threads of their own create a user each behind a stalled
 /// writer: all 64 share the next batch (and, durable, its one sync); then
 /// each locks and unlocks, and every command is stored.
@@ -67,7 +44,7 @@ fn sixty_four_callers_share_a_batch(repo: &SledRepository) {
     let blocker = UserId::new("blocker").unwrap();
     block_on(service.create(&admin, &blocker, InitialState::Active)).unwrap();
     let before = repo.stats();
-    let (release, stalled) = stall_the_writer(repo, &blocker);
+    let stall = Stall::hold(Arc::new(repo.clone()), &blocker);
     let threads: Vec<_> = (0..CALLERS)
         .map(|i| {
             let (service, admin) = (service.clone(), admin.clone());
@@ -85,8 +62,7 @@ fn sixty_four_callers_share_a_batch(repo: &SledRepository) {
         })
         .collect();
     wait_until_queued(repo, CALLERS as u64);
-    release.send(()).unwrap();
-    stalled.join().unwrap();
+    stall.release();
     for thread in threads {
         thread.join().unwrap();
     }
@@ -113,17 +89,6 @@ fn sixty_four_durable_callers_share_a_batch() {
 #[test]
 fn sixty_four_inline_callers_share_a_batch() {
     sixty_four_callers_share_a_batch(&common::OnDisk::with(|o| o.inline_writes(true)).repo);
-}
-
-/// The thread a decision ran on, through `update`.
-fn decided_on(repo: &SledRepository, id: &UserId) -> thread::ThreadId {
-    let (seen, ran_on) = mpsc::channel();
-    let decide: Decide = Box::new(move |stored| {
-        let _ = seen.send(thread::current().id());
-        Ok(Decision::Unchanged(stored.expect("created")))
-    });
-    block_on(repo.update(id, decide)).expect("update");
-    ran_on.recv().expect("the decision ran")
 }
 
 /// With inline writes a lone command runs on its caller's thread; by

@@ -16,6 +16,7 @@ use futures::executor::block_on;
 use futures::future::join_all;
 use futures::FutureExt;
 use rusqlite::Connection;
+use userstate::conformance::group::decided_on;
 use userstate::storage::{self, Commit, Decide, Decision};
 use userstate::{ids, ErrorKind, LockRequest, UserId, UserRepository};
 use userstate_sqlite::{SqliteOptions, SqliteRepository};
@@ -286,17 +287,6 @@ fn batches_respect_the_configured_limit() {
     }
     let stats = repo.stats();
     assert_eq!(stats.largest_batch, 4, "{stats:?}");
-}
-
-/// The thread a decision ran on, through `update`.
-fn decided_on(repo: &SqliteRepository, id: &UserId) -> thread::ThreadId {
-    let (seen, ran_on) = std::sync::mpsc::channel();
-    let decide: Decide = Box::new(move |stored| {
-        let _ = seen.send(thread::current().id());
-        Ok(Decision::Unchanged(stored.expect("created")))
-    });
-    block_on(repo.update(id, decide)).expect("update");
-    ran_on.recv().expect("the decision ran")
 }
 
 /// With inline writes a lone caller's command runs on its own thread; by

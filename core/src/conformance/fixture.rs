@@ -197,6 +197,15 @@ pub fn at(millis: i64) -> Timestamp {
     Timestamp::from_unix_millis(millis).expect("valid time")
 }
 
+/// A lockout policy with these limits and nothing else set (test input).
+pub fn policy(max_password: u32, max_otp: u32) -> LockoutPolicy {
+    LockoutPolicy {
+        max_password_attempts: max_password,
+        max_otp_attempts: max_otp,
+        ..LockoutPolicy::default()
+    }
+}
+
 /// Details as a command on a user created at `created` should return them.
 pub fn details(id: &UserId, org: &OrgId, sequence: u64, created: i64, changed: i64) -> Details {
     Details {

@@ -3,20 +3,11 @@
 
 use std::sync::{Arc, Barrier};
 
-use super::fixture::Fixture;
+use super::fixture::{policy, Fixture};
 use super::race::on_threads;
 use crate::{
-    ids, CheckRecord, ErrorKind, EventPayload, Factor, LockCause, LockoutPolicy, UserRepository,
-    UserState,
+    ids, CheckRecord, ErrorKind, EventPayload, Factor, LockCause, UserRepository, UserState,
 };
-
-fn policy(max_password: u32, max_otp: u32) -> LockoutPolicy {
-    LockoutPolicy {
-        max_password_attempts: max_password,
-        max_otp_attempts: max_otp,
-        ..LockoutPolicy::default()
-    }
-}
 
 /// The failure that reaches the limit and `user.locked` are one commit;
 /// checks refused on the locked user write nothing.

@@ -16,6 +16,7 @@
 
 pub mod corruption;
 mod fixture;
+pub mod group;
 mod isolation;
 pub mod kill;
 mod lockout;
@@ -26,7 +27,7 @@ mod replay;
 mod update;
 pub mod upgrade;
 
-pub use fixture::{at, details, org, user, Fixture, T0};
+pub use fixture::{at, details, org, policy, user, Fixture, T0};
 pub use futures::executor::block_on;
 pub use isolation::tenant_isolation_matrix;
 pub use lockout::{
