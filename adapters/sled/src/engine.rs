@@ -18,7 +18,10 @@ use std::path::{Path, PathBuf};
 
 use userstate::{Error, Result};
 
-use crate::error::from_sled;
+use crate::error::{from_io, from_sled};
+use crate::format;
+use crate::layout::Trees;
+use crate::options::SledOptions;
 
 /// sled's data file.
 pub(crate) const DATA_FILE: &str = "db";
@@ -29,7 +32,7 @@ pub(crate) const BLOB_DIR: &str = "blobs";
 
 /// What a directory holds before sled opens it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Existing {
+enum Existing {
     /// No data yet: sled will create the database.
     Nothing,
     /// A data file and sled's configuration: a sled database.
@@ -40,7 +43,7 @@ pub(crate) enum Existing {
 }
 
 /// Looks at `root` without changing anything.
-pub(crate) fn inspect(root: &Path) -> Existing {
+fn inspect(root: &Path) -> Existing {
     let has_data = std::fs::metadata(root.join(DATA_FILE)).is_ok_and(|m| m.len() > 0);
     if !has_data {
         Existing::Nothing
@@ -51,12 +54,44 @@ pub(crate) fn inspect(root: &Path) -> Existing {
     }
 }
 
-/// Opens sled in `root` (after [`inspect`] said it may).
+/// Opens the database in `root`: checks what the directory holds, opens
+/// sled, syncs what it created or recovered, and checks (or writes, or
+/// upgrades to) the current format. Returns its trees and the syncs for the
+/// writer.
+///
+/// # Errors
+/// See [`SledOptions::open`](crate::SledOptions::open).
+pub(crate) fn open(root: &Path, options: &SledOptions) -> Result<(Trees, DeviceSync)> {
+    let created = match inspect(root) {
+        Existing::Nothing => true,
+        Existing::SledDatabase => false,
+        Existing::ForeignFile => {
+            return Err(Error::corrupt(
+                "the directory holds a data file sled did not create; refusing to open it",
+            ))
+        }
+    };
+    let db = open_sled(root, options)?;
+    let mut device =
+        DeviceSync::open(root).map_err(|e| from_io("cannot sync the database directory", e))?;
+    format::open(&db, created, &mut || {
+        db.flush().map_err(from_sled)?;
+        device
+            .sync()
+            .map_err(|e| from_io("cannot sync the database files", e))
+    })?;
+    Ok((Trees::open(db)?, device))
+}
+
+/// Opens sled in `root` with the cache the options ask for.
 ///
 /// # Errors
 /// Corrupt when sled cannot read the files (sled 0.34 has assertions on its
 /// recovery path: a damaged directory gives an error, not a panic).
-pub(crate) fn open_sled(config: sled::Config) -> Result<sled::Db> {
+fn open_sled(root: &Path, options: &SledOptions) -> Result<sled::Db> {
+    let config = sled::Config::new()
+        .cache_capacity(options.cache_bytes)
+        .path(root);
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()))
         .map_err(|_| Error::corrupt("sled cannot read the database files"))?
         .map_err(from_sled)

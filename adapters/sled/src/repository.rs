@@ -12,9 +12,7 @@ use userstate::storage::{
 };
 use userstate::{Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId};
 
-use crate::engine::{self, DeviceSync, Existing};
-use crate::error::{from_io, from_sled};
-use crate::format;
+use crate::engine;
 use crate::layout::Trees;
 use crate::options::SledOptions;
 use crate::reader;
@@ -68,28 +66,7 @@ impl SledRepository {
         options: &SledOptions,
         temporary: Option<TemporaryDir>,
     ) -> Result<Self> {
-        let created = match engine::inspect(path) {
-            Existing::Nothing => true,
-            Existing::SledDatabase => false,
-            Existing::ForeignFile => {
-                return Err(userstate::Error::corrupt(
-                    "the directory holds a data file sled did not create; refusing to open it",
-                ))
-            }
-        };
-        let config = sled::Config::new()
-            .cache_capacity(options.cache_bytes)
-            .path(path);
-        let db = engine::open_sled(config)?;
-        let mut device =
-            DeviceSync::open(path).map_err(|e| from_io("cannot sync the database directory", e))?;
-        format::open(&db, created, &mut || {
-            db.flush().map_err(from_sled)?;
-            device
-                .sync()
-                .map_err(|e| from_io("cannot sync the database files", e))
-        })?;
-        let trees = Trees::open(db)?;
+        let (trees, device) = engine::open(path, options)?;
         let mut writer = Writer::new(
             trees.clone(),
             device,
