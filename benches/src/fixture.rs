@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use userstate::storage::{self, Commit};
+use userstate::storage::{self, Commit, Scope};
 use userstate::{
     Caller, Event, EventPayload, InMemoryAuthorizer, InMemoryRepository, InitialState, LockCause,
     OrgId, Permission, Timestamp, UserId, UserRepository, UserService,
@@ -323,7 +323,9 @@ pub fn preload_with(
                     for i in (caller..count).step_by(callers) {
                         let commit = preload_commit(i, at);
                         let id = commit.snapshot().id.clone();
-                        repository.update(&id, storage::append(commit)).await?;
+                        repository
+                            .update(&id, &Scope::Instance, storage::append(commit))
+                            .await?;
                     }
                     Ok::<(), userstate::Error>(())
                 })

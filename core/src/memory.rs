@@ -12,7 +12,7 @@ use crate::event::Event;
 use crate::id::{OrgId, UserId};
 use crate::query::{HistoryQuery, ListQuery, Page};
 use crate::state::UserState;
-use crate::storage::{page_of, Commit, Decide, Decision, Update, UserRepository};
+use crate::storage::{page_of, Commit, Decide, Decision, Scope, Update, UserRepository};
 use crate::user::User;
 
 /// A repository that keeps users in memory; lost when dropped.
@@ -80,22 +80,31 @@ impl Tables {
 
 #[async_trait]
 impl UserRepository for InMemoryRepository {
-    async fn load(&self, id: &UserId) -> Result<Option<User>> {
-        Ok(self.tables().users.get(id).cloned())
+    async fn load(&self, id: &UserId, scope: &Scope) -> Result<Option<User>> {
+        let tables = self.tables();
+        Ok(tables
+            .users
+            .get(id)
+            .filter(|u| scope.admits(&u.org_id))
+            .cloned())
     }
 
-    async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
+    async fn update(&self, id: &UserId, scope: &Scope, decide: Decide) -> Result<User> {
         let mut tables = self.tables();
         let stored = tables.users.get(id).cloned();
-        match Update::new(id.clone(), decide).decide(stored)? {
+        match Update::new(id.clone(), scope.clone(), decide).decide(stored)? {
             Decision::Unchanged(user) => Ok(user),
             Decision::Write(commit) => Ok(tables.write(commit)),
         }
     }
 
-    async fn history(&self, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {
+    async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
         let t = self.tables();
-        let events = t.events.get(id).map_or(&[][..], Vec::as_slice);
+        let visible = t.users.get(id).is_some_and(|u| scope.admits(&u.org_id));
+        let events = match t.events.get(id) {
+            Some(events) if visible => events.as_slice(),
+            _ => &[],
+        };
         Ok(events
             .iter()
             .filter(|e| e.sequence > query.after_sequence)

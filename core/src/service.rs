@@ -15,7 +15,7 @@ use crate::id::{OrgId, UserId};
 use crate::lockout::{Factor, LockoutPolicies, LockoutPolicy};
 use crate::query::{HistoryQuery, ListQuery, Page};
 use crate::state::{InitialState, UserState};
-use crate::storage::{Commit, Decide, Decision, UserRepository};
+use crate::storage::{Commit, Decide, Decision, Scope, UserRepository};
 use crate::timestamp::Timestamp;
 use crate::user::User;
 
@@ -230,6 +230,12 @@ impl UserService {
         let org = caller.target();
         self.authorize(caller, command.permission()).await?;
         let policy = self.policies.policy_for(org);
+        // Creation must see the users of every organisation, to keep ids
+        // unique; every other command sees its target organisation's only.
+        let scope = match command {
+            Command::Create { .. } => Scope::Instance,
+            _ => Scope::Org(org.clone()),
+        };
         for _ in 0..=self.conflict_retries {
             let decide = decision(
                 command.clone(),
@@ -239,7 +245,7 @@ impl UserService {
                 now,
                 policy.clone(),
             );
-            match self.repository.update(user, decide).await {
+            match self.repository.update(user, &scope, decide).await {
                 Ok(after) => return Ok((after, policy)),
                 Err(e) if e.kind() == ErrorKind::Conflict => continue,
                 Err(e) => return Err(e),
@@ -260,7 +266,8 @@ impl UserService {
     pub async fn get(&self, caller: &Caller, user: &UserId) -> Result<User> {
         let org = caller.target();
         self.authorize(caller, Permission::Read).await?;
-        self.load_visible(user, org)
+        self.repository
+            .load(user, &Scope::Org(org.clone()))
             .await?
             .filter(|u| u.state != UserState::Deleted)
             .ok_or_else(Error::not_found)
@@ -281,10 +288,11 @@ impl UserService {
         query.validate()?;
         let org = caller.target();
         self.authorize(caller, Permission::Read).await?;
-        if self.load_visible(user, org).await?.is_none() {
+        let scope = Scope::Org(org.clone());
+        if self.repository.load(user, &scope).await?.is_none() {
             return Err(Error::not_found());
         }
-        self.repository.history(user, query).await
+        self.repository.history(user, &scope, query).await
     }
 
     /// A page of the target organisation's users, optionally in one state.
@@ -305,7 +313,7 @@ impl UserService {
     /// FailedPrecondition `User is locked`, `User is not active` or `User is
     /// not initialised`; NotFound for an unknown or deleted user.
     pub async fn login_allowed(&self, user: &UserId) -> Result<()> {
-        let stored = self.repository.load(user).await?;
+        let stored = self.repository.load(user, &Scope::Instance).await?;
         let user = stored.ok_or_else(Error::not_found)?;
         user.login_allowed(self.clock.now())
     }
@@ -327,11 +335,6 @@ impl UserService {
             Err(permission_denied(permission))
         }
     }
-
-    async fn load_visible(&self, user: &UserId, org: &OrgId) -> Result<Option<User>> {
-        let stored = self.repository.load(user).await?;
-        Ok(stored.filter(|u| &u.org_id == org))
-    }
 }
 
 /// The decision the repository runs on the stored user: the existence
@@ -345,12 +348,8 @@ fn decision(
     policy: LockoutPolicy,
 ) -> Decide {
     let (user, org, creator) = (user.clone(), org.clone(), creator.clone());
-    Box::new(move |stored| {
-        // Create must see users of every organisation to keep ids unique.
-        let visible = match command {
-            Command::Create { .. } => stored,
-            _ => stored.filter(|u| u.org_id == org),
-        };
+    // The repository gives the user only when it is in the command's scope.
+    Box::new(move |visible| {
         let payloads = command.decide(visible.as_ref(), now, &policy)?;
         if payloads.is_empty() {
             let unchanged =

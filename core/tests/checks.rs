@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use futures::executor::block_on;
 use userstate::conformance::{at, user, Fixture};
+use userstate::storage::Scope;
 use userstate::{
     ids, Caller, ErrorKind, HistoryQuery, InMemoryRepository, ListQuery, LockReason, LockRequest,
     OrgId, UserId, UserState,
@@ -116,7 +117,10 @@ fn tenant_isolation_and_order_of_checks() {
         // Nothing above touched the user except root's unlock.
         assert_eq!(f.stored(&acme_user).await.sequence, 3);
         f.assert_snapshot_is_replay(&acme_user).await;
-        assert_eq!(f.repo.load(&missing).await.expect("load"), None);
+        assert_eq!(
+            f.repo.load(&missing, &Scope::Instance).await.expect("load"),
+            None
+        );
     });
 }
 

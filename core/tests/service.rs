@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::executor::block_on;
-use userstate::storage::{self, Conflict, Decide, Decision, Update};
+use userstate::storage::{self, Conflict, Decide, Decision, Scope, Update};
 use userstate::{
     ids, Caller, Error, ErrorKind, Event, HistoryQuery, InMemoryAuthorizer, InMemoryRepository,
     InitialState, ListQuery, LockRequest, OrgId, Page, Permission, User, UserId, UserRepository,
@@ -27,12 +27,12 @@ struct RivalLocksFirst {
 
 #[async_trait]
 impl UserRepository for RivalLocksFirst {
-    async fn load(&self, id: &UserId) -> userstate::Result<Option<User>> {
-        self.inner.load(id).await
+    async fn load(&self, id: &UserId, scope: &Scope) -> userstate::Result<Option<User>> {
+        self.inner.load(id, scope).await
     }
-    async fn update(&self, id: &UserId, decide: Decide) -> userstate::Result<User> {
-        let stored = self.inner.load(id).await?;
-        let commit = match Update::new(id.clone(), decide).decide(stored)? {
+    async fn update(&self, id: &UserId, scope: &Scope, decide: Decide) -> userstate::Result<User> {
+        let stored = self.inner.load(id, scope).await?;
+        let commit = match Update::new(id.clone(), scope.clone(), decide).decide(stored)? {
             Decision::Unchanged(user) => return Ok(user),
             Decision::Write(commit) => commit,
         };
@@ -41,10 +41,15 @@ impl UserRepository for RivalLocksFirst {
                 .lock(&self.caller, id, LockRequest::new())
                 .await?;
         }
-        self.inner.update(id, storage::append(commit)).await
+        self.inner.update(id, scope, storage::append(commit)).await
     }
-    async fn history(&self, id: &UserId, q: HistoryQuery) -> userstate::Result<Vec<Event>> {
-        self.inner.history(id, q).await
+    async fn history(
+        &self,
+        id: &UserId,
+        scope: &Scope,
+        q: HistoryQuery,
+    ) -> userstate::Result<Vec<Event>> {
+        self.inner.history(id, scope, q).await
     }
     async fn list(&self, org: &OrgId, q: &ListQuery) -> userstate::Result<Page> {
         self.inner.list(org, q).await
@@ -60,14 +65,19 @@ struct AlwaysFails {
 
 #[async_trait]
 impl UserRepository for AlwaysFails {
-    async fn load(&self, _: &UserId) -> userstate::Result<Option<User>> {
+    async fn load(&self, _: &UserId, _: &Scope) -> userstate::Result<Option<User>> {
         Ok(None)
     }
-    async fn update(&self, _: &UserId, _: Decide) -> userstate::Result<User> {
+    async fn update(&self, _: &UserId, _: &Scope, _: Decide) -> userstate::Result<User> {
         self.updates.fetch_add(1, Ordering::SeqCst);
         Err(self.error.clone())
     }
-    async fn history(&self, _: &UserId, _: HistoryQuery) -> userstate::Result<Vec<Event>> {
+    async fn history(
+        &self,
+        _: &UserId,
+        _: &Scope,
+        _: HistoryQuery,
+    ) -> userstate::Result<Vec<Event>> {
         Ok(Vec::new())
     }
     async fn list(&self, _: &OrgId, _: &ListQuery) -> userstate::Result<Page> {
@@ -109,7 +119,10 @@ fn a_lock_that_loses_the_race_is_decided_again_and_fails_as_already_locked() {
             .await
             .unwrap_err();
         assert_eq!(err.id(), ids::ALREADY_LOCKED);
-        let history = inner.history(&user, HistoryQuery::default()).await.unwrap();
+        let history = inner
+            .history(&user, &Scope::Instance, HistoryQuery::default())
+            .await
+            .unwrap();
         let types: Vec<_> = history.iter().map(Event::event_type).collect();
         assert_eq!(
             types,
@@ -183,7 +196,11 @@ fn shared_and_boxed_repositories_are_repositories() {
     ] {
         let service = UserService::new(repo.clone(), grants.clone());
         block_on(service.create(&admin, &user, InitialState::Active)).unwrap();
-        assert!(block_on(repo.load(&user)).unwrap().is_some());
+        assert!(block_on(repo.load(&user, &Scope::Instance))
+            .unwrap()
+            .is_some());
     }
-    assert!(block_on(shared.load(&user)).unwrap().is_some());
+    assert!(block_on(shared.load(&user, &Scope::Instance))
+        .unwrap()
+        .is_some());
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use futures::executor::block_on;
 use userstate::conformance::{at, details, user, Fixture, T0};
+use userstate::storage::Scope;
 use userstate::{
     ids, Command, ErrorKind, EventPayload, InMemoryRepository, InitialState, LockReason,
     LockRequest, UserId, UserState,
@@ -142,7 +143,7 @@ fn every_transition_from_every_state() {
         for (s, start) in STARTS.into_iter().enumerate() {
             for (c, command) in commands.iter().enumerate() {
                 let id = prepare(&f, &format!("user-{s}-{c}"), start).await;
-                let before = f.repo.load(&id).await.expect("load");
+                let before = f.repo.load(&id, &Scope::Instance).await.expect("load");
                 let history_before = f.all_events(&id).await;
                 let result = f.service.execute(&f.acme_admin, &id, command.clone()).await;
                 let cell = format!("{command:?} on {start:?}");
@@ -156,7 +157,11 @@ fn every_transition_from_every_state() {
                     }
                     (Err((kind, error_id)), Err(err)) => {
                         assert_eq!((err.kind(), err.id()), (kind, error_id), "{cell}: {err}");
-                        assert_eq!(f.repo.load(&id).await.expect("load"), before, "{cell}");
+                        assert_eq!(
+                            f.repo.load(&id, &Scope::Instance).await.expect("load"),
+                            before,
+                            "{cell}"
+                        );
                         assert_eq!(f.all_events(&id).await, history_before, "{cell}");
                     }
                     (want, got) => panic!("{cell}: expected {want:?}, got {got:?}"),

@@ -6,33 +6,37 @@
 //! | version | written by | trees | records |
 //! |---|---|---|---|
 //! | 1 | 0.1.0 | `userstate.snapshots`, `userstate.events` | the core types' postcard ([`record::v1`]) |
-//! | 2 | this release | `userstate.snapshots.v2`, `userstate.events.v2` | the adapter's own ([`crate::record`]) |
+//! | 2 | (development) | `userstate.snapshots.v2`, `userstate.events.v2` | the adapter's own ([`crate::record`]) |
+//! | 3 | this release | the same, and `userstate.losses` | the same, and the count of committed events |
 //!
-//! Both keep the index trees `userstate.by_org_state` and `userstate.by_org`,
+//! All keep the index trees `userstate.by_org_state` and `userstate.by_org`,
 //! whose keys did not change.
 
 use sled::{Batch, Db, Tree};
 use userstate::{Error, Result};
 
 use crate::error::from_sled;
-use crate::layout::{self, BY_ORG, BY_ORG_STATE, EVENTS, FORMAT_KEY, SNAPSHOTS};
+use crate::layout::{
+    self, BY_ORG, BY_ORG_STATE, COMMITTED_KEY, EVENTS, FORMAT_KEY, LOSSES, SNAPSHOTS,
+};
 use crate::record::{self, v1};
 
 /// The on-disk format this build writes and reads.
-pub const DATABASE_FORMAT: u32 = 2;
+pub const DATABASE_FORMAT: u32 = 3;
 
 /// The trees of format 1 that format 2 replaced.
 const V1_SNAPSHOTS: &str = "userstate.snapshots";
 const V1_EVENTS: &str = "userstate.events";
 
 /// Every tree name a userstate database of any format may hold.
-const OUR_TREES: [&str; 6] = [
+const OUR_TREES: [&str; 7] = [
     V1_SNAPSHOTS,
     V1_EVENTS,
     SNAPSHOTS,
     EVENTS,
     BY_ORG_STATE,
     BY_ORG,
+    LOSSES,
 ];
 
 /// Records an upgrade writes per batch, so memory stays bounded whatever
@@ -54,12 +58,16 @@ const UPGRADE_CHUNK: usize = 10_000;
 pub(crate) fn open(db: &Db, created: bool, durable: &mut dyn FnMut() -> Result<()>) -> Result<()> {
     match stored_version(db)? {
         Some(DATABASE_FORMAT) => drop_trees(db, &[V1_SNAPSHOTS, V1_EVENTS]),
-        Some(1) => upgrade_from_1(db, durable).map_err(|error| {
-            // What the attempt wrote beside format 1 goes; the next open
-            // would drop it anyway.
-            let _ = drop_trees(db, &[SNAPSHOTS, EVENTS]);
-            refused_upgrade(error)
-        }),
+        Some(2) => upgrade_from_2(db, durable).map_err(|error| refused_upgrade(2, error)),
+        Some(1) => {
+            upgrade_from_1(db, durable).map_err(|error| {
+                // What the attempt wrote beside format 1 goes; the next open
+                // would drop it anyway.
+                let _ = drop_trees(db, &[SNAPSHOTS, EVENTS]);
+                refused_upgrade(1, error)
+            })?;
+            upgrade_from_2(db, durable).map_err(|error| refused_upgrade(2, error))
+        }
         Some(version) => Err(Error::corrupt(format!(
             "unknown database format version {version}: this release reads versions 1 to \
              {DATABASE_FORMAT}; open the database with a newer userstate-sled"
@@ -83,9 +91,10 @@ pub(crate) fn open(db: &Db, created: bool, durable: &mut dyn FnMut() -> Result<(
                      interrupted by a crash (then remove the directory)",
                 ));
             }
-            db.insert(FORMAT_KEY, &DATABASE_FORMAT.to_be_bytes())
-                .map_err(from_sled)?;
-            Ok(())
+            let mut batch = Batch::default();
+            batch.insert(COMMITTED_KEY, &0u64.to_be_bytes());
+            batch.insert(FORMAT_KEY, &DATABASE_FORMAT.to_be_bytes());
+            db.apply_batch(batch).map_err(from_sled)
         }
     }
 }
@@ -118,10 +127,29 @@ fn upgrade_from_1(db: &Db, durable: &mut dyn FnMut() -> Result<()>) -> Result<()
         record::encode_event(&v1::decode_event(&id, sequence, value)?)
     })?;
     durable()?;
-    db.insert(FORMAT_KEY, &DATABASE_FORMAT.to_be_bytes())
+    db.insert(FORMAT_KEY, &2u32.to_be_bytes())
         .map_err(from_sled)?;
     durable()?;
     drop_trees(db, &[V1_SNAPSHOTS, V1_EVENTS])
+}
+
+/// Format 2 to 3: the events are counted, each checked to decode, and the
+/// count and the version written in one batch, so a crash leaves format 2
+/// whole or format 3 whole.
+fn upgrade_from_2(db: &Db, durable: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+    let events = db.open_tree(EVENTS).map_err(from_sled)?;
+    let mut count = 0u64;
+    for entry in events.iter() {
+        let (key, value) = entry.map_err(from_sled)?;
+        let (id, sequence) = layout::event_of_key(&key)?;
+        record::decode_event(&id, sequence, &value)?;
+        count += 1;
+    }
+    let mut batch = Batch::default();
+    batch.insert(COMMITTED_KEY, &count.to_be_bytes());
+    batch.insert(FORMAT_KEY, &DATABASE_FORMAT.to_be_bytes());
+    db.apply_batch(batch).map_err(from_sled)?;
+    durable()
 }
 
 /// Writes every record of `from`, converted by `convert`, under the same
@@ -156,14 +184,14 @@ fn drop_trees(db: &Db, names: &[&str]) -> Result<()> {
 
 /// An upgrade that stopped at stored data it cannot read: says so, and that
 /// the database stays in its old format. Other failures keep their kind.
-fn refused_upgrade(error: Error) -> Error {
+fn refused_upgrade(from: u32, error: Error) -> Error {
     if error.id() != userstate::ids::CORRUPT {
         return error;
     }
     Error::corrupt(format!(
-        "cannot upgrade the database from format 1 to {DATABASE_FORMAT}: {}; it stays in \
-         format 1, unchanged: restore it from a backup, or open it with the release that \
-         wrote it and remove the user",
+        "cannot upgrade the database from format {from} to {DATABASE_FORMAT}: {}; it stays \
+         in format {from}, unchanged: restore it from a backup, or open it with the release \
+         that wrote it and remove the user",
         error.message()
     ))
     .with_source(error)

@@ -9,6 +9,12 @@
 //! | `userstate.events.v2` | user id, 0x00, sequence as big-endian u64 | the event's record |
 //! | `userstate.by_org_state` | org id, 0x00, state code, user id | empty |
 //! | `userstate.by_org` | org id, 0x00, user id (existing users only) | empty |
+//! | `userstate.losses` | big-endian u64, from 1 | a loss accepted at open |
+//!
+//! sled's default tree holds the format version (`userstate.format`) and
+//! the count of committed events (`userstate.committed`, big-endian u64),
+//! which every transaction that stores events advances; the commit mark
+//! compares it with what it recorded outside sled.
 
 use sled::{Db, Tree};
 use userstate::{Error, OrgId, Result, UserId, UserState};
@@ -19,6 +25,16 @@ use crate::record::state_code;
 /// Key of the format version in sled's default tree.
 pub(crate) const FORMAT_KEY: &[u8] = b"userstate.format";
 
+/// Key of the count of committed events in sled's default tree (format 3).
+pub(crate) const COMMITTED_KEY: &[u8] = b"userstate.committed";
+
+/// The commit mark, in the database directory beside sled's files.
+pub(crate) const MARK_FILE: &str = "userstate.commits";
+
+/// Where an open that must not touch a damaged database first opens a
+/// copy of it (see [`crate::engine`]).
+pub(crate) const PROBE_DIR: &str = "userstate.probe";
+
 /// The snapshots of format 2.
 pub(crate) const SNAPSHOTS: &str = "userstate.snapshots.v2";
 /// The events of format 2.
@@ -27,6 +43,8 @@ pub(crate) const EVENTS: &str = "userstate.events.v2";
 pub(crate) const BY_ORG_STATE: &str = "userstate.by_org_state";
 /// The index of existing users by organisation (every format).
 pub(crate) const BY_ORG: &str = "userstate.by_org";
+/// The losses accepted at open (format 3).
+pub(crate) const LOSSES: &str = "userstate.losses";
 
 /// The open trees of a database of the current format: cheap to clone into
 /// the reader threads and the writer.
@@ -37,6 +55,7 @@ pub(crate) struct Trees {
     pub(crate) events: Tree,
     pub(crate) by_org_state: Tree,
     pub(crate) by_org: Tree,
+    pub(crate) losses: Tree,
 }
 
 impl Trees {
@@ -51,9 +70,24 @@ impl Trees {
             events: tree(EVENTS)?,
             by_org_state: tree(BY_ORG_STATE)?,
             by_org: tree(BY_ORG)?,
+            losses: tree(LOSSES)?,
             db,
         })
     }
+}
+
+/// The count stored under [`COMMITTED_KEY`].
+///
+/// # Errors
+/// Corrupt when it is missing or not eight bytes.
+pub(crate) fn committed(db: &Db) -> Result<u64> {
+    let stored = db
+        .get(COMMITTED_KEY)
+        .map_err(from_sled)?
+        .ok_or_else(|| Error::corrupt("the count of committed events is missing"))?;
+    <[u8; 8]>::try_from(stored.as_ref())
+        .map(u64::from_be_bytes)
+        .map_err(|_| Error::corrupt("the count of committed events is unreadable"))
 }
 
 /// Ends a variable-length id inside a composite key.

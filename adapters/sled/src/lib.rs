@@ -114,6 +114,7 @@ mod options;
 mod reader;
 mod record;
 mod repository;
+mod verify;
 mod writer;
 
 pub use format::DATABASE_FORMAT;
@@ -121,7 +122,7 @@ pub use options::{
     SledOptions, DEFAULT_CACHE_BYTES, DEFAULT_MAX_UNSYNCED_COMMANDS, DEFAULT_READER_THREADS,
 };
 pub use repository::SledRepository;
-pub use userstate::storage::{Durability, WriterStats};
+pub use userstate::storage::{AcceptedLoss, CheckAtOpen, Durability, Verification, WriterStats};
 
 /// Compiles and runs the README's example as a doctest, so it cannot drift
 /// from the API.

@@ -1,9 +1,11 @@
 //! How a database is opened: durability, who leads group commits, batch
-//! size, reader threads, sled's cache and the bound on unsynced commands.
+//! size, reader threads, sled's cache, the bound on unsynced commands,
+//! whether a missing database is created, the check at open and whether a
+//! known loss is accepted.
 
 use std::path::Path;
 
-use userstate::storage::{Durability, DEFAULT_MAX_BATCH};
+use userstate::storage::{CheckAtOpen, Durability, DEFAULT_MAX_BATCH};
 use userstate::Result;
 
 use crate::repository::SledRepository;
@@ -43,6 +45,9 @@ pub struct SledOptions {
     pub(crate) reader_threads: usize,
     pub(crate) cache_bytes: u64,
     pub(crate) max_unsynced_commands: u64,
+    pub(crate) create_if_missing: bool,
+    pub(crate) check_at_open: CheckAtOpen,
+    pub(crate) accept_loss: bool,
 }
 
 impl Default for SledOptions {
@@ -54,6 +59,9 @@ impl Default for SledOptions {
             reader_threads: DEFAULT_READER_THREADS,
             cache_bytes: DEFAULT_CACHE_BYTES,
             max_unsynced_commands: DEFAULT_MAX_UNSYNCED_COMMANDS,
+            create_if_missing: true,
+            check_at_open: CheckAtOpen::Auto,
+            accept_loss: false,
         }
     }
 }
@@ -61,7 +69,8 @@ impl Default for SledOptions {
 impl SledOptions {
     /// The defaults: durable, the writer thread leads, batches of up to
     /// [`DEFAULT_MAX_BATCH`] commands, 2 reader threads, a
-    /// [`DEFAULT_CACHE_BYTES`] cache.
+    /// [`DEFAULT_CACHE_BYTES`] cache, a missing database created,
+    /// [`CheckAtOpen::Auto`], no loss accepted.
     pub fn new() -> Self {
         Self::default()
     }
@@ -138,17 +147,59 @@ impl SledOptions {
         self
     }
 
-    /// Opens the database in the directory `path`, creating it if missing,
-    /// and upgrades one of an earlier format in place. Blocks while sled
-    /// recovers its log, so call it before entering async code or from a
-    /// blocking task.
+    /// Whether a missing database is created (default true). A new
+    /// database is only ever created in a missing or empty directory: one
+    /// that holds sled's other files or the commit mark without a data
+    /// file, or files of something else, is refused whatever this says.
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.create_if_missing = create;
+        self
+    }
+
+    /// How much of the database is checked at open (default
+    /// [`CheckAtOpen::Auto`]: everything, a walk of every tree, while the
+    /// data file is at most
+    /// [`CHECK_EVERYTHING_UP_TO`](userstate::storage::CHECK_EVERYTHING_UP_TO)
+    /// bytes; beyond, what every open checks). A check that finds damage
+    /// refuses the open.
+    pub fn check_at_open(mut self, check: CheckAtOpen) -> Self {
+        self.check_at_open = check;
+        self
+    }
+
+    /// Whether the open goes on with a database that lost committed events
+    /// (default false, which refuses it): for an operator who knows what
+    /// was lost and chose to keep what is left rather than restore a
+    /// backup. The loss is recorded in the database
+    /// ([`SledRepository::accepted_losses`]) and the commit mark starts
+    /// again from what is there.
+    pub fn accept_loss(mut self, accept: bool) -> Self {
+        self.accept_loss = accept;
+        self
+    }
+
+    /// Opens the database in the directory `path`, creating it owner-only
+    /// (0700, its files 0600) if nothing is there, and upgrades one of an
+    /// earlier format in place. Blocks while sled recovers its log, so call
+    /// it before entering async code or from a blocking task.
+    ///
+    /// Every open compares the count of committed events sled recovered
+    /// with the commit mark `userstate.commits` beside sled's files. A
+    /// database whose data file is not as its last clean close left it (a
+    /// crash, or damage) is first opened on a copy in `userstate.probe/`,
+    /// so that a refused open leaves its files as they were; that costs a
+    /// copy of the data file.
     ///
     /// # Errors
     /// Internal (`USER-CORRUPT`) for a database of an unknown format
     /// version, one that holds user data without a format version, files
-    /// sled cannot read, or a record an upgrade cannot read (the database
-    /// stays as it was); Unavailable when the directory cannot be created
-    /// or another process holds the database open.
+    /// sled cannot read, fewer committed events than the commit mark says,
+    /// a failed check at open, a data file missing beside sled's other
+    /// files, a directory of other files, a symbolic link or another user's
+    /// files, or a record an upgrade cannot read (the database stays as it
+    /// was); Unavailable when the directory cannot be created, read or
+    /// written (the message says why) or another process holds the
+    /// database open.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<SledRepository> {
         SledRepository::open_with(path.as_ref(), self, None)
     }

@@ -1,48 +1,115 @@
 //! The reads: one user, a page of a user's history, a page of an
 //! organisation's users, each on the trees as sled shows them now. The
 //! writer reads a user with the same [`load`] before it decides.
+//!
+//! What cannot be read is Corrupt naming its user, never skipped: sled
+//! checks every page it reads against its checksum, and the records repeat
+//! their keys. A user outside the scope is absent even when damaged: its
+//! organisation is told from its record, or from its first event when the
+//! record cannot be read; when nothing tells it, the damage is reported.
 
 use std::ops::Bound;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use userstate::storage::page_of;
+use userstate::storage::{page_of, AcceptedLoss, Scope};
 use userstate::{
     Error, Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserState,
 };
 
 use crate::error::from_sled;
 use crate::layout::{self, Trees};
-use crate::record::{decode_event, decode_user};
+use crate::record::{decode_event, decode_loss, decode_user, event_org, snapshot_org};
 
-/// The stored snapshot of `id`.
+/// The stored snapshot of `id` if it is in `scope`.
 ///
 /// # Errors
-/// Corrupt when the record cannot be decoded or is of another user.
-pub(crate) fn load(trees: &Trees, id: &UserId) -> Result<Option<User>> {
-    trees
-        .snapshots
-        .get(layout::snapshot_key(id))
-        .map_err(from_sled)?
-        .map(|bytes| decode_user(id, &bytes))
-        .transpose()
+/// Corrupt, naming the user, when its record cannot be read or decoded
+/// and it may be in the scope.
+pub(crate) fn load(trees: &Trees, id: &UserId, scope: &Scope) -> Result<Option<User>> {
+    let stored = guarded(|| trees.snapshots.get(layout::snapshot_key(id)));
+    let damage = match stored {
+        Ok(None) => return Ok(None),
+        Ok(Some(bytes)) => match decode_user(id, &bytes) {
+            Ok(user) => return Ok(scope.admits(&user.org_id).then_some(user)),
+            Err(damage) => {
+                if !scope.may_admit(snapshot_org(&bytes).iter()) {
+                    return Ok(None);
+                }
+                damage
+            }
+        },
+        Err(e) => Error::corrupt(format!(
+            "the stored snapshot of user {id} cannot be read: {}",
+            e.message()
+        ))
+        .with_source(e),
+    };
+    if scope.may_admit(first_event_org(trees, id).iter()) {
+        Err(damage)
+    } else {
+        Ok(None)
+    }
 }
 
-/// Events of `id` after `query.after_sequence`, at most `query.limit`.
+/// The organisation of the first stored event of `id`, if it can be read.
+fn first_event_org(trees: &Trees, id: &UserId) -> Option<OrgId> {
+    let range = layout::event_key(id, 0)..layout::events_end(id);
+    let first = guarded(|| trees.events.range(range).next().transpose()).ok()??;
+    event_org(&first.1)
+}
+
+/// Events of `id` after `query.after_sequence`, at most `query.limit`; none
+/// if its user is outside `scope`.
 ///
 /// # Errors
-/// Corrupt when an event cannot be decoded or is not the one its key names.
-pub(crate) fn history(trees: &Trees, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {
+/// Corrupt, naming the user, when an event cannot be read or decoded, is
+/// not the one its key names, or is missing.
+pub(crate) fn history(
+    trees: &Trees,
+    id: &UserId,
+    scope: &Scope,
+    query: HistoryQuery,
+) -> Result<Vec<Event>> {
+    let Some(user) = load(trees, id, scope)? else {
+        return Ok(Vec::new());
+    };
     let Some(first) = query.after_sequence.checked_add(1) else {
         return Ok(Vec::new());
     };
+    let unreadable = |e: Error| {
+        Error::corrupt(format!(
+            "the history of user {id} cannot be read: {}",
+            e.message()
+        ))
+        .with_source(e)
+    };
     let range = layout::event_key(id, first)..layout::events_end(id);
-    let mut events = Vec::new();
-    for entry in trees.events.range(range).take(query.limit as usize) {
-        let (key, bytes) = entry.map_err(from_sled)?;
-        let (user, sequence) = layout::event_of_key(&key)?;
-        if user != *id {
-            return Err(Error::corrupt("an event key outside its user's range"));
+    let entries = guarded(|| {
+        trees
+            .events
+            .range(range)
+            .take(query.limit as usize)
+            .collect::<sled::Result<Vec<_>>>()
+    })
+    .map_err(unreadable)?;
+    let mut expected = query.after_sequence;
+    let mut events = Vec::with_capacity(entries.len());
+    for (key, bytes) in &entries {
+        let (user_of_key, sequence) = layout::event_of_key(key)?;
+        expected += 1;
+        if user_of_key != *id || sequence != expected || sequence > user.sequence {
+            return Err(Error::corrupt(format!(
+                "the history of user {id} has a gap"
+            )));
         }
-        events.push(decode_event(id, sequence, &bytes)?);
+        events.push(decode_event(id, sequence, bytes)?);
+    }
+    let ended = entries.len() < query.limit as usize;
+    if ended && expected < user.sequence {
+        return Err(Error::corrupt(format!(
+            "the history of user {id} ends at {expected}, before its snapshot's sequence {}",
+            user.sequence
+        )));
     }
     Ok(events)
 }
@@ -54,7 +121,9 @@ pub(crate) fn history(trees: &Trees, id: &UserId, query: HistoryQuery) -> Result
 /// again and skipped if it no longer matches.
 ///
 /// # Errors
-/// Corrupt when an index entry or snapshot cannot be decoded.
+/// Corrupt, naming the user (or the last one read before the damage), when
+/// an index entry or snapshot cannot be read or decoded, or an index names
+/// a user without a snapshot.
 pub(crate) fn list(trees: &Trees, org: &OrgId, query: &ListQuery) -> Result<Page> {
     let (tree, prefix) = match query.state {
         Some(state) => (&trees.by_org_state, layout::org_state_prefix(org, state)),
@@ -69,30 +138,70 @@ pub(crate) fn list(trees: &Trees, org: &OrgId, query: &ListQuery) -> Result<Page
         None => Bound::Included(prefix.clone()),
     };
     let end = Bound::Excluded(layout::prefix_end(&prefix));
-    let users = tree
-        .range((start, end))
-        .map(|entry| {
-            let (key, _) = entry.map_err(from_sled)?;
-            let id = layout::user_after_prefix(&key, &prefix)?;
-            load(trees, &id)?.ok_or_else(|| Error::corrupt("index names a user without a snapshot"))
-        })
-        .filter(|user| match user {
-            Ok(user) => {
-                user.org_id == *org
-                    && query
-                        .state
-                        .map_or(user.state != UserState::Deleted, |state| {
-                            user.state == state
-                        })
+    let mut entries = tree.range((start, end)).keys();
+    let mut last_read = query.after.clone();
+    let scope = Scope::Org(org.clone());
+    let users = std::iter::from_fn(move || {
+        let key = match guarded(|| entries.next().transpose()) {
+            Ok(key) => key?,
+            Err(e) => {
+                let after = last_read
+                    .as_ref()
+                    .map_or_else(|| "its start".to_owned(), |id| format!("user {id}"));
+                return Some(Err(Error::corrupt(format!(
+                    "the index of the users of {org} cannot be read after {after}: {}",
+                    e.message()
+                ))
+                .with_source(e)));
             }
-            Err(_) => true,
+        };
+        let user = layout::user_after_prefix(&key, &prefix).and_then(|id| {
+            last_read = Some(id.clone());
+            load(trees, &id, &scope)?.ok_or_else(|| {
+                Error::corrupt(format!(
+                    "an index names user {id}, which has no snapshot in {org}"
+                ))
+            })
         });
+        Some(user)
+    })
+    .filter(|user| match user {
+        Ok(user) => query
+            .state
+            .map_or(user.state != UserState::Deleted, |state| {
+                user.state == state
+            }),
+        Err(_) => true,
+    });
     page_of(users, query.limit)
+}
+
+/// The losses accepted at open, oldest first.
+///
+/// # Errors
+/// Corrupt for a record that cannot be read or decoded.
+pub(crate) fn accepted_losses(trees: &Trees) -> Result<Vec<AcceptedLoss>> {
+    let records = guarded(|| {
+        trees
+            .losses
+            .iter()
+            .values()
+            .collect::<sled::Result<Vec<_>>>()
+    })?;
+    records.iter().map(|bytes| decode_loss(bytes)).collect()
+}
+
+/// Runs a sled read, turning its errors into ours and a panic on a page
+/// it cannot read (sled 0.34 asserts on some damage) into Corrupt.
+pub(crate) fn guarded<T>(read: impl FnOnce() -> sled::Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(read))
+        .map_err(|_| Error::corrupt("sled cannot read a page of the database"))?
+        .map_err(from_sled)
 }
 
 #[cfg(test)]
 mod tests {
-    use userstate::storage::{self, Commit, Update};
+    use userstate::storage::{self, Commit, Scope, Update};
     use userstate::{ids, EventPayload, InitialState, Timestamp};
 
     use super::*;
@@ -121,11 +230,11 @@ mod tests {
 
     /// Appends one event to `id` through the writer's own path.
     fn append(trees: &Trees, id: &str, payload: EventPayload) -> User {
-        let before = load(trees, &user(id)).unwrap();
+        let before = load(trees, &user(id), &Scope::Instance).unwrap();
         let sequence = before.as_ref().map_or(0, |u| u.sequence) + 1;
         let commit = Commit::new(before, vec![event(id, sequence, payload)]).unwrap();
-        let update = Update::new(user(id), storage::append(commit));
-        writer::apply(trees, update).unwrap().0
+        let update = Update::new(user(id), Scope::Instance, storage::append(commit));
+        writer::apply(trees, update, 0).unwrap().0
     }
 
     fn added() -> EventPayload {
@@ -141,15 +250,25 @@ mod tests {
         append(&trees, "ab", added());
         append(&trees, "ab", EventPayload::Deactivated);
         assert_eq!(
-            history(&trees, &user("a"), HistoryQuery::default())
-                .unwrap()
-                .len(),
+            history(
+                &trees,
+                &user("a"),
+                &Scope::Instance,
+                HistoryQuery::default()
+            )
+            .unwrap()
+            .len(),
             1
         );
         assert_eq!(
-            history(&trees, &user("ab"), HistoryQuery::default())
-                .unwrap()
-                .len(),
+            history(
+                &trees,
+                &user("ab"),
+                &Scope::Instance,
+                HistoryQuery::default()
+            )
+            .unwrap()
+            .len(),
             2
         );
         let acme = OrgId::new("acme").unwrap();
@@ -166,7 +285,9 @@ mod tests {
             after_sequence: u64::MAX,
             limit: 10,
         };
-        assert!(history(&trees, &user("a"), query).unwrap().is_empty());
+        assert!(history(&trees, &user("a"), &Scope::Instance, query)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -187,14 +308,20 @@ mod tests {
         append(&trees, "a", added());
         append(&trees, "b", added());
         trees.snapshots.insert("a", &[2u8, 0xff][..]).unwrap();
-        assert_eq!(load(&trees, &user("a")).unwrap_err().id(), ids::CORRUPT);
+        assert_eq!(
+            load(&trees, &user("a"), &Scope::Instance).unwrap_err().id(),
+            ids::CORRUPT
+        );
         // A write to it is refused before the decision, nothing overwritten.
         let decide = storage::append(
             Commit::new(None, vec![event("a", 1, EventPayload::Deactivated)]).unwrap(),
         );
-        let refused = writer::apply(&trees, Update::new(user("a"), decide)).unwrap_err();
+        let refused =
+            writer::apply(&trees, Update::new(user("a"), Scope::Instance, decide), 0).unwrap_err();
         assert_eq!(refused.id(), ids::CORRUPT);
-        assert!(load(&trees, &user("b")).unwrap().is_some());
+        assert!(load(&trees, &user("b"), &Scope::Instance)
+            .unwrap()
+            .is_some());
         append(&trees, "b", EventPayload::Deactivated);
     }
 
@@ -207,7 +334,13 @@ mod tests {
             .events
             .insert(layout::event_key(&user("a"), 2), foreign)
             .unwrap();
-        let err = history(&trees, &user("a"), HistoryQuery::default()).unwrap_err();
+        let err = history(
+            &trees,
+            &user("a"),
+            &Scope::Instance,
+            HistoryQuery::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.id(), ids::CORRUPT);
     }
 
@@ -220,16 +353,20 @@ mod tests {
             .events
             .insert(layout::event_key(&user("a"), 2), stray.clone())
             .unwrap();
-        let before = load(&trees, &user("a")).unwrap();
+        let before = load(&trees, &user("a"), &Scope::Instance).unwrap();
         let commit = Commit::new(
             before.clone(),
             vec![event("a", 2, EventPayload::Deactivated)],
         )
         .unwrap();
-        let err =
-            writer::apply(&trees, Update::new(user("a"), storage::append(commit))).unwrap_err();
+        let err = writer::apply(
+            &trees,
+            Update::new(user("a"), Scope::Instance, storage::append(commit)),
+            0,
+        )
+        .unwrap_err();
         assert_eq!(err.id(), ids::CORRUPT);
-        assert_eq!(load(&trees, &user("a")).unwrap(), before);
+        assert_eq!(load(&trees, &user("a"), &Scope::Instance).unwrap(), before);
         let kept = trees
             .events
             .get(layout::event_key(&user("a"), 2))

@@ -15,6 +15,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use userstate::storage::{AcceptedLoss, Loss};
 use userstate::{
     Error, Event, EventPayload, Factor, FailedChecks, InitialState, Lock, LockCause, LockReason,
     OrgId, Result, Timestamp, UnlockCause, User, UserId, UserState,
@@ -367,6 +368,73 @@ pub(crate) fn decode_event(id: &UserId, sequence: u64, bytes: &[u8]) -> Result<E
         })
     })();
     event.map_err(corrupt)
+}
+
+/// A loss accepted at open (`userstate.losses`).
+#[derive(Debug, Serialize, Deserialize)]
+struct LossRecord {
+    accepted_at: i64,
+    expected: Option<u64>,
+    found: u64,
+}
+
+/// The record of an accepted loss.
+///
+/// # Errors
+/// Internal if postcard refuses it (it does not for this type).
+pub(crate) fn encode_loss(loss: &AcceptedLoss) -> Result<Vec<u8>> {
+    encode(&LossRecord {
+        accepted_at: loss.accepted_at.unix_millis(),
+        expected: loss.loss.expected,
+        found: loss.loss.found,
+    })
+}
+
+/// An accepted loss.
+///
+/// # Errors
+/// Corrupt for anything but a valid record.
+pub(crate) fn decode_loss(bytes: &[u8]) -> Result<AcceptedLoss> {
+    let record: LossRecord = decode(bytes)?;
+    Ok(AcceptedLoss {
+        accepted_at: Timestamp::from_unix_millis(record.accepted_at)?,
+        loss: Loss {
+            expected: record.expected,
+            found: record.found,
+        },
+    })
+}
+
+/// The organisation a snapshot record names, read without the rest of
+/// it being valid: what a damaged record still tells of whose it is.
+pub(crate) fn snapshot_org(bytes: &[u8]) -> Option<OrgId> {
+    #[derive(Deserialize)]
+    struct Prefix {
+        _id: String,
+        org: String,
+    }
+    let (format, body) = bytes.split_first()?;
+    if *format != RECORD_FORMAT {
+        return None;
+    }
+    let (prefix, _): (Prefix, _) = postcard::take_from_bytes(body).ok()?;
+    OrgId::new(prefix.org).ok()
+}
+
+/// The organisation an event record names, as [`snapshot_org`].
+pub(crate) fn event_org(bytes: &[u8]) -> Option<OrgId> {
+    #[derive(Deserialize)]
+    struct Prefix {
+        _user: String,
+        _sequence: u64,
+        org: String,
+    }
+    let (format, body) = bytes.split_first()?;
+    if *format != RECORD_FORMAT {
+        return None;
+    }
+    let (prefix, _): (Prefix, _) = postcard::take_from_bytes(body).ok()?;
+    OrgId::new(prefix.org).ok()
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {

@@ -8,15 +8,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use userstate::storage::{
-    Decide, GroupCommit, TemporaryDir, UserRepository, WorkerPool, WriterStats,
+    AcceptedLoss, Decide, GroupCommit, Scope, Seal, TemporaryDir, UserRepository, Verification,
+    WorkerPool, WriterStats,
 };
 use userstate::{Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId};
 
-use crate::engine;
+use crate::engine::{self, DATA_FILE};
 use crate::layout::Trees;
 use crate::options::SledOptions;
 use crate::reader;
-use crate::writer::Writer;
+use crate::verify;
+use crate::writer::{self, Closing, SharedMark, Writer};
 
 /// Users stored in a sled database.
 ///
@@ -33,13 +35,33 @@ pub struct SledRepository {
 
 /// Field order is drop order: the writer commits what is queued (with a
 /// last sync), the readers stop, the database closes with the last tree,
-/// then a temporary directory goes.
+/// the commit mark is sealed, then a temporary directory goes.
 struct Inner {
     writer: GroupCommit<Writer>,
     readers: WorkerPool<Trees>,
+    _sealer: Sealer,
     options: SledOptions,
     path: PathBuf,
     _temporary: Option<TemporaryDir>,
+}
+
+/// Seals the commit mark with the data file as sled left it, once sled
+/// has closed, if the writer closed with everything synced: the next open
+/// then knows the file is whole without opening a copy.
+struct Sealer {
+    mark: SharedMark,
+    data_file: PathBuf,
+}
+
+impl Drop for Sealer {
+    fn drop(&mut self) {
+        let mut closing = writer::lock(&self.mark);
+        if closing.clean {
+            if let Ok(seal) = Seal::of_file(&self.data_file) {
+                let _ = closing.mark.seal(seal);
+            }
+        }
+    }
 }
 
 impl SledRepository {
@@ -66,12 +88,15 @@ impl SledRepository {
         options: &SledOptions,
         temporary: Option<TemporaryDir>,
     ) -> Result<Self> {
-        let (trees, device) = engine::open(path, options)?;
+        let opened = engine::open(path, options)?;
+        let trees = opened.trees;
+        let mark = Closing::shared(opened.mark);
         let mut writer = Writer::new(
             trees.clone(),
-            device,
+            opened.device,
             options.durability,
             options.max_unsynced_commands,
+            mark.clone(),
         );
         // Make the creation or upgrade itself durable: the format version,
         // sled's `conf` file and the directory entries.
@@ -88,6 +113,10 @@ impl SledRepository {
             inner: Arc::new(Inner {
                 writer,
                 readers,
+                _sealer: Sealer {
+                    mark,
+                    data_file: path.join(DATA_FILE),
+                },
                 options: options.clone(),
                 path: path.to_path_buf(),
                 _temporary: temporary,
@@ -123,6 +152,37 @@ impl SledRepository {
     pub async fn sync(&self) -> Result<()> {
         self.inner.writer.exclusive(Writer::sync).await
     }
+
+    /// Checks the whole database, as
+    /// [`CheckAtOpen::Everything`](userstate::storage::CheckAtOpen::Everything)
+    /// does at open: every page of every tree read back (sled checks each
+    /// against its checksum), every record decoded, every snapshot against
+    /// the replay of its history, every index entry, the events against the
+    /// count of committed ones. Runs after the writes queued before it, and
+    /// holds the writer while it walks, so it sees one state.
+    ///
+    /// # Errors
+    /// Unavailable when sled cannot read its files; damage is reported in
+    /// the [`Verification`].
+    pub async fn verify(&self) -> Result<Verification> {
+        let trees = self.inner.readers.run(|trees| Ok(trees.clone())).await?;
+        self.inner
+            .writer
+            .exclusive(move |_| verify::everything(&trees))
+            .await
+    }
+
+    /// The losses accepted when the database was opened with
+    /// [`SledOptions::accept_loss`], oldest first.
+    ///
+    /// # Errors
+    /// As a read.
+    pub async fn accepted_losses(&self) -> Result<Vec<AcceptedLoss>> {
+        self.inner
+            .readers
+            .run(|trees| reader::accepted_losses(trees))
+            .await
+    }
 }
 
 impl fmt::Debug for SledRepository {
@@ -143,11 +203,11 @@ impl From<SledRepository> for Arc<dyn UserRepository> {
 
 #[async_trait]
 impl UserRepository for SledRepository {
-    async fn load(&self, id: &UserId) -> Result<Option<User>> {
-        let id = id.clone();
+    async fn load(&self, id: &UserId, scope: &Scope) -> Result<Option<User>> {
+        let (id, scope) = (id.clone(), scope.clone());
         self.inner
             .readers
-            .run(move |trees| reader::load(trees, &id))
+            .run(move |trees| reader::load(trees, &id, &scope))
             .await
     }
 
@@ -155,15 +215,18 @@ impl UserRepository for SledRepository {
     /// decision on it and commits what it decided in one sled transaction,
     /// then syncs the batch when durable. Only the writer writes, so the
     /// update never conflicts.
-    async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
-        self.inner.writer.update(id.clone(), decide).await
+    async fn update(&self, id: &UserId, scope: &Scope, decide: Decide) -> Result<User> {
+        self.inner
+            .writer
+            .update(id.clone(), scope.clone(), decide)
+            .await
     }
 
-    async fn history(&self, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {
-        let id = id.clone();
+    async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
+        let (id, scope) = (id.clone(), scope.clone());
         self.inner
             .readers
-            .run(move |trees| reader::history(trees, &id, query))
+            .run(move |trees| reader::history(trees, &id, &scope, query))
             .await
     }
 

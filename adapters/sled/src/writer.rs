@@ -10,13 +10,20 @@
 //! log writes (sled 0.34 queues those without limit, and the memory with
 //! them).
 //!
+//! Every transaction that stores events also advances the count of
+//! committed events in sled's default tree; after each sync the writer
+//! records the count in the commit mark, outside sled, which the next open
+//! compares with what sled recovered.
+//!
 //! A failed sync is final: the kernel may have dropped the pages it could
 //! not write, so a later sync that succeeds proves nothing about them.
 //! Every later batch is refused with the first failure.
 
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
-use userstate::storage::{BatchWriter, Commit, Decision, Durability, Update};
+use userstate::storage::{BatchWriter, Commit, CommitMark, Decision, Durability, Update};
 use userstate::{Error, Result, User, UserId, UserState};
 
 use crate::engine::DeviceSync;
@@ -35,6 +42,26 @@ pub(crate) struct Writer {
     /// Relaxed commands acknowledged since the last sync.
     unsynced: u64,
     failure: Option<Error>,
+    /// Every event committed so far, as the default tree counts them.
+    committed: u64,
+    mark: SharedMark,
+}
+
+/// The commit mark, shared by the writer, which records every sync in it,
+/// and the repository, which seals it once sled has closed.
+pub(crate) type SharedMark = Arc<Mutex<Closing>>;
+
+/// The commit mark and whether the writer closed with everything synced.
+#[derive(Debug)]
+pub(crate) struct Closing {
+    pub(crate) mark: CommitMark,
+    pub(crate) clean: bool,
+}
+
+impl Closing {
+    pub(crate) fn shared(mark: CommitMark) -> SharedMark {
+        Arc::new(Mutex::new(Closing { mark, clean: false }))
+    }
 }
 
 impl Writer {
@@ -43,7 +70,9 @@ impl Writer {
         device: DeviceSync,
         durability: Durability,
         max_unsynced: u64,
+        mark: SharedMark,
     ) -> Self {
+        let committed = lock(&mark).mark.committed();
         Writer {
             trees,
             device,
@@ -51,6 +80,8 @@ impl Writer {
             max_unsynced,
             unsynced: 0,
             failure: None,
+            committed,
+            mark,
         }
     }
 
@@ -70,6 +101,9 @@ impl Writer {
         match synced {
             Ok(()) => {
                 self.unsynced = 0;
+                // A mark that cannot be written stays behind, which hides
+                // a later loss but never claims one.
+                let _ = lock(&self.mark).mark.record(self.committed);
                 Ok(())
             }
             Err(failure) => {
@@ -88,9 +122,12 @@ impl BatchWriter for Writer {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut written = 0;
         for update in batch {
-            let outcome = apply(&self.trees, update);
-            if let Ok((_, true)) = outcome {
-                written += 1;
+            let outcome = apply(&self.trees, update, self.committed);
+            if let Ok((_, events)) = outcome {
+                if events > 0 {
+                    written += 1;
+                    self.committed += events;
+                }
             }
             outcomes.push(outcome);
         }
@@ -110,7 +147,7 @@ impl BatchWriter for Writer {
             .into_iter()
             .map(|outcome| match (outcome, &synced) {
                 // Committed but not made durable: not acknowledged.
-                (Ok((_, true)), Err(failure)) => Err(failure.clone()),
+                (Ok((_, events)), Err(failure)) if events > 0 => Err(failure.clone()),
                 (outcome, _) => outcome.map(|(user, _)| user),
             })
             .collect()
@@ -124,17 +161,29 @@ impl Drop for Writer {
         if self.unsynced > 0 {
             let _ = self.sync();
         }
+        let clean = self.failure.is_none() && self.unsynced == 0;
+        lock(&self.mark).clean = clean;
     }
 }
 
+/// The mark, also after a panic elsewhere poisoned its lock: it holds no
+/// invariant a panic could break.
+pub(crate) fn lock(mark: &SharedMark) -> MutexGuard<'_, Closing> {
+    mark.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// One update: the user as stored, the decision on it, and what it
-/// decided. Returns the user after it and whether it wrote.
-pub(crate) fn apply(trees: &Trees, update: Update) -> Result<(User, bool)> {
-    let stored = reader::load(trees, update.id())?;
+/// decided, on a database that has `committed` events. Returns the user
+/// after it and the events it wrote.
+pub(crate) fn apply(trees: &Trees, update: Update, committed: u64) -> Result<(User, u64)> {
+    let stored = reader::load(trees, update.id(), update.scope())?;
     let old_keys = stored.as_ref().map(index_keys);
     match update.decide(stored)? {
-        Decision::Unchanged(user) => Ok((user, false)),
-        Decision::Write(commit) => write(trees, old_keys, commit).map(|user| (user, true)),
+        Decision::Unchanged(user) => Ok((user, 0)),
+        Decision::Write(commit) => {
+            let events = commit.events().len() as u64;
+            write(trees, old_keys, commit, committed + events).map(|user| (user, events))
+        }
     }
 }
 
@@ -152,7 +201,8 @@ fn index_keys(user: &User) -> IndexKeys {
 }
 
 /// Writes a commit decided on the stored user (whose index entries are
-/// `old`) in one transaction over all trees; returns the user after it.
+/// `old`) in one transaction over all trees, with the count of committed
+/// events after it; returns the user after it.
 /// Only this writer writes, so the user cannot have moved on since it was
 /// read.
 ///
@@ -160,7 +210,7 @@ fn index_keys(user: &User) -> IndexKeys {
 /// Corrupt when an event is already stored at a sequence the commit writes
 /// (the history ran ahead of its snapshot: never overwritten); sled errors
 /// as mapped by [`from_sled`]. Nothing is written on error.
-fn write(trees: &Trees, old: Option<IndexKeys>, commit: Commit) -> Result<User> {
+fn write(trees: &Trees, old: Option<IndexKeys>, commit: Commit, committed: u64) -> Result<User> {
     let (events, snapshot) = commit.into_parts();
     let id: &UserId = &snapshot.id;
     let events = events
@@ -176,36 +226,40 @@ fn write(trees: &Trees, old: Option<IndexKeys>, commit: Commit) -> Result<User> 
     let snapshot_record = record::encode_user(&snapshot)?;
     let new = index_keys(&snapshot);
     let exists = snapshot.state != UserState::Deleted;
+    let committed = committed.to_be_bytes();
     let trees_in_order = (
         &trees.events,
         &trees.snapshots,
         &trees.by_org_state,
         &trees.by_org,
+        &*trees.db,
     );
     // Tree order is commit order: events before the snapshot before the
     // indexes, so a reader that sees a snapshot also sees its events.
-    let outcome = trees_in_order.transaction(|(events_tree, snapshots, by_org_state, by_org)| {
-        for (key, value) in &events {
-            if events_tree
-                .insert(key.as_slice(), value.as_slice())?
-                .is_some()
-            {
-                return Err(ConflictableTransactionError::Abort(Error::corrupt(
-                    format!("user {id} has stored events beyond its snapshot"),
-                )));
+    let outcome =
+        trees_in_order.transaction(|(events_tree, snapshots, by_org_state, by_org, meta)| {
+            for (key, value) in &events {
+                if events_tree
+                    .insert(key.as_slice(), value.as_slice())?
+                    .is_some()
+                {
+                    return Err(ConflictableTransactionError::Abort(Error::corrupt(
+                        format!("user {id} has stored events beyond its snapshot"),
+                    )));
+                }
             }
-        }
-        snapshots.insert(snapshot_key.as_slice(), snapshot_record.as_slice())?;
-        if let Some(old) = &old {
-            by_org_state.remove(old.org_state.as_slice())?;
-            by_org.remove(old.org.as_slice())?;
-        }
-        by_org_state.insert(new.org_state.as_slice(), &[][..])?;
-        if exists {
-            by_org.insert(new.org.as_slice(), &[][..])?;
-        }
-        Ok(())
-    });
+            snapshots.insert(snapshot_key.as_slice(), snapshot_record.as_slice())?;
+            if let Some(old) = &old {
+                by_org_state.remove(old.org_state.as_slice())?;
+                by_org.remove(old.org.as_slice())?;
+            }
+            by_org_state.insert(new.org_state.as_slice(), &[][..])?;
+            if exists {
+                by_org.insert(new.org.as_slice(), &[][..])?;
+            }
+            meta.insert(layout::COMMITTED_KEY, &committed[..])?;
+            Ok(())
+        });
     outcome.map_err(|e| match e {
         TransactionError::Abort(error) => error,
         TransactionError::Storage(error) => from_sled(error),
@@ -215,7 +269,7 @@ fn write(trees: &Trees, old: Option<IndexKeys>, commit: Commit) -> Result<User> 
 
 #[cfg(test)]
 mod tests {
-    use userstate::storage::{self, Commit};
+    use userstate::storage::{self, Commit, Scope};
     use userstate::{Event, EventPayload, InitialState, OrgId, Timestamp};
 
     use super::*;
@@ -223,7 +277,14 @@ mod tests {
     fn writer(dir: &std::path::Path, durability: Durability, max_unsynced: u64) -> Writer {
         let db = sled::Config::new().path(dir).open().unwrap();
         let device = DeviceSync::open(dir).unwrap();
-        Writer::new(Trees::open(db).unwrap(), device, durability, max_unsynced)
+        let (mark, _) = CommitMark::open(&dir.join("mark"), 0, false).unwrap();
+        Writer::new(
+            Trees::open(db).unwrap(),
+            device,
+            durability,
+            max_unsynced,
+            Closing::shared(mark),
+        )
     }
 
     fn create(id: &str) -> Update {
@@ -238,7 +299,11 @@ mod tests {
                 state: InitialState::Active,
             },
         };
-        Update::new(id, storage::append(Commit::new(None, vec![added]).unwrap()))
+        Update::new(
+            id,
+            Scope::Instance,
+            storage::append(Commit::new(None, vec![added]).unwrap()),
+        )
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::thread;
 
 use futures::executor::block_on;
 use userstate::conformance::group::{decided_on, Stall};
-use userstate::storage::{self, Commit};
+use userstate::storage::{self, Commit, Scope};
 use userstate::{
     Caller, Event, EventPayload, InMemoryAuthorizer, InitialState, LockRequest, OrgId, Permission,
     Timestamp, UserId, UserRepository, UserService,
@@ -76,7 +76,14 @@ fn sixty_four_callers_share_a_batch(repo: &SledRepository) {
     block_on(async {
         for i in 0..CALLERS {
             let id = UserId::new(format!("caller-{i}")).unwrap();
-            assert_eq!(repo.load(&id).await.unwrap().unwrap().sequence, 3);
+            assert_eq!(
+                repo.load(&id, &Scope::Instance)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .sequence,
+                3
+            );
         }
     });
 }
@@ -129,7 +136,9 @@ fn one_caller_at_a_time_gets_one_batch_per_command() {
                 },
             };
             let commit = Commit::new(None, vec![added]).unwrap();
-            repo.update(&id, storage::append(commit)).await.unwrap();
+            repo.update(&id, &Scope::Instance, storage::append(commit))
+                .await
+                .unwrap();
         }
     });
     let stats = disk.repo.stats();

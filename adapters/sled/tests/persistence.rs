@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use futures::executor::block_on;
+use userstate::storage::Scope;
 use userstate::{
     ids, Caller, ErrorKind, HistoryQuery, InMemoryAuthorizer, InitialState, ListQuery, LockRequest,
     OrgId, Permission, User, UserId, UserRepository, UserService, UserState,
@@ -47,8 +48,11 @@ async fn assert_populated(repo: &SledRepository) {
     let acme = OrgId::new("acme").unwrap();
     for i in 0..10 {
         let id = user(&format!("u{i}"));
-        let stored = repo.load(&id).await.unwrap().unwrap();
-        let history = repo.history(&id, HistoryQuery::default()).await.unwrap();
+        let stored = repo.load(&id, &Scope::Instance).await.unwrap().unwrap();
+        let history = repo
+            .history(&id, &Scope::Instance, HistoryQuery::default())
+            .await
+            .unwrap();
         assert_eq!(Some(stored), User::replay(&history), "{id}");
     }
     let locked = repo
@@ -106,7 +110,7 @@ fn clones_share_one_database() {
     let repo = SledRepository::open(dir.path().join("users")).unwrap();
     let (service, admin) = service(repo.clone());
     block_on(service.create(&admin, &user("shared"), InitialState::Active)).unwrap();
-    let seen = block_on(repo.load(&user("shared"))).unwrap();
+    let seen = block_on(repo.load(&user("shared"), &Scope::Instance)).unwrap();
     assert_eq!(seen.map(|u| u.sequence), Some(1));
     assert_eq!(repo.path(), dir.path().join("users"));
 }

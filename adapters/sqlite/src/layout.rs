@@ -2,14 +2,17 @@
 //! and the statements that read and write them.
 //!
 //! ```sql
-//! users  (id PRIMARY KEY, org, state, sequence, snapshot)   -- snapshot: record::UserRecord
-//! events (user_id, sequence, org, event_type, created_at, creator, payload,
-//!         PRIMARY KEY (user_id, sequence))                  -- payload: the type's record
+//! users  (id PRIMARY KEY, org, state, sequence, snapshot, checksum)  -- snapshot: record::UserRecord
+//! events (user_id, sequence, org, event_type, created_at, creator, payload, checksum,
+//!         PRIMARY KEY (user_id, sequence))                            -- payload: the type's record
 //! INDEX users_by_org_state ON users (org, state, id)
 //! INDEX users_by_org       ON users (org, id) WHERE state <> 'deleted'
+//! meta   (key PRIMARY KEY, value)     -- committed_events: every event ever committed
+//! losses (accepted_at, expected, found)  -- losses an operator accepted at open
 //! ```
 
-/// The tables and indexes, unchanged since schema version 1.
+/// The tables and indexes of schema version 1; version 3 adds the
+/// checksums and the `meta` and `losses` tables ([`crate::format`]).
 ///
 /// - `users` holds the snapshot (a cache of the replay of the user's events)
 ///   and the columns the lists need (`org`, `state`) and the writer reads.
@@ -43,32 +46,49 @@ CREATE TABLE events (
 ) STRICT, WITHOUT ROWID;
 ";
 
-pub(crate) const LOAD: &str = "SELECT id, org, state, sequence, snapshot FROM users WHERE id = ?1";
+pub(crate) const LOAD: &str =
+    "SELECT id, org, state, sequence, snapshot, checksum FROM users WHERE id = ?1";
+
+/// The organisation of some event of a user: a user without a row but with
+/// events lost its row.
+pub(crate) const AN_EVENT_ORG: &str = "SELECT org FROM events WHERE user_id = ?1 LIMIT 1";
 
 pub(crate) const HISTORY: &str =
-    "SELECT sequence, org, event_type, created_at, creator, payload, user_id
+    "SELECT user_id, sequence, org, event_type, created_at, creator, payload, checksum
      FROM events WHERE user_id = ?1 AND sequence > ?2 ORDER BY sequence LIMIT ?3";
 
 /// Served by `users_by_org_state`.
-pub(crate) const LIST_IN_STATE: &str = "SELECT id, org, state, sequence, snapshot
+pub(crate) const LIST_IN_STATE: &str = "SELECT id, org, state, sequence, snapshot, checksum
      FROM users WHERE org = ?1 AND state = ?2 AND id > ?3 ORDER BY id LIMIT ?4";
 
 /// Served by the partial index `users_by_org`: the literal `state <> 'deleted'`
 /// is what lets SQLite match the index's own WHERE clause.
-pub(crate) const LIST_EXISTING: &str = "SELECT id, org, state, sequence, snapshot
+pub(crate) const LIST_EXISTING: &str = "SELECT id, org, state, sequence, snapshot, checksum
      FROM users WHERE org = ?1 AND state <> 'deleted' AND id > ?2 ORDER BY id LIMIT ?3";
 
-pub(crate) const INSERT_EVENT: &str =
-    "INSERT INTO events (user_id, sequence, org, event_type, created_at, creator, payload)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+pub(crate) const INSERT_EVENT: &str = "INSERT INTO events
+     (user_id, sequence, org, event_type, created_at, creator, payload, checksum)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 pub(crate) const INSERT_USER: &str =
-    "INSERT INTO users (id, org, state, sequence, snapshot) VALUES (?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO users (id, org, state, sequence, snapshot, checksum)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// By id alone: the writer read the user under the write lock, so there is
 /// nothing left to check.
-pub(crate) const UPDATE_USER: &str =
-    "UPDATE users SET org = ?2, state = ?3, sequence = ?4, snapshot = ?5 WHERE id = ?1";
+pub(crate) const UPDATE_USER: &str = "UPDATE users
+     SET org = ?2, state = ?3, sequence = ?4, snapshot = ?5, checksum = ?6 WHERE id = ?1";
+
+/// Every event ever committed: what the commit mark is compared with.
+pub(crate) const COMMITTED: &str = "SELECT value FROM meta WHERE key = 'committed_events'";
+
+pub(crate) const ADD_COMMITTED: &str =
+    "UPDATE meta SET value = value + ?1 WHERE key = 'committed_events' RETURNING value";
+
+pub(crate) const RECORD_LOSS: &str =
+    "INSERT INTO losses (accepted_at, expected, found) VALUES (?1, ?2, ?3)";
+
+pub(crate) const LOSSES: &str = "SELECT accepted_at, expected, found FROM losses ORDER BY rowid";
 
 #[cfg(test)]
 mod tests {
@@ -80,7 +100,7 @@ mod tests {
     #[test]
     fn reads_use_their_indexes() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(TABLES).unwrap();
+        crate::format::upgrade(&conn, true).unwrap();
         let plan = |sql: &str| -> String {
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
             let unbound = std::iter::repeat_n("x", stmt.parameter_count());

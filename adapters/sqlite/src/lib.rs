@@ -83,11 +83,12 @@ mod options;
 mod reader;
 mod record;
 mod repository;
+mod verify;
 mod writer;
 
 pub use crate::options::{SqliteOptions, DEFAULT_BUSY_TIMEOUT, DEFAULT_READER_THREADS};
 pub use crate::repository::SqliteRepository;
-pub use userstate::storage::{Durability, WriterStats};
+pub use userstate::storage::{AcceptedLoss, CheckAtOpen, Durability, Verification, WriterStats};
 
 /// The schema version this version of the crate writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = format::SCHEMA_VERSION;

@@ -1,10 +1,11 @@
 //! How a database is opened: durability, who leads group commits, batch
-//! size, reader threads and the busy timeout.
+//! size, reader threads, the busy timeout, whether a missing file is
+//! created, the check at open and whether a known loss is accepted.
 
 use std::path::Path;
 use std::time::Duration;
 
-use userstate::storage::{Durability, DEFAULT_MAX_BATCH};
+use userstate::storage::{CheckAtOpen, Durability, DEFAULT_MAX_BATCH};
 use userstate::Result;
 
 use crate::repository::SqliteRepository;
@@ -37,6 +38,9 @@ pub struct SqliteOptions {
     pub(crate) max_batch: usize,
     pub(crate) reader_threads: usize,
     pub(crate) busy_timeout: Duration,
+    pub(crate) create_if_missing: bool,
+    pub(crate) check_at_open: CheckAtOpen,
+    pub(crate) accept_loss: bool,
 }
 
 impl Default for SqliteOptions {
@@ -47,13 +51,17 @@ impl Default for SqliteOptions {
             max_batch: DEFAULT_MAX_BATCH,
             reader_threads: DEFAULT_READER_THREADS,
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            create_if_missing: true,
+            check_at_open: CheckAtOpen::Auto,
+            accept_loss: false,
         }
     }
 }
 
 impl SqliteOptions {
     /// The defaults: durable, the writer thread leads, batches of up to
-    /// [`DEFAULT_MAX_BATCH`] commands, 2 reader threads, 5 s busy timeout.
+    /// [`DEFAULT_MAX_BATCH`] commands, 2 reader threads, 5 s busy timeout,
+    /// a missing file created, [`CheckAtOpen::Auto`], no loss accepted.
     pub fn new() -> Self {
         Self::default()
     }
@@ -112,19 +120,60 @@ impl SqliteOptions {
         self
     }
 
-    /// Opens the database file at `path`, creating it if missing, and
-    /// upgrades a file of an earlier format in place, in one transaction.
+    /// Whether a missing file is created (default true). A new database is
+    /// only ever created where nothing of one is: an existing empty file,
+    /// or a missing file whose `-wal` or commit mark is still there, is
+    /// refused whatever this says.
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.create_if_missing = create;
+        self
+    }
+
+    /// How much of the file is checked at open (default
+    /// [`CheckAtOpen::Auto`]: everything up to
+    /// [`CHECK_EVERYTHING_UP_TO`](userstate::storage::CHECK_EVERYTHING_UP_TO)
+    /// bytes, SQLite's `quick_check` beyond, about half a second for a
+    /// million users). A check that finds damage refuses the open.
+    pub fn check_at_open(mut self, check: CheckAtOpen) -> Self {
+        self.check_at_open = check;
+        self
+    }
+
+    /// Whether the open goes on with a database that lost committed events
+    /// (default false, which refuses it): for an operator who knows what
+    /// was lost and chose to keep what is left rather than restore a
+    /// backup. The loss is recorded in the database
+    /// ([`SqliteRepository::accepted_losses`]) and the commit mark starts
+    /// again from what is there.
+    pub fn accept_loss(mut self, accept: bool) -> Self {
+        self.accept_loss = accept;
+        self
+    }
+
+    /// Opens the database file at `path`, creating it owner-only (0600) if
+    /// nothing is there, and upgrades a file of an earlier format in place,
+    /// in one transaction.
     ///
-    /// Blocks while it opens the file and upgrades it: call it at start-up
-    /// (or from a blocking task), not on an async executor's hot path.
+    /// Blocks while it opens the file, checks and upgrades it: call it at
+    /// start-up (or from a blocking task), not on an async executor's hot
+    /// path.
+    ///
+    /// The file, its `-wal` and `-shm`, and its commit mark `<path>-commits`
+    /// (the count of committed events, which tells at open whether any were
+    /// lost) must be the opener's own and are never opened through a
+    /// symbolic link; access for others is taken away.
     ///
     /// # Errors
     /// Internal ([`userstate::ids::CORRUPT`]) when the file is not a SQLite
-    /// database, is a SQLite database of another application, has a schema
-    /// version this library does not know (written by a newer version), or
-    /// holds a row that does not decode in its format; the file is left
-    /// untouched. Unavailable when the file cannot be opened or stays locked
-    /// past the busy timeout; Internal for other faults.
+    /// database, is a SQLite database of another application, is empty,
+    /// has a schema version this library does not know (written by a newer
+    /// version), holds fewer committed events than its commit mark says,
+    /// fails its check at open, holds a row that does not decode in its
+    /// format, or is a symbolic link or another user's file; the file is
+    /// left untouched. Unavailable when the file cannot be opened or
+    /// written (read-only, a directory, permission denied: the message says
+    /// which) or stays locked past the busy timeout; Internal for other
+    /// faults.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<SqliteRepository> {
         SqliteRepository::open_with(path.as_ref(), self, None)
     }

@@ -1,65 +1,130 @@
 //! The reads: one user, a page of a user's history, a page of an
-//! organisation's users. Each is a single statement, so it is its own read
-//! transaction and sees every commit acknowledged before it started. The
-//! writer reads a user with the same [`load`], inside its transaction.
+//! organisation's users. Each runs in one read transaction, so it sees
+//! every commit acknowledged before it started. The writer reads a user
+//! with the same [`load`], inside its transaction.
+//!
+//! Every row is checked against its checksum, and what a query finds
+//! against what it asked for: a damaged row is Corrupt naming its user,
+//! never served, and a row that is missing shows as a gap, a history that
+//! ends before its snapshot, or events without a snapshot. A user outside
+//! the scope is absent even when damaged: its organisation is told from
+//! its column, and from the copy in its snapshot when the row is damaged.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use userstate::storage::page_of;
+use userstate::storage::{page_of, AcceptedLoss, Loss, Scope};
 use userstate::{
-    Error, Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserState,
+    Error, Event, HistoryQuery, ListQuery, OrgId, Page, Result, Timestamp, User, UserId, UserState,
 };
 
 use crate::error::from_sqlite;
-use crate::layout::{HISTORY, LIST_EXISTING, LIST_IN_STATE, LOAD};
-use crate::record::{decode_event, decode_user, EventRow, StateName, UserRow};
+use crate::layout::{AN_EVENT_ORG, HISTORY, LIST_EXISTING, LIST_IN_STATE, LOAD, LOSSES};
+use crate::record::{
+    decode_event, decode_user, from_column, snapshot_org, EventRow, StateName, UserRow,
+};
 
-/// The stored snapshot of `id`, if the id was ever used.
-pub(crate) fn load(conn: &Connection, id: &UserId) -> Result<Option<User>> {
+/// The stored snapshot of `id` if it is in `scope`.
+///
+/// # Errors
+/// Corrupt, naming the user, for a damaged row that may be in the scope or
+/// events without a row.
+pub(crate) fn load(conn: &Connection, id: &UserId, scope: &Scope) -> Result<Option<User>> {
     let row = conn
         .prepare_cached(LOAD)
         .and_then(|mut select| select.query_row([id.as_str()], user_row).optional())
         .map_err(from_sqlite)?;
-    let user = row.as_ref().map(decode_user).transpose()?;
-    match user {
-        // The key the row was found by is the id it holds, unless damaged.
-        Some(user) if user.id != *id => Err(Error::corrupt(format!(
-            "the row found for user {id} holds another id"
-        ))),
-        user => Ok(user),
+    match row {
+        Some(row) => visible(&row, id, scope),
+        None => without_row(conn, id, scope),
     }
 }
 
-/// Events of `id` after `query.after_sequence`, at most `query.limit`.
-pub(crate) fn history(conn: &Connection, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {
+/// The user a row stores, if it is in the scope.
+fn visible(row: &UserRow, id: &UserId, scope: &Scope) -> Result<Option<User>> {
+    let damage = match decode_user(row) {
+        // Found by its key, a row holding another id is damage too.
+        Ok(user) if user.id == *id => return Ok(scope.admits(&user.org_id).then_some(user)),
+        Ok(_) => Error::corrupt(format!("the row found for user {id} holds another id")),
+        Err(damage) => damage,
+    };
+    // A damaged row may belong to the organisation of its column, or to the
+    // one its snapshot names.
+    let column = OrgId::new(row.org.as_str()).ok();
+    let copy = snapshot_org(row);
+    if scope.may_admit(column.iter().chain(copy.iter())) {
+        Err(damage)
+    } else {
+        Ok(None)
+    }
+}
+
+/// No row: a user never created, unless events of it are stored.
+fn without_row(conn: &Connection, id: &UserId, scope: &Scope) -> Result<Option<User>> {
+    let org: Option<String> = conn
+        .prepare_cached(AN_EVENT_ORG)
+        .and_then(|mut select| select.query_row([id.as_str()], |row| row.get(0)).optional())
+        .map_err(from_sqlite)?;
+    let Some(org) = org else {
+        return Ok(None);
+    };
+    let org = OrgId::new(org).ok();
+    if scope.may_admit(org.iter()) {
+        Err(Error::corrupt(format!(
+            "user {id} has stored events but no stored snapshot"
+        )))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Events of `id` after `query.after_sequence`, at most `query.limit`; none
+/// if its user is outside `scope`.
+///
+/// # Errors
+/// Corrupt, naming the user, for a damaged row, a gap, or a history that
+/// ends before the sequence its snapshot is at.
+pub(crate) fn history(
+    conn: &Connection,
+    id: &UserId,
+    scope: &Scope,
+    query: HistoryQuery,
+) -> Result<Vec<Event>> {
+    let Some(user) = load(conn, id, scope)? else {
+        return Ok(Vec::new());
+    };
     // Past i64::MAX there is nothing: no stored sequence is that large.
     let after = i64::try_from(query.after_sequence).unwrap_or(i64::MAX);
     let rows = conn
         .prepare_cached(HISTORY)
         .and_then(|mut select| {
             select
-                .query_map(params![id.as_str(), after, query.limit], |row| {
-                    Ok((row.get::<_, String>(6)?, event_row(row)?))
-                })?
+                .query_map(params![id.as_str(), after, query.limit], event_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(from_sqlite)?;
-    let mut previous = after;
-    rows.iter()
-        .map(|(user, row)| {
-            // Found by (user, sequence), so a row of another user or out
-            // of order is damage.
-            if user != id.as_str() || row.sequence <= previous {
-                return Err(Error::corrupt(format!(
-                    "the history of user {id} holds a row out of place"
-                )));
-            }
-            previous = row.sequence;
-            decode_event(id, row)
-        })
-        .collect()
+    let out_of_place = || Error::corrupt(format!("the history of user {id} has a gap"));
+    let mut expected = query.after_sequence;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        expected = expected.checked_add(1).ok_or_else(out_of_place)?;
+        if u64::try_from(row.sequence).ok() != Some(expected) || expected > user.sequence {
+            return Err(out_of_place());
+        }
+        events.push(decode_event(id, row)?);
+    }
+    let ended = rows.len() < usize::try_from(query.limit).unwrap_or(usize::MAX);
+    if ended && expected < user.sequence {
+        return Err(Error::corrupt(format!(
+            "the history of user {id} ends at {expected}, before its snapshot's sequence {}",
+            user.sequence
+        )));
+    }
+    Ok(events)
 }
 
 /// A page of the users of `org` as `query` selects them, ordered by id.
+///
+/// # Errors
+/// Corrupt, naming the user, when the page meets a damaged row.
 pub(crate) fn list(conn: &Connection, org: &OrgId, query: &ListQuery) -> Result<Page> {
     // Ids are never empty, so every id sorts after "".
     let after = query.after.as_ref().map_or("", UserId::as_str);
@@ -83,14 +148,17 @@ pub(crate) fn list(conn: &Connection, org: &OrgId, query: &ListQuery) -> Result<
         })
         .map_err(from_sqlite)?;
     // One statement reads a consistent state, so a row the query did not
-    // ask for means an index disagrees with its table: damage, never a
-    // user to show (it may be of another organisation).
-    let selected = |user: User| {
+    // ask for, or out of order, means an index disagrees with its table:
+    // damage, never a user to show (it may be of another organisation).
+    let mut previous = after.to_owned();
+    let selected = move |user: User| {
         let matches = user.org_id == *org
             && query
                 .state
-                .map_or(user.state != UserState::Deleted, |s| s == user.state);
+                .map_or(user.state != UserState::Deleted, |s| s == user.state)
+            && user.id.as_str() > previous.as_str();
         if matches {
+            previous = user.id.as_str().to_owned();
             Ok(user)
         } else {
             Err(Error::corrupt(format!(
@@ -99,10 +167,44 @@ pub(crate) fn list(conn: &Connection, org: &OrgId, query: &ListQuery) -> Result<
             )))
         }
     };
+    let mut selected = selected;
     page_of(
-        rows.iter().map(|row| decode_user(row).and_then(selected)),
+        rows.iter()
+            .map(|row| decode_user(row).and_then(&mut selected)),
         query.limit,
     )
+}
+
+/// The losses accepted at open, oldest first.
+///
+/// # Errors
+/// Corrupt for a row that does not decode.
+pub(crate) fn accepted_losses(conn: &Connection) -> Result<Vec<AcceptedLoss>> {
+    let rows = conn
+        .prepare_cached(LOSSES)
+        .and_then(|mut select| {
+            select
+                .query_map([], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, Option<i64>>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(from_sqlite)?;
+    rows.into_iter()
+        .map(|(at, expected, found)| {
+            Ok(AcceptedLoss {
+                accepted_at: Timestamp::from_unix_millis(at)?,
+                loss: Loss {
+                    expected: expected.map(from_column).transpose()?,
+                    found: from_column(found)?,
+                },
+            })
+        })
+        .collect()
 }
 
 /// A `users` row as `LOAD` and the lists select it.
@@ -113,17 +215,20 @@ pub(crate) fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
         state: row.get(2)?,
         sequence: row.get(3)?,
         snapshot: row.get(4)?,
+        checksum: row.get(5)?,
     })
 }
 
 /// An `events` row as `HISTORY` selects it.
 pub(crate) fn event_row(row: &Row<'_>) -> rusqlite::Result<EventRow> {
     Ok(EventRow {
-        sequence: row.get(0)?,
-        org: row.get(1)?,
-        event_type: row.get(2)?,
-        created_at: row.get(3)?,
-        creator: row.get(4)?,
-        payload: row.get(5)?,
+        user_id: row.get(0)?,
+        sequence: row.get(1)?,
+        org: row.get(2)?,
+        event_type: row.get(3)?,
+        created_at: row.get(4)?,
+        creator: row.get(5)?,
+        payload: row.get(6)?,
+        checksum: row.get(7)?,
     })
 }

@@ -29,7 +29,7 @@ use userstate::{
     OrgId, Result, Timestamp, UnlockCause, User, UserId, UserState,
 };
 
-/// A `users` row as read.
+/// A `users` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct UserRow {
     pub(crate) id: String,
@@ -37,17 +37,55 @@ pub(crate) struct UserRow {
     pub(crate) state: String,
     pub(crate) sequence: i64,
     pub(crate) snapshot: String,
+    /// [`user_checksum`] of the other columns (format 3; 0 before).
+    pub(crate) checksum: i64,
 }
 
-/// An `events` row as read, without the user id.
+/// An `events` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct EventRow {
+    pub(crate) user_id: String,
     pub(crate) sequence: i64,
     pub(crate) org: String,
     pub(crate) event_type: String,
     pub(crate) created_at: i64,
     pub(crate) creator: String,
     pub(crate) payload: String,
+    /// [`event_checksum`] of the other columns (format 3; 0 before).
+    pub(crate) checksum: i64,
+}
+
+/// The CRC-32 of a `users` row's other columns, each length-prefixed: any
+/// flipped bit in the row, and any burst of up to 32, changes it.
+pub(crate) fn user_checksum(row: &UserRow) -> i64 {
+    let mut crc = crc32fast::Hasher::new();
+    for text in [&row.id, &row.org, &row.state] {
+        field(&mut crc, text.as_bytes());
+    }
+    field(&mut crc, &row.sequence.to_le_bytes());
+    field(&mut crc, row.snapshot.as_bytes());
+    i64::from(crc.finalize())
+}
+
+/// The CRC-32 of an `events` row's other columns, as [`user_checksum`].
+pub(crate) fn event_checksum(row: &EventRow) -> i64 {
+    let mut crc = crc32fast::Hasher::new();
+    field(&mut crc, row.user_id.as_bytes());
+    field(&mut crc, &row.sequence.to_le_bytes());
+    for text in [&row.org, &row.event_type] {
+        field(&mut crc, text.as_bytes());
+    }
+    field(&mut crc, &row.created_at.to_le_bytes());
+    for text in [&row.creator, &row.payload] {
+        field(&mut crc, text.as_bytes());
+    }
+    i64::from(crc.finalize())
+}
+
+fn field(crc: &mut crc32fast::Hasher, bytes: &[u8]) {
+    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    crc.update(&len.to_le_bytes());
+    crc.update(bytes);
 }
 
 /// The `users` row of `user`.
@@ -93,20 +131,46 @@ pub(crate) fn encode_user(user: &User) -> Result<UserRow> {
         },
         lockouts: *lockouts,
     };
-    Ok(UserRow {
+    let mut row = UserRow {
         id: id.as_str().to_owned(),
         org: org_id.as_str().to_owned(),
         state: StateName::from(*state).as_str().to_owned(),
         sequence: to_column(*sequence)?,
         snapshot: to_json(&record)?,
-    })
+        checksum: 0,
+    };
+    row.checksum = user_checksum(&row);
+    Ok(row)
 }
 
 /// The user a `users` row stores.
 ///
 /// # Errors
-/// Corrupt when a column or the snapshot does not decode.
+/// Corrupt, naming the user, when the row's checksum does not match it, or
+/// a column or the snapshot does not decode.
 pub(crate) fn decode_user(row: &UserRow) -> Result<User> {
+    if user_checksum(row) != row.checksum {
+        return Err(Error::corrupt(format!(
+            "the stored row of user {} does not match its checksum",
+            row.id
+        )));
+    }
+    decode_user_fields(row)
+}
+
+/// The organisation a damaged `users` row may belong to, besides its
+/// column: the copy in its snapshot, if that still decodes.
+pub(crate) fn snapshot_org(row: &UserRow) -> Option<OrgId> {
+    let record: UserRecord = from_json(&row.snapshot).ok()?;
+    OrgId::new(record.org).ok()
+}
+
+/// [`decode_user`] without the checksum: for rows of a format without one,
+/// which an upgrade checks before it writes their checksum.
+///
+/// # Errors
+/// Corrupt when a column or the snapshot does not decode.
+pub(crate) fn decode_user_fields(row: &UserRow) -> Result<User> {
     let corrupt = |e: Error| {
         Error::corrupt(format!(
             "the stored snapshot of user {} cannot be decoded: {}",
@@ -172,14 +236,18 @@ pub(crate) fn decode_user(row: &UserRow) -> Result<User> {
 /// Internal if the sequence is beyond SQLite's integer range.
 pub(crate) fn encode_event(event: &Event) -> Result<EventRow> {
     let (event_type, payload) = encode_payload(&event.payload)?;
-    Ok(EventRow {
+    let mut row = EventRow {
+        user_id: event.user_id.as_str().to_owned(),
         sequence: to_column(event.sequence)?,
         org: event.org_id.as_str().to_owned(),
         event_type: event_type.to_owned(),
         created_at: event.created_at.unix_millis(),
         creator: event.creator.as_str().to_owned(),
         payload,
-    })
+        checksum: 0,
+    };
+    row.checksum = event_checksum(&row);
+    Ok(row)
 }
 
 /// The `event_type` and `payload` columns of `payload`.
@@ -240,9 +308,24 @@ fn check(
 /// The event a row of `user`'s history stores.
 ///
 /// # Errors
-/// Corrupt when a column is out of range, the type is unknown, or the
-/// payload does not hold exactly the type's fields.
+/// Corrupt, naming the user, when the row is of another user or does not
+/// match its checksum, a column is out of range, the type is unknown, or
+/// the payload does not hold exactly the type's fields.
 pub(crate) fn decode_event(user: &UserId, row: &EventRow) -> Result<Event> {
+    if row.user_id != user.as_str() || event_checksum(row) != row.checksum {
+        return Err(Error::corrupt(format!(
+            "stored event {} of user {user} does not match its checksum",
+            row.sequence
+        )));
+    }
+    decode_event_fields(user, row)
+}
+
+/// [`decode_event`] without the checksum, as [`decode_user_fields`].
+///
+/// # Errors
+/// As [`decode_event`] but for the checksum.
+pub(crate) fn decode_event_fields(user: &UserId, row: &EventRow) -> Result<Event> {
     let corrupt = |e: Error| {
         Error::corrupt(format!(
             "stored event {} of user {user} cannot be decoded: {}",
@@ -579,6 +662,15 @@ pub(crate) fn to_column(value: u64) -> Result<i64> {
     i64::try_from(value).map_err(|_| Error::internal("sequence beyond SQLite's integer range"))
 }
 
+/// A stored count, which is never negative.
+///
+/// # Errors
+/// Corrupt below zero.
+pub(crate) fn from_column(value: i64) -> Result<u64> {
+    u64::try_from(value)
+        .map_err(|_| Error::corrupt(format!("a stored count is negative ({value})")))
+}
+
 /// A stored sequence, which is never below 1.
 fn from_sequence(value: i64) -> Option<u64> {
     u64::try_from(value).ok().filter(|s| *s > 0)
@@ -848,9 +940,9 @@ mod tests {
         }
     }
 
-    /// The bytes of format 2, pinned: a change here is a new format.
+    /// The bytes of format 3, pinned: a change here is a new format.
     #[test]
-    fn user_records_of_format_2_are_pinned() {
+    fn user_records_of_format_3_are_pinned() {
         let row = encode_user(&locked_user()).unwrap();
         assert_eq!(
             (
@@ -865,6 +957,8 @@ mod tests {
             row.snapshot,
             r#"{"org":"acme","state":"locked","sequence":9,"createdAt":1718261077424,"changedAt":1718261078523,"lock":{"lockedAt":1718261078523,"previousState":"initial","cause":"lockout","reason":"left the company","expiresAt":1718261137424},"failedChecks":{"password":3,"sms":2,"email":1},"lockouts":2}"#
         );
+        // CRC-32 of the length-prefixed columns, as Python's zlib.crc32 computes it.
+        assert_eq!(row.checksum, 3_995_853_419);
         assert_eq!(decode_user(&row).unwrap(), locked_user());
 
         let row = encode_user(&plain_user()).unwrap();
@@ -875,9 +969,9 @@ mod tests {
         assert_eq!(decode_user(&row).unwrap(), plain_user());
     }
 
-    /// Every payload of format 2, pinned.
+    /// Every payload of format 3, pinned (as of format 2, which had no checksum).
     #[test]
-    fn event_records_of_format_2_are_pinned() {
+    fn event_records_of_format_3_are_pinned() {
         let cases = [
             (
                 EventPayload::Added {
@@ -968,7 +1062,19 @@ mod tests {
                 ),
                 (7, "acme", T, "admin")
             );
+            if event_type == "user.added" && json == r#"{"state":"initial"}"# {
+                // CRC-32 of the length-prefixed columns, as zlib.crc32 computes it.
+                assert_eq!(row.checksum, 2_564_927_151);
+            }
             assert_eq!(decode_event(&user_id("alice"), &row).unwrap(), event);
+            let flipped = EventRow {
+                created_at: row.created_at ^ 4,
+                ..row.clone()
+            };
+            assert_eq!(
+                decode_event(&user_id("alice"), &flipped).unwrap_err().id(),
+                userstate::ids::CORRUPT
+            );
         }
     }
 
@@ -999,8 +1105,17 @@ mod tests {
                 payload: payload.to_owned(),
                 ..good.clone()
             };
-            let err = decode_event(&user_id("alice"), &row).unwrap_err();
+            let err = decode_event_fields(&user_id("alice"), &row).unwrap_err();
             assert_eq!(err.id(), ids::CORRUPT, "{event_type} {payload}");
+            // With a checksum that matches, the payload is refused all the same.
+            let row = EventRow {
+                checksum: event_checksum(&row),
+                ..row
+            };
+            assert_eq!(
+                decode_event(&user_id("alice"), &row).unwrap_err().id(),
+                ids::CORRUPT
+            );
         }
         let head = r#"{"org":"acme","state":"active","sequence":1,"#;
         for (state, snapshot) in [
@@ -1021,13 +1136,15 @@ mod tests {
                     .to_owned(),
             ),
         ] {
-            let row = UserRow {
+            let mut row = UserRow {
                 id: "alice".into(),
                 org: "acme".into(),
                 state: state.into(),
                 sequence: 1,
                 snapshot,
+                checksum: 0,
             };
+            row.checksum = user_checksum(&row);
             assert_eq!(
                 decode_user(&row).unwrap_err().id(),
                 ids::CORRUPT,
@@ -1046,6 +1163,7 @@ mod tests {
             state: "locked".into(),
             sequence: 10,
             snapshot: r#"{"id":"frank","orgId":"acme","state":"locked","lock":{"reason":null,"expiresAt":"2024-06-13T06:47:38.565Z","lockedAt":"2024-06-13T06:45:38.565Z","previousState":"active","cause":"lockout"},"sequence":10,"createdAt":"2024-06-13T06:44:37.452Z","changedAt":"2024-06-13T06:45:38.565Z","failedChecks":{"password":3,"totp":0,"sms":0,"email":0},"lockouts":2}"#.into(),
+            checksum: 0,
         };
         let frank = v1::decode_user(&row).unwrap();
         assert_eq!(frank.lockouts, 2);

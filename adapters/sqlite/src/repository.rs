@@ -9,13 +9,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rusqlite::Connection;
 use userstate::storage::{
-    Decide, GroupCommit, TemporaryDir, UserRepository, WorkerPool, WriterStats,
+    AcceptedLoss, Decide, GroupCommit, Scope, TemporaryDir, UserRepository, Verification,
+    WorkerPool, WriterStats,
 };
 use userstate::{Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId};
 
 use crate::engine;
 use crate::options::SqliteOptions;
 use crate::reader;
+use crate::verify;
 use crate::writer::Writer;
 
 /// A [`UserRepository`] on a SQLite database.
@@ -47,8 +49,9 @@ struct Inner {
 }
 
 impl SqliteRepository {
-    /// Opens (creating if missing) the database file at `path` with the
-    /// default [`SqliteOptions`]: durable, WAL, 5 s busy timeout.
+    /// Opens (creating if nothing is there) the database file at `path` with
+    /// the default [`SqliteOptions`]: durable, WAL, 5 s busy timeout, checked
+    /// at open.
     ///
     /// # Errors
     /// See [`SqliteOptions::open`].
@@ -72,14 +75,19 @@ impl SqliteRepository {
     ) -> Result<Self> {
         // The writer first: it creates, checks and upgrades the file the
         // readers then open.
-        let conn = engine::open_writer(path, options)?;
+        let opened = engine::open_writer(path, options)?;
         let readers = (0..options.reader_threads)
             .map(|_| engine::open_reader(path, options))
             .collect::<Result<Vec<_>>>()?;
         let readers = WorkerPool::start("userstate-sqlite-reader", readers)?;
         let writer = GroupCommit::start(
             "userstate-sqlite-writer",
-            Writer::new(conn),
+            Writer::new(
+                opened.conn,
+                options.durability,
+                opened.committed,
+                opened.mark,
+            ),
             options.max_batch,
             options.inline_writes,
         )?;
@@ -122,6 +130,36 @@ impl SqliteRepository {
     pub async fn sync(&self) -> Result<()> {
         self.inner.writer.exclusive(Writer::sync).await
     }
+
+    /// Checks the whole database, as [`CheckAtOpen::Everything`] does at
+    /// open: SQLite's `integrity_check`, every row against its checksum,
+    /// every snapshot against the replay of its history, the events
+    /// against the count of committed ones. Reads one consistent state
+    /// while commands go on.
+    ///
+    /// [`CheckAtOpen::Everything`]: userstate::storage::CheckAtOpen::Everything
+    ///
+    /// # Errors
+    /// Unavailable or Internal when the database cannot be read; damage is
+    /// reported in the [`Verification`].
+    pub async fn verify(&self) -> Result<Verification> {
+        self.inner
+            .readers
+            .run(|conn| verify::everything(conn))
+            .await
+    }
+
+    /// The losses accepted when the database was opened with
+    /// [`SqliteOptions::accept_loss`], oldest first.
+    ///
+    /// # Errors
+    /// As a read.
+    pub async fn accepted_losses(&self) -> Result<Vec<AcceptedLoss>> {
+        self.inner
+            .readers
+            .run(|conn| reader::accepted_losses(conn))
+            .await
+    }
 }
 
 impl fmt::Debug for SqliteRepository {
@@ -142,11 +180,11 @@ impl From<SqliteRepository> for Arc<dyn UserRepository> {
 
 #[async_trait]
 impl UserRepository for SqliteRepository {
-    async fn load(&self, id: &UserId) -> Result<Option<User>> {
-        let id = id.clone();
+    async fn load(&self, id: &UserId, scope: &Scope) -> Result<Option<User>> {
+        let (id, scope) = (id.clone(), scope.clone());
         self.inner
             .readers
-            .run(move |conn| reader::load(conn, &id))
+            .run(move |conn| reader::load(conn, &id, &scope))
             .await
     }
 
@@ -154,15 +192,18 @@ impl UserRepository for SqliteRepository {
     /// batch's transaction, on the user read under the write lock: it never
     /// conflicts. Answered once the transaction committed (fsynced when
     /// durable) or failed.
-    async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
-        self.inner.writer.update(id.clone(), decide).await
+    async fn update(&self, id: &UserId, scope: &Scope, decide: Decide) -> Result<User> {
+        self.inner
+            .writer
+            .update(id.clone(), scope.clone(), decide)
+            .await
     }
 
-    async fn history(&self, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {
-        let id = id.clone();
+    async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
+        let (id, scope) = (id.clone(), scope.clone());
         self.inner
             .readers
-            .run(move |conn| reader::history(conn, &id, query))
+            .run(move |conn| reader::history(conn, &id, &scope, query))
             .await
     }
 

@@ -6,23 +6,46 @@
 //! fsync in durable mode.
 
 use rusqlite::{params, Connection};
-use userstate::storage::{BatchWriter, Commit, Decision, Update};
+use userstate::storage::{BatchWriter, Commit, CommitMark, Decision, Durability, Update};
 use userstate::{Error, Result, User};
 
 use crate::error::{from_sqlite, is_key_violation};
-use crate::layout::{INSERT_EVENT, INSERT_USER, UPDATE_USER};
+use crate::layout::{ADD_COMMITTED, INSERT_EVENT, INSERT_USER, UPDATE_USER};
 use crate::reader;
 use crate::record;
 
-/// The write connection, owned by whoever leads the current batch.
+/// The write connection, owned by whoever leads the current batch, and the
+/// count of committed events its commit mark records.
 #[derive(Debug)]
 pub(crate) struct Writer {
     conn: Connection,
+    durability: Durability,
+    /// Every event committed so far, as the `meta` table counted them in
+    /// the last commit of this writer (other handles on the file add theirs).
+    committed: u64,
+    mark: CommitMark,
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection) -> Self {
-        Writer { conn }
+    pub(crate) fn new(
+        conn: Connection,
+        durability: Durability,
+        committed: u64,
+        mark: CommitMark,
+    ) -> Self {
+        Writer {
+            conn,
+            durability,
+            committed,
+            mark,
+        }
+    }
+
+    /// Records in the commit mark what is durable now. A mark that cannot
+    /// be written stays behind, which hides a later loss but never claims
+    /// one: the commits themselves succeeded.
+    fn mark_durable(&mut self) {
+        let _ = self.mark.record(self.committed);
     }
 
     /// Forces every committed transaction to the device: a checkpoint
@@ -38,6 +61,7 @@ impl Writer {
             .query_row("PRAGMA wal_checkpoint(FULL)", [], |row| row.get(0))
             .map_err(from_sqlite)?;
         if busy == 0 {
+            self.mark_durable();
             Ok(())
         } else {
             Err(Error::unavailable(
@@ -49,56 +73,110 @@ impl Writer {
 
 impl BatchWriter for Writer {
     fn commit(&mut self, batch: Vec<Update>) -> Vec<Result<User>> {
-        let conn = &self.conn;
-        let size = batch.len();
-        let everyone = |error: Error| vec![Err(error); size];
-        let transaction = match Transaction::begin(conn) {
-            Ok(transaction) => transaction,
-            Err(error) => return everyone(error),
-        };
-        // A lone update needs no savepoint: if it fails, the whole
-        // transaction is rolled back, which is just it.
-        let isolate = size > 1;
-        let mut outcomes = Vec::with_capacity(size);
-        for update in batch {
-            let outcome = if isolate {
-                in_savepoint(conn, || apply(conn, update))
-            } else {
-                apply(conn, update)
-            };
-            if conn.is_autocommit() {
-                // SQLite rolled the whole transaction back (an I/O error, a
-                // full disk): nothing of this batch is stored.
-                let error = outcome
-                    .err()
-                    .unwrap_or_else(|| Error::internal("the write transaction was rolled back"));
-                return everyone(error);
+        let written = commit_batch(&self.conn, batch);
+        if let Some(committed) = written.committed {
+            self.committed = committed;
+            // A durable commit is on the device now; a relaxed one only
+            // after a checkpoint, when `sync` records it.
+            if self.durability == Durability::Durable {
+                self.mark_durable();
             }
-            if !isolate && outcome.is_err() {
-                // Dropping the transaction rolls it back.
-                return vec![outcome];
-            }
-            outcomes.push(outcome);
         }
-        match transaction.commit() {
-            Ok(()) => outcomes,
-            // Writes that had failed on their own keep their own error.
-            Err(error) => outcomes
+        written.outcomes
+    }
+}
+
+impl Drop for Writer {
+    /// A relaxed database is made durable and marked as it closes.
+    fn drop(&mut self) {
+        if self.durability == Durability::Relaxed {
+            let _ = self.sync();
+        }
+    }
+}
+
+/// What a batch did: each update's outcome, and the database's count of
+/// committed events after it (`None` when it committed no event).
+struct Written {
+    outcomes: Vec<Result<User>>,
+    committed: Option<u64>,
+}
+
+/// Runs `batch` in one transaction, each update under a savepoint when
+/// there are several, and counts its events in `meta` before it commits.
+fn commit_batch(conn: &Connection, batch: Vec<Update>) -> Written {
+    let size = batch.len();
+    let everyone = |error: Error| Written {
+        outcomes: vec![Err(error); size],
+        committed: None,
+    };
+    let transaction = match Transaction::begin(conn) {
+        Ok(transaction) => transaction,
+        Err(error) => return everyone(error),
+    };
+    // A lone update needs no savepoint: if it fails, the whole
+    // transaction is rolled back, which is just it.
+    let isolate = size > 1;
+    let mut outcomes = Vec::with_capacity(size);
+    let mut events = 0u64;
+    for update in batch {
+        let outcome = if isolate {
+            in_savepoint(conn, || apply(conn, update))
+        } else {
+            apply(conn, update)
+        };
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (an I/O error, a
+            // full disk): nothing of this batch is stored.
+            let error = outcome
+                .err()
+                .unwrap_or_else(|| Error::internal("the write transaction was rolled back"));
+            return everyone(error);
+        }
+        if !isolate && outcome.is_err() {
+            // Dropping the transaction rolls it back.
+            return Written {
+                outcomes: vec![outcome.map(|(user, _)| user)],
+                committed: None,
+            };
+        }
+        if let Ok((_, written)) = &outcome {
+            events += written;
+        }
+        outcomes.push(outcome.map(|(user, _)| user));
+    }
+    let counted = if events > 0 {
+        add_committed(conn, events).map(Some)
+    } else {
+        Ok(None)
+    };
+    match counted.and_then(|committed| transaction.commit().map(|()| committed)) {
+        Ok(committed) => Written {
+            outcomes,
+            committed,
+        },
+        // Writes that had failed on their own keep their own error.
+        Err(error) => Written {
+            outcomes: outcomes
                 .into_iter()
                 .map(|outcome| outcome.and(Err(error.clone())))
                 .collect(),
-        }
+            committed: None,
+        },
     }
 }
 
 /// One update inside the batch's transaction: the user as this transaction
 /// sees it (earlier updates of the batch included), the decision on it, and
-/// what it decided. Returns the user after it.
-fn apply(conn: &Connection, update: Update) -> Result<User> {
-    let stored = reader::load(conn, update.id())?;
+/// what it decided. Returns the user after it and the events it wrote.
+fn apply(conn: &Connection, update: Update) -> Result<(User, u64)> {
+    let stored = reader::load(conn, update.id(), update.scope())?;
     match update.decide(stored)? {
-        Decision::Unchanged(user) => Ok(user),
-        Decision::Write(commit) => write(conn, commit),
+        Decision::Unchanged(user) => Ok((user, 0)),
+        Decision::Write(commit) => {
+            let events = commit.events().len() as u64;
+            write(conn, commit).map(|user| (user, events))
+        }
     }
 }
 
@@ -113,13 +191,14 @@ fn write(conn: &Connection, commit: Commit) -> Result<User> {
         let row = record::encode_event(event)?;
         insert
             .execute(params![
-                user,
+                row.user_id,
                 row.sequence,
                 row.org,
                 row.event_type,
                 row.created_at,
                 row.creator,
                 row.payload,
+                row.checksum,
             ])
             .map_err(|e| {
                 if is_key_violation(&e) {
@@ -146,7 +225,8 @@ fn write(conn: &Connection, commit: Commit) -> Result<User> {
                 row.org,
                 row.state,
                 row.sequence,
-                row.snapshot
+                row.snapshot,
+                row.checksum,
             ])
         })
         .map_err(from_sqlite)?;
@@ -160,7 +240,7 @@ fn write(conn: &Connection, commit: Commit) -> Result<User> {
 
 /// Runs `write` under a savepoint that is rolled back if it fails, so its
 /// neighbours in the batch keep their writes.
-fn in_savepoint(conn: &Connection, write: impl FnOnce() -> Result<User>) -> Result<User> {
+fn in_savepoint<T>(conn: &Connection, write: impl FnOnce() -> Result<T>) -> Result<T> {
     execute(conn, "SAVEPOINT command")?;
     let written = write().and_then(|user| execute(conn, "RELEASE command").map(|()| user));
     if written.is_err() {
@@ -205,6 +285,17 @@ impl Drop for Transaction<'_> {
             let _ = execute(self.conn, "ROLLBACK");
         }
     }
+}
+
+/// Adds `events` to the count in `meta`, returning the new count: exact
+/// even while other handles write the file, as it is read under the lock.
+fn add_committed(conn: &Connection, events: u64) -> Result<u64> {
+    let events = record::to_column(events)?;
+    let committed: i64 = conn
+        .prepare_cached(ADD_COMMITTED)
+        .and_then(|mut statement| statement.query_row([events], |row| row.get(0)))
+        .map_err(from_sqlite)?;
+    record::from_column(committed)
 }
 
 /// Runs a statement without parameters or results, prepared once per connection.

@@ -17,7 +17,7 @@ use futures::future::join_all;
 use futures::FutureExt;
 use rusqlite::Connection;
 use userstate::conformance::group::decided_on;
-use userstate::storage::{self, Commit, Decide, Decision};
+use userstate::storage::{self, Commit, Decide, Decision, Scope};
 use userstate::{ids, ErrorKind, LockRequest, UserId, UserRepository};
 use userstate_sqlite::{SqliteOptions, SqliteRepository};
 
@@ -60,7 +60,10 @@ fn wait_until_queued(repo: &SqliteRepository, queued: u64) {
 fn stall_the_writer(repo: &SqliteRepository, id: &UserId) {
     let decide: Decide = Box::new(|stored| Ok(Decision::Unchanged(stored.expect("created"))));
     // The first poll queues it; the answer is not needed.
-    assert!(repo.update(id, decide).now_or_never().is_none());
+    assert!(repo
+        .update(id, &Scope::Instance, decide)
+        .now_or_never()
+        .is_none());
     while repo.stats().queued > 0 {
         thread::yield_now();
     }
@@ -82,7 +85,7 @@ fn sixty_four_callers_share_one_transaction_with_their_own_outcomes() {
     let created = block_on(async {
         let mut users = Vec::new();
         for id in &ids[..USERS] {
-            users.push(repo.load(id).await.unwrap().unwrap());
+            users.push(repo.load(id, &Scope::Instance).await.unwrap().unwrap());
         }
         users
     });
@@ -111,7 +114,13 @@ fn sixty_four_callers_share_one_transaction_with_their_own_outcomes() {
         .map(|(i, kind, commit)| {
             let repo = repo.clone();
             let id = commit.snapshot().id.clone();
-            thread::spawn(move || (i, kind, block_on(repo.update(&id, storage::append(commit)))))
+            thread::spawn(move || {
+                (
+                    i,
+                    kind,
+                    block_on(repo.update(&id, &Scope::Instance, storage::append(commit))),
+                )
+            })
         })
         .collect();
     wait_until_queued(&repo, callers as u64);
@@ -166,8 +175,8 @@ fn a_stored_event_in_the_way_fails_only_its_own_command() {
     let (locked, unlocked) = lock_and_unlock_payloads();
     let (victim, neighbour) = block_on(async {
         (
-            repo.load(&ids[0]).await.unwrap().unwrap(),
-            repo.load(&ids[1]).await.unwrap().unwrap(),
+            repo.load(&ids[0], &Scope::Instance).await.unwrap().unwrap(),
+            repo.load(&ids[1], &Scope::Instance).await.unwrap().unwrap(),
         )
     });
     let conn = Connection::open(repo.path()).unwrap();
@@ -189,7 +198,9 @@ fn a_stored_event_in_the_way_fails_only_its_own_command() {
         .map(|commit| {
             let repo = repo.clone();
             let id = commit.snapshot().id.clone();
-            thread::spawn(move || block_on(repo.update(&id, storage::append(commit))))
+            thread::spawn(move || {
+                block_on(repo.update(&id, &Scope::Instance, storage::append(commit)))
+            })
         })
         .collect();
     wait_until_queued(&repo, 2);
@@ -214,7 +225,10 @@ fn a_stored_event_in_the_way_fails_only_its_own_command() {
         "event 2 of the failed command was rolled back"
     );
     block_on(async {
-        assert_eq!(repo.load(&ids[0]).await.unwrap().unwrap(), victim);
+        assert_eq!(
+            repo.load(&ids[0], &Scope::Instance).await.unwrap().unwrap(),
+            victim
+        );
         common::assert_exact_history(&repo, &ids[1]).await;
     });
 }
@@ -340,6 +354,12 @@ fn inline_writes_still_share_transactions_under_load() {
     // The leader's next command may join them.
     assert!(stats.largest_batch >= CALLERS as u64 - 1, "{stats:?}");
     for id in &ids {
-        assert_eq!(block_on(repo.load(id)).unwrap().unwrap().sequence, 3);
+        assert_eq!(
+            block_on(repo.load(id, &Scope::Instance))
+                .unwrap()
+                .unwrap()
+                .sequence,
+            3
+        );
     }
 }

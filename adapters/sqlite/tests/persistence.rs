@@ -8,6 +8,7 @@ use std::sync::Arc;
 use common::{all_events, db_path, relaxed, user, Cast, TempRepo};
 use futures::executor::block_on;
 use rusqlite::Connection;
+use userstate::storage::Scope;
 use userstate::{
     ids, ErrorKind, HistoryQuery, ListQuery, LockReason, LockRequest, UserRepository, UserState,
 };
@@ -44,7 +45,7 @@ fn reopen_finds_every_user_event_and_list_unchanged() {
         let mut users = Vec::new();
         let mut histories = Vec::new();
         for id in &ids {
-            users.push(repo.load(id).await.unwrap());
+            users.push(repo.load(id, &Scope::Instance).await.unwrap());
             histories.push(all_events(&*repo, id).await);
         }
         let locked = repo
@@ -64,7 +65,7 @@ fn reopen_finds_every_user_event_and_list_unchanged() {
         block_on(async {
             for (i, (user, history)) in before_users.iter().zip(&before_histories).enumerate() {
                 let id = common::user(&format!("kept-{i}"));
-                assert_eq!(&repo.load(&id).await.unwrap(), user);
+                assert_eq!(&repo.load(&id, &Scope::Instance).await.unwrap(), user);
                 assert_eq!(&all_events(&repo, &id).await, history);
                 common::assert_exact_history(&repo, &id).await;
             }
@@ -196,7 +197,10 @@ fn undecodable_values_are_internal_errors_for_their_user_only() {
 
     block_on(async {
         for id in &ids[..3] {
-            let err = repo.load(id).await.expect_err("undecodable snapshot");
+            let err = repo
+                .load(id, &Scope::Instance)
+                .await
+                .expect_err("undecodable snapshot");
             assert_eq!(err.kind(), ErrorKind::Internal, "{id}: {err:?}");
             assert_eq!(err.id(), ids::CORRUPT, "{id}: {err:?}");
             let err = s.get(admin, id).await.expect_err("through the service");
@@ -205,11 +209,18 @@ fn undecodable_values_are_internal_errors_for_their_user_only() {
             assert_eq!(err.id(), ids::CORRUPT);
         }
         let err = repo
-            .history(&ids[3], HistoryQuery::default())
+            .history(&ids[3], &Scope::Instance, HistoryQuery::default())
             .await
             .expect_err("undecodable event");
         assert_eq!(err.id(), ids::CORRUPT, "{err:?}");
-        assert_eq!(repo.load(&ids[3]).await.unwrap().unwrap().sequence, 1);
+        assert_eq!(
+            repo.load(&ids[3], &Scope::Instance)
+                .await
+                .unwrap()
+                .unwrap()
+                .sequence,
+            1
+        );
 
         // Everyone else reads and writes as before.
         let intact = &ids[4];
@@ -258,7 +269,7 @@ fn sync_makes_relaxed_commands_durable() {
     let reopened = relaxed().open(&path).unwrap();
     block_on(async {
         for id in &ids {
-            assert!(reopened.load(id).await.unwrap().is_some());
+            assert!(reopened.load(id, &Scope::Instance).await.unwrap().is_some());
         }
     });
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{relaxed, Cast};
 use futures::executor::block_on;
+use userstate::storage::Scope;
 use userstate::{ids, ErrorKind, LockRequest, UserId, UserRepository};
 
 const USERS: usize = 4;
@@ -293,7 +294,13 @@ fn a_lock_held_past_the_busy_timeout_is_unavailable() {
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
     assert!(started.elapsed() >= Duration::from_millis(100));
     // Reads do not need the write lock.
-    assert_eq!(block_on(repo.load(&ids[0])).unwrap().unwrap().sequence, 1);
+    assert_eq!(
+        block_on(repo.load(&ids[0], &Scope::Instance))
+            .unwrap()
+            .unwrap()
+            .sequence,
+        1
+    );
 
     holder.execute_batch("ROLLBACK").unwrap();
     block_on(cast.service.lock(&cast.admin, &ids[0], LockRequest::new())).unwrap();

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::fixture::Fixture;
+use crate::storage::Scope;
 use crate::{
     ErrorKind, HistoryQuery, LockRequest, Result, UserId, UserRepository, UserState, MAX_PAGE_SIZE,
 };
@@ -51,9 +52,11 @@ pub async fn read_back(repo: Arc<dyn UserRepository>, ids: &[UserId]) -> usize {
     }
     let mut intact = 0;
     for id in ids {
-        let user = repo.load(id).await;
+        let user = repo.load(id, &Scope::Instance).await;
         typed(&user, "load");
-        let history = repo.history(id, HistoryQuery::default()).await;
+        let history = repo
+            .history(id, &Scope::Instance, HistoryQuery::default())
+            .await;
         typed(&history, "history");
         if let Ok(Some(user)) = &user {
             assert_eq!(&user.id, id, "a load returned another user");

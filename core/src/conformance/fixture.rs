@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::storage::Scope;
 use crate::{
     Caller, CheckRecord, Details, Event, Factor, HistoryQuery, InMemoryAuthorizer, InitialState,
     LockRequest, LockoutPolicy, ManualClock, OrgId, Permission, Timestamp, User, UserId,
@@ -120,7 +121,7 @@ impl Fixture {
     /// The stored snapshot of `id`, which must exist.
     pub async fn stored(&self, id: &UserId) -> User {
         self.repo
-            .load(id)
+            .load(id, &Scope::Instance)
             .await
             .expect("load")
             .expect("user exists")
@@ -128,7 +129,7 @@ impl Fixture {
 
     /// Checks that the stored snapshot equals the replay of the stored history.
     pub async fn assert_snapshot_is_replay(&self, id: &UserId) {
-        let snapshot = self.repo.load(id).await.expect("load");
+        let snapshot = self.repo.load(id, &Scope::Instance).await.expect("load");
         let history = self.all_events(id).await;
         assert_eq!(
             snapshot,
@@ -173,7 +174,11 @@ impl Fixture {
                 after_sequence: events.len() as u64,
                 limit: MAX_PAGE_SIZE,
             };
-            let page = self.repo.history(id, query).await.expect("history");
+            let page = self
+                .repo
+                .history(id, &Scope::Instance, query)
+                .await
+                .expect("history");
             if page.is_empty() {
                 return events;
             }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::fixture::{org, user};
+use crate::storage::Scope;
 use crate::{
     ids, Caller, Error, ErrorKind, Factor, HistoryQuery, InMemoryAuthorizer, InitialState,
     ListQuery, LockRequest, OrgId, Permission, UserId, UserRepository, UserService, UserState,
@@ -234,14 +235,22 @@ async fn check_cell(
         Some(id)
     };
     let cell = format!("{probe:?} by {:?} on a user of {user_org}", caller);
-    let before = service.repository().load(id).await.expect("load");
+    let before = service
+        .repository()
+        .load(id, &Scope::Instance)
+        .await
+        .expect("load");
     let result = probe.run(service, caller, id).await;
 
     if !who.may(probe.permission(), &target) {
         let err = result.expect_err(&cell);
         assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{cell}");
         assert_eq!(
-            service.repository().load(id).await.expect("load"),
+            service
+                .repository()
+                .load(id, &Scope::Instance)
+                .await
+                .expect("load"),
             before,
             "{cell}"
         );
@@ -252,7 +261,7 @@ async fn check_cell(
             result.expect(&cell);
             let stored = service
                 .repository()
-                .load(id)
+                .load(id, &Scope::Instance)
                 .await
                 .expect("load")
                 .expect(&cell);
@@ -265,7 +274,7 @@ async fn check_cell(
             for other in &listed {
                 let u = service
                     .repository()
-                    .load(other)
+                    .load(other, &Scope::Instance)
                     .await
                     .expect("load")
                     .expect("listed user");
@@ -290,7 +299,11 @@ async fn check_cell(
                 "{cell}: foreign and missing users must look alike"
             );
             assert_eq!(
-                service.repository().load(id).await.expect("load"),
+                service
+                    .repository()
+                    .load(id, &Scope::Instance)
+                    .await
+                    .expect("load"),
                 before,
                 "{cell}"
             );
@@ -300,7 +313,11 @@ async fn check_cell(
             (Err(expected), Err(err)) => {
                 assert_eq!(err.id(), expected, "{cell}");
                 assert_eq!(
-                    service.repository().load(id).await.expect("load"),
+                    service
+                        .repository()
+                        .load(id, &Scope::Instance)
+                        .await
+                        .expect("load"),
                     before,
                     "{cell}"
                 );

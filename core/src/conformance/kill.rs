@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::fixture::{org, user};
+use crate::storage::Scope;
 use crate::{
     Caller, Command, HistoryQuery, InMemoryAuthorizer, InitialState, LockRequest, Permission, User,
     UserId, UserRepository, UserService, MAX_PAGE_SIZE,
@@ -179,14 +180,20 @@ fn parse_ack(line: &str) -> Option<(UserId, u64)> {
 async fn verify(repo: &Arc<dyn UserRepository>, acknowledged: &BTreeMap<UserId, u64>, cycle: u32) {
     for i in 0..USERS {
         let id = user_name(i);
-        let snapshot = repo.load(&id).await.expect("load after kill");
+        let snapshot = repo
+            .load(&id, &Scope::Instance)
+            .await
+            .expect("load after kill");
         let mut history = Vec::new();
         loop {
             let query = HistoryQuery {
                 after_sequence: history.len() as u64,
                 limit: MAX_PAGE_SIZE,
             };
-            let page = repo.history(&id, query).await.expect("history after kill");
+            let page = repo
+                .history(&id, &Scope::Instance, query)
+                .await
+                .expect("history after kill");
             if page.is_empty() {
                 break;
             }

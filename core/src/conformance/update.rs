@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 
 use super::fixture::{at, org, user, Fixture, T0};
 use super::race::on_threads;
-use crate::storage::{self, Commit, Decide, Decision};
+use crate::storage::{self, Commit, Decide, Decision, Scope};
 use crate::{
     ids, Error, ErrorKind, Event, EventPayload, InitialState, ListQuery, LockCause, Result,
     UnlockCause, User, UserId, UserRepository, UserState,
@@ -93,7 +93,10 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
         assert_eq!(stored, None, "an unused id has no snapshot");
         next_commit(None, new, added())
     });
-    let created = repo.update(&new, create).await.expect("create by update");
+    let created = repo
+        .update(&new, &Scope::Instance, create)
+        .await
+        .expect("create by update");
     assert_eq!(created.sequence, 1);
     assert_eq!(f.stored(&new).await, created);
 
@@ -102,6 +105,7 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
     let seen = repo
         .update(
             &id,
+            &Scope::Instance,
             Box::new({
                 let before = before.clone();
                 move |stored: Option<User>| {
@@ -126,6 +130,7 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
     let err = repo
         .update(
             &id,
+            &Scope::Instance,
             Box::new({
                 let refusal = refusal.clone();
                 move |_| Err(refusal)
@@ -182,7 +187,10 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
         ),
     ];
     for (case, target, decide, expected) in refusals {
-        let err = repo.update(&target, decide).await.expect_err(case);
+        let err = repo
+            .update(&target, &Scope::Instance, decide)
+            .await
+            .expect_err(case);
         assert!(expected(&err), "{case}: {err:?}");
     }
 
@@ -190,9 +198,17 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
     assert_eq!(f.all_events(&id).await.len(), 1);
     assert_eq!(f.stored(&other).await, other_before);
     assert_eq!(f.all_events(&other).await.len(), 1);
-    assert_eq!(repo.load(&user("never-stored")).await.expect("load"), None);
+    assert_eq!(
+        repo.load(&user("never-stored"), &Scope::Instance)
+            .await
+            .expect("load"),
+        None
+    );
 
-    let after = repo.update(&id, toggle(&id)).await.expect("still serving");
+    let after = repo
+        .update(&id, &Scope::Instance, toggle(&id))
+        .await
+        .expect("still serving");
     assert_eq!(after.state, UserState::Locked);
     assert_eq!(f.stored(&id).await, after);
     f.assert_snapshot_is_replay(&id).await;
@@ -219,7 +235,7 @@ pub async fn stale_commits_are_conflicts_and_write_nothing(repo: Arc<dyn UserRep
     for (case, commit) in stale {
         let expected = commit.expected_sequence();
         let err = repo
-            .update(&id, storage::append(commit))
+            .update(&id, &Scope::Instance, storage::append(commit))
             .await
             .expect_err(case);
         assert_eq!(err.kind(), ErrorKind::Conflict, "{case}: {err:?}");
@@ -249,7 +265,7 @@ pub async fn stale_commits_are_conflicts_and_write_nothing(repo: Arc<dyn UserRep
 
     let fresh = next_commit(Some(current), &id, locked());
     let stored = repo
-        .update(&id, storage::append(fresh.clone()))
+        .update(&id, &Scope::Instance, storage::append(fresh.clone()))
         .await
         .expect("a fresh commit");
     assert_eq!(&stored, fresh.snapshot());
@@ -294,7 +310,11 @@ pub async fn concurrent_updates_store_every_decision_once(repo: Arc<dyn UserRepo
                                 toggle(stored)
                             })
                         };
-                        match futures::executor::block_on(repo.update(&id, counted)) {
+                        match futures::executor::block_on(repo.update(
+                            &id,
+                            &Scope::Instance,
+                            counted,
+                        )) {
                             Ok(_) => break,
                             Err(e) if e.kind() == ErrorKind::Conflict => conflicts += 1,
                             Err(e) => return Err(e),
@@ -351,7 +371,11 @@ pub async fn concurrent_checked_appends_one_wins(repo: Arc<dyn UserRepository>) 
                 let commit = Commit::new(Some(current.clone()), vec![lock]).expect("commit");
                 Box::new(move || {
                     barrier.wait();
-                    futures::executor::block_on(repo.update(&id, storage::append(commit)))
+                    futures::executor::block_on(repo.update(
+                        &id,
+                        &Scope::Instance,
+                        storage::append(commit),
+                    ))
                 }) as Box<dyn FnOnce() -> _ + Send>
             })
             .collect();

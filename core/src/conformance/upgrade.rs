@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::storage::Scope;
 use crate::{Event, HistoryQuery, ListQuery, OrgId, Page, User, UserId, UserRepository, UserState};
 
 #[derive(Debug, Deserialize)]
@@ -41,7 +42,7 @@ pub async fn assert_reads_back(repo: Arc<dyn UserRepository>, recorded: &str) ->
     let mut events = 0;
     for expected in &recorded.users {
         let id = &expected.id;
-        let user = repo.load(id).await.expect("load");
+        let user = repo.load(id, &Scope::Instance).await.expect("load");
         assert_eq!(user, expected.user, "user {id}");
         let mut history = Vec::new();
         loop {
@@ -49,7 +50,10 @@ pub async fn assert_reads_back(repo: Arc<dyn UserRepository>, recorded: &str) ->
                 after_sequence: history.len() as u64,
                 limit: 100,
             };
-            let page = repo.history(id, query).await.expect("history");
+            let page = repo
+                .history(id, &Scope::Instance, query)
+                .await
+                .expect("history");
             if page.is_empty() {
                 break;
             }

@@ -6,6 +6,7 @@ use std::fmt;
 use crate::error::{ids, Error, ErrorKind, Result};
 use crate::event::Event;
 use crate::id::UserId;
+use crate::storage::Scope;
 use crate::user::User;
 
 /// The events one command writes and the snapshot they lead to.
@@ -129,16 +130,18 @@ pub fn append(commit: Commit) -> Decide {
     })
 }
 
-/// One command for a repository's writer: the user it is for and its decision.
+/// One command for a repository's writer: the user it is for, the scope it
+/// may see it in, and its decision.
 pub struct Update {
     id: UserId,
+    scope: Scope,
     decide: Decide,
 }
 
 impl Update {
-    /// The update of `id` by `decide`.
-    pub fn new(id: UserId, decide: Decide) -> Self {
-        Update { id, decide }
+    /// The update of `id`, seen in `scope`, by `decide`.
+    pub fn new(id: UserId, scope: Scope, decide: Decide) -> Self {
+        Update { id, scope, decide }
     }
 
     /// The user the update is for.
@@ -146,16 +149,26 @@ impl Update {
         &self.id
     }
 
+    /// The organisations the update may see its user in: the adapter reads
+    /// the user as [`UserRepository::load`](super::UserRepository::load)
+    /// does in this scope.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
     /// Runs the decision on `stored`, the user as the adapter reads it where
-    /// it will write (`None`: never stored), and checks what came back: the
-    /// only check an adapter needs before it stores a [`Decision::Write`].
+    /// it will write (`None`: never stored, or outside the scope), and
+    /// checks what came back: the only check an adapter needs before it
+    /// stores a [`Decision::Write`]. A stored user outside the scope is
+    /// given to the decision as `None`.
     ///
     /// # Errors
     /// What the decision returned; Internal if it panicked or answered with
     /// another user (or an unchanged user that is not stored); a
     /// [`Conflict`] for a commit built on another sequence than `stored`'s.
     pub fn decide(self, stored: Option<User>) -> Result<Decision> {
-        let Update { id, decide } = self;
+        let Update { id, scope, decide } = self;
+        let stored = stored.filter(|user| scope.admits(&user.org_id));
         let actual = stored.as_ref().map_or(0, |user| user.sequence);
         let exists = stored.is_some();
         let decision =
@@ -312,35 +325,47 @@ mod tests {
         let fresh = Commit::new(None, vec![added(1)]).unwrap();
         let write = |commit: Commit| -> Decide { Box::new(move |_| Ok(Decision::Write(commit))) };
 
-        let ok = Update::new(id.clone(), write(fresh.clone()))
+        let ok = Update::new(id.clone(), Scope::Instance, write(fresh.clone()))
             .decide(None)
             .unwrap();
         assert_eq!(ok, Decision::Write(fresh.clone()));
 
-        let stale = Update::new(id.clone(), write(fresh.clone()))
+        let stale = Update::new(id.clone(), Scope::Instance, write(fresh.clone()))
             .decide(Some(alice()))
             .unwrap_err();
         assert_eq!(stale.kind(), ErrorKind::Conflict);
         assert!(stale.is_conflict());
 
         let bob = UserId::new("bob").unwrap();
-        let foreign = Update::new(bob.clone(), write(fresh))
+        let foreign = Update::new(bob.clone(), Scope::Instance, write(fresh))
             .decide(None)
             .unwrap_err();
         assert_eq!(foreign.kind(), ErrorKind::Internal);
 
-        let panicked = Update::new(id.clone(), Box::new(|_| panic!("a faulty decision")))
-            .decide(None)
-            .unwrap_err();
+        let panicked = Update::new(
+            id.clone(),
+            Scope::Instance,
+            Box::new(|_| panic!("a faulty decision")),
+        )
+        .decide(None)
+        .unwrap_err();
         assert_eq!(panicked.kind(), ErrorKind::Internal);
 
-        let unchanged_nobody = Update::new(id, Box::new(|_| Ok(Decision::Unchanged(alice()))))
-            .decide(None)
-            .unwrap_err();
+        let unchanged_nobody = Update::new(
+            id,
+            Scope::Instance,
+            Box::new(|_| Ok(Decision::Unchanged(alice()))),
+        )
+        .decide(None)
+        .unwrap_err();
         assert_eq!(unchanged_nobody.kind(), ErrorKind::Internal);
-        let unchanged_other = Update::new(bob, Box::new(|_| Ok(Decision::Unchanged(alice()))))
-            .decide(Some(alice()))
-            .unwrap_err();
+        let unchanged_other = Update::new(
+            bob,
+            Scope::Instance,
+            Box::new(|_| Ok(Decision::Unchanged(alice()))),
+        )
+        .decide(Some(alice()))
+        .unwrap_err();
         assert_eq!(unchanged_other.kind(), ErrorKind::Internal);
     }
 

@@ -1,8 +1,9 @@
 //! The storage contract, for those who write a storage adapter: the
 //! [`UserRepository`] trait, what a command hands it ([`Update`], [`Decide`],
-//! [`Decision`], [`Commit`]), the [`Conflict`] signal, and the parts every
-//! adapter needs the same way ([`GroupCommit`], [`WorkerPool`],
-//! [`page_of`], [`Durability`], [`WriterStats`], [`TemporaryDir`]).
+//! [`Decision`], [`Commit`], [`Scope`]), the [`Conflict`] signal, and the
+//! parts every adapter needs the same way ([`GroupCommit`], [`WorkerPool`],
+//! [`page_of`], [`Durability`], [`WriterStats`], [`CommitMark`], the private
+//! files, [`TemporaryDir`]).
 //!
 //! A host only needs [`UserRepository`] (re-exported at the crate root) to
 //! hold a backend as `Arc<dyn UserRepository>`.
@@ -18,7 +19,7 @@
 //! another writer got there first, and the service decides again.
 //!
 //! ```
-//! use userstate::storage::{self, Commit, UserRepository};
+//! use userstate::storage::{self, Commit, Scope, UserRepository};
 //! use userstate::{Event, EventPayload, InMemoryRepository, InitialState, OrgId, Timestamp, UserId};
 //!
 //! # fn main() -> userstate::Result<()> {
@@ -35,9 +36,9 @@
 //! };
 //! // A raw commit, written only if the user is still as it was built on.
 //! let commit = Commit::new(None, vec![added])?;
-//! let stored = repo.update(&alice, storage::append(commit.clone())).await?;
+//! let stored = repo.update(&alice, &Scope::Instance, storage::append(commit.clone())).await?;
 //! assert_eq!(&stored, commit.snapshot());
-//! let again = repo.update(&alice, storage::append(commit)).await.unwrap_err();
+//! let again = repo.update(&alice, &Scope::Instance, storage::append(commit)).await.unwrap_err();
 //! assert!(again.is_conflict());
 //! # Ok(()) })
 //! # }
@@ -45,16 +46,24 @@
 
 mod commit;
 mod durability;
+mod files;
+mod mark;
 mod paging;
 mod repository;
+mod scope;
 mod temporary;
+mod verify;
 mod workers;
 mod writer;
 
 pub use commit::{append, Commit, Conflict, Decide, Decision, Update};
 pub use durability::Durability;
+pub use files::{check_private, create_private_dir, create_private_file, open_private_file};
+pub use mark::{AcceptedLoss, CommitMark, Loss, Recorded, Seal};
 pub use paging::page_of;
 pub use repository::UserRepository;
+pub use scope::Scope;
 pub use temporary::TemporaryDir;
+pub use verify::{check_user, CheckAtOpen, Finding, Verification, CHECK_EVERYTHING_UP_TO};
 pub use workers::WorkerPool;
 pub use writer::{BatchWriter, GroupCommit, WriterStats, DEFAULT_MAX_BATCH};

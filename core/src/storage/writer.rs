@@ -21,7 +21,7 @@ use futures_channel::oneshot;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::UserId;
-use crate::storage::{Decide, Update};
+use crate::storage::{Decide, Scope, Update};
 use crate::user::User;
 
 /// Threads that take turns leading when no caller does. The engine is
@@ -149,15 +149,15 @@ impl<W: BatchWriter> GroupCommit<W> {
         })
     }
 
-    /// Queues the update of `id` by `decide` and resolves to its outcome
-    /// once its batch committed. With inline writes and nobody leading, the
-    /// batch commits here, on the polling thread.
+    /// Queues the update of `id`, seen in `scope`, by `decide` and resolves
+    /// to its outcome once its batch committed. With inline writes and
+    /// nobody leading, the batch commits here, on the polling thread.
     ///
     /// # Errors
     /// What the engine answered for it; Internal if the engine panicked.
-    pub async fn update(&self, id: UserId, decide: Decide) -> Result<User> {
+    pub async fn update(&self, id: UserId, scope: Scope, decide: Decide) -> Result<User> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Job::Update(Update::new(id, decide), reply));
+        self.submit(Job::Update(Update::new(id, scope, decide), reply));
         answer
             .await
             .unwrap_or_else(|_| Err(Error::internal("the writer stopped before answering")))
@@ -445,7 +445,7 @@ mod tests {
     /// Starts an update of `id` on a thread of its own.
     fn spawn_update(queue: &Arc<GroupCommit<Gated>>, id: &str) -> thread::JoinHandle<Result<User>> {
         let (queue, id) = (queue.clone(), UserId::new(id).unwrap());
-        thread::spawn(move || block_on(queue.update(id, unchanged())))
+        thread::spawn(move || block_on(queue.update(id, Scope::Instance, unchanged())))
     }
 
     fn wait_until_queued(queue: &GroupCommit<Gated>, queued: u64) {
@@ -514,7 +514,7 @@ mod tests {
             let (queue, open, sizes) = gated(inline, None);
             open.send(()).unwrap();
             let id = UserId::new("lone").unwrap();
-            block_on(queue.update(id, unchanged())).unwrap();
+            block_on(queue.update(id, Scope::Instance, unchanged())).unwrap();
             let (_, ran_on) = sizes.recv().unwrap();
             assert_eq!(ran_on == thread::current().id(), inline, "inline {inline}");
         }
@@ -526,10 +526,12 @@ mod tests {
             let (queue, open, _sizes) = gated(inline, Some("boom"));
             open.send(()).unwrap();
             let err =
-                block_on(queue.update(UserId::new("boom").unwrap(), unchanged())).unwrap_err();
+                block_on(queue.update(UserId::new("boom").unwrap(), Scope::Instance, unchanged()))
+                    .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Internal, "inline {inline}");
             open.send(()).unwrap();
-            block_on(queue.update(UserId::new("fine").unwrap(), unchanged())).unwrap();
+            block_on(queue.update(UserId::new("fine").unwrap(), Scope::Instance, unchanged()))
+                .unwrap();
         }
     }
 
@@ -567,7 +569,10 @@ mod tests {
         for i in 0..3 {
             // Queued by the first poll; the caller then stops waiting.
             let id = UserId::new(format!("u{i}")).unwrap();
-            assert!(queue.update(id, unchanged()).now_or_never().is_none());
+            assert!(queue
+                .update(id, Scope::Instance, unchanged())
+                .now_or_never()
+                .is_none());
         }
         open.send(()).unwrap();
         open.send(()).unwrap();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tempfile::TempDir;
-use userstate::storage::Decide;
+use userstate::storage::{Decide, Scope};
 use userstate::{
     Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserRepository,
 };
@@ -44,16 +44,16 @@ pub fn durable_on_disk() -> Arc<dyn UserRepository> {
 
 #[async_trait]
 impl UserRepository for OnDisk {
-    async fn load(&self, id: &UserId) -> Result<Option<User>> {
-        self.repo.load(id).await
+    async fn load(&self, id: &UserId, scope: &Scope) -> Result<Option<User>> {
+        self.repo.load(id, scope).await
     }
 
-    async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
-        self.repo.update(id, decide).await
+    async fn update(&self, id: &UserId, scope: &Scope, decide: Decide) -> Result<User> {
+        self.repo.update(id, scope, decide).await
     }
 
-    async fn history(&self, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {
-        self.repo.history(id, query).await
+    async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
+        self.repo.history(id, scope, query).await
     }
 
     async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tempfile::TempDir;
-use userstate::storage::{Commit, Decide};
+use userstate::storage::{Commit, Decide, Scope};
 use userstate::{
     Caller, Event, EventPayload, HistoryQuery, InMemoryAuthorizer, InitialState, ListQuery,
     LockCause, OrgId, Page, Permission, Result, Timestamp, UnlockCause, User, UserId,
@@ -73,14 +73,14 @@ pub fn temporary() -> Arc<dyn UserRepository> {
 
 #[async_trait]
 impl UserRepository for TempRepo {
-    async fn load(&self, id: &UserId) -> Result<Option<User>> {
-        self.repo.load(id).await
+    async fn load(&self, id: &UserId, scope: &Scope) -> Result<Option<User>> {
+        self.repo.load(id, scope).await
     }
-    async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
-        self.repo.update(id, decide).await
+    async fn update(&self, id: &UserId, scope: &Scope, decide: Decide) -> Result<User> {
+        self.repo.update(id, scope, decide).await
     }
-    async fn history(&self, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {
-        self.repo.history(id, query).await
+    async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
+        self.repo.history(id, scope, query).await
     }
     async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page> {
         self.repo.list(org, query).await
@@ -132,14 +132,14 @@ pub fn two_handles() -> Arc<dyn UserRepository> {
 
 #[async_trait]
 impl UserRepository for TwoHandles {
-    async fn load(&self, id: &UserId) -> Result<Option<User>> {
-        self.handle().load(id).await
+    async fn load(&self, id: &UserId, scope: &Scope) -> Result<Option<User>> {
+        self.handle().load(id, scope).await
     }
-    async fn update(&self, id: &UserId, decide: Decide) -> Result<User> {
-        self.handle().update(id, decide).await
+    async fn update(&self, id: &UserId, scope: &Scope, decide: Decide) -> Result<User> {
+        self.handle().update(id, scope, decide).await
     }
-    async fn history(&self, id: &UserId, query: HistoryQuery) -> Result<Vec<Event>> {
-        self.handle().history(id, query).await
+    async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
+        self.handle().history(id, scope, query).await
     }
     async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page> {
         self.handle().list(org, query).await
@@ -237,7 +237,10 @@ pub async fn all_events(repo: &dyn UserRepository, id: &UserId) -> Vec<Event> {
             after_sequence: events.len() as u64,
             limit: MAX_PAGE_SIZE,
         };
-        let page = repo.history(id, query).await.expect("history");
+        let page = repo
+            .history(id, &Scope::Instance, query)
+            .await
+            .expect("history");
         if page.is_empty() {
             return events;
         }
@@ -252,7 +255,7 @@ pub async fn assert_exact_history(repo: &dyn UserRepository, id: &UserId) -> Vec
     for (event, expected) in history.iter().zip(1u64..) {
         assert_eq!(event.sequence, expected, "gap in the history of {id}");
     }
-    let snapshot = repo.load(id).await.expect("load");
+    let snapshot = repo.load(id, &Scope::Instance).await.expect("load");
     assert_eq!(
         snapshot,
         User::replay(&history),
