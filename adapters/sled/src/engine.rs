@@ -136,13 +136,18 @@ pub(crate) fn open(root: &Path, options: &SledOptions) -> Result<Opened> {
     }
     let (trees, device) = open_in_place(root, options, created).map_err(|e| at(root, e))?;
     let committed = layout::committed(&trees.db).map_err(|e| at(root, e))?;
+    // Nothing of ours is written before a loss, or the check, refuses.
+    let recorded = Recorded::read(&mark_path).map_err(|e| at(root, e))?;
+    recorded
+        .check(&mark_path, committed, options.accept_loss)
+        .map_err(|e| at(root, e))?;
+    if check == CheckAtOpen::Everything && !checked {
+        refuse_findings(verify::everything(&trees)?).map_err(|e| at(root, e))?;
+    }
     let (mark, loss) =
         CommitMark::open(&mark_path, committed, options.accept_loss).map_err(|e| at(root, e))?;
     if let Some(loss) = loss {
         record_loss(&trees, loss).map_err(|e| at(root, e))?;
-    }
-    if check == CheckAtOpen::Everything && !checked {
-        refuse_findings(verify::everything(&trees)?).map_err(|e| at(root, e))?;
     }
     Ok(Opened {
         trees,

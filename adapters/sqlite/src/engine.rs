@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, MAIN_DB};
 use userstate::storage::{
-    check_private, create_private_file, CheckAtOpen, CommitMark, Durability, Loss,
+    check_private, create_private_file, CheckAtOpen, CommitMark, Durability, Loss, Recorded,
     CHECK_EVERYTHING_UP_TO,
 };
 use userstate::{Error, Result, Timestamp};
@@ -99,10 +99,9 @@ fn check_and_upgrade(
         .query_row(COMMITTED, [], |row| row.get(0))
         .map_err(from_sqlite)?;
     let committed = record::from_column(committed)?;
-    let (mark, loss) = CommitMark::open(&mark_path(path), committed, options.accept_loss)?;
-    if let Some(loss) = loss {
-        record_loss(conn, loss)?;
-    }
+    // Nothing is written before a loss, or the check at open, refuses.
+    let mark_path = mark_path(path);
+    Recorded::read(&mark_path)?.check(&mark_path, committed, options.accept_loss)?;
     if !created && check == CheckAtOpen::Everything {
         let verification = verify::everything(conn)?;
         if let Some(first) = verification.findings.first() {
@@ -114,6 +113,10 @@ fn check_and_upgrade(
                 verification.findings.len()
             )));
         }
+    }
+    let (mark, loss) = CommitMark::open(&mark_path, committed, options.accept_loss)?;
+    if let Some(loss) = loss {
+        record_loss(conn, loss)?;
     }
     Ok((committed, mark))
 }

@@ -31,7 +31,7 @@ pub(crate) fn load(conn: &Connection, id: &UserId, scope: &Scope) -> Result<Opti
     let row = conn
         .prepare_cached(LOAD)
         .and_then(|mut select| select.query_row([id.as_str()], user_row).optional())
-        .map_err(from_sqlite)?;
+        .map_err(|e| of_user(id, from_sqlite(e)))?;
     match row {
         Some(row) => visible(&row, id, scope),
         None => without_row(conn, id, scope),
@@ -62,7 +62,7 @@ fn without_row(conn: &Connection, id: &UserId, scope: &Scope) -> Result<Option<U
     let org: Option<String> = conn
         .prepare_cached(AN_EVENT_ORG)
         .and_then(|mut select| select.query_row([id.as_str()], |row| row.get(0)).optional())
-        .map_err(from_sqlite)?;
+        .map_err(|e| of_user(id, from_sqlite(e)))?;
     let Some(org) = org else {
         return Ok(None);
     };
@@ -100,7 +100,7 @@ pub(crate) fn history(
                 .query_map(params![id.as_str(), after, query.limit], event_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
-        .map_err(from_sqlite)?;
+        .map_err(|e| of_user(id, from_sqlite(e)))?;
     let out_of_place = || Error::corrupt(format!("the history of user {id} has a gap"));
     let mut expected = query.after_sequence;
     let mut events = Vec::with_capacity(rows.len());
@@ -205,6 +205,19 @@ pub(crate) fn accepted_losses(conn: &Connection) -> Result<Vec<AcceptedLoss>> {
             })
         })
         .collect()
+}
+
+/// Damage met while reading `id`, said to be its: SQLite's own errors do
+/// not know which row they were reading.
+fn of_user(id: &UserId, error: Error) -> Error {
+    if error.id() != userstate::ids::CORRUPT || error.message().contains(id.as_str()) {
+        return error;
+    }
+    Error::corrupt(format!(
+        "the stored data of user {id} cannot be read: {}",
+        error.message()
+    ))
+    .with_source(error)
 }
 
 /// A `users` row as `LOAD` and the lists select it.

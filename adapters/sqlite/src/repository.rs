@@ -38,11 +38,14 @@ pub struct SqliteRepository {
     inner: Arc<Inner>,
 }
 
-/// Field order is drop order: the writer commits what is queued and closes
-/// its connection, the readers close theirs, then a temporary directory goes.
+/// Field order is drop order: the readers close their connections, the
+/// writer commits what is queued and closes its connection last (the last
+/// connection to close checkpoints the write-ahead log into the file and
+/// removes it; SQLite leaves that to a connection that may write), then a
+/// temporary directory goes.
 struct Inner {
-    writer: GroupCommit<Writer>,
     readers: WorkerPool<Connection>,
+    writer: GroupCommit<Writer>,
     options: SqliteOptions,
     path: PathBuf,
     _temporary: Option<TemporaryDir>,

@@ -15,6 +15,7 @@
 //! tested once in the core.
 
 pub mod corruption;
+pub mod damage;
 mod fixture;
 pub mod group;
 mod isolation;
