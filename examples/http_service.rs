@@ -6,8 +6,8 @@
 //! cargo run --example http_service -- --db memory --listen 127.0.0.1:9000 --tokens tokens.json
 //! ```
 //!
-//! Flags: `--db sqlite:PATH | sled:PATH | memory` (default: an SQLite file in
-//! the system temp dir),
+//! Flags: `--db sqlite:PATH | sled:PATH | memory` (default: `http.sqlite3`
+//! in the examples' private folder, see `userstate_examples::backend::default_dir`),
 //! `--listen ADDR` (default 127.0.0.1:8080), `--tokens FILE` (see
 //! `userstate_examples::http::Tokens`), `--demo` (demo organisations, users and
 //! tokens, and curl commands to try). Logs go to stderr; `RUST_LOG` filters
@@ -29,7 +29,7 @@ use userstate_examples::http::{self, AppState, Tokens};
 const USAGE: &str = "\
 usage: http_service [--db sqlite:PATH | sled:PATH | memory] [--listen ADDR] [--tokens FILE] [--demo]
 
-  --db SPEC      storage backend (default: sqlite:<temp dir>/userstate-http.sqlite3)
+  --db SPEC      storage backend (default: sqlite:<local data dir>/userstate-examples/http.sqlite3)
   --listen ADDR  address to serve on (default 127.0.0.1:8080)
   --tokens FILE  bearer tokens: {\"TOKEN\": {\"userId\", \"orgId\", \"grants\"?, \"instanceGrants\"?}}
   --demo         organisations acme and globex with users and tokens, and curl commands";
@@ -133,12 +133,13 @@ async fn run(options: Options) -> Result<(), String> {
     Ok(())
 }
 
-/// The backend `--db` names; without `--db`, an SQLite file in the temp dir.
+/// The backend `--db` names; without `--db`, an SQLite file in the
+/// examples' private data folder.
 fn open_backend(spec: Option<&str>) -> Result<Arc<dyn UserRepository>, String> {
-    let spec = spec.map_or_else(
-        || backend::default_sqlite("userstate-http.sqlite3"),
-        str::to_owned,
-    );
+    let spec = match spec {
+        Some(spec) => spec.to_owned(),
+        None => backend::default_sqlite("http.sqlite3")?,
+    };
     let repository = backend::open(&spec)?;
     tracing::info!(backend = %spec, "storage");
     Ok(repository)

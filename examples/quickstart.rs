@@ -2,8 +2,10 @@
 //! the error body of locking again, unlock, and print the history.
 //!
 //! Run with `cargo run --example quickstart [PATH]`: the users live in an
-//! embedded SQLite file, by default `userstate-quickstart.sqlite3` in the
-//! system's temporary folder, so a second run finds the first run's users.
+//! embedded SQLite file, by default `quickstart.sqlite3` in the examples'
+//! private folder (`~/.local/share/userstate-examples/` on Linux, see
+//! `userstate_examples::backend::default_dir`), so a second run finds the
+//! first run's users.
 
 use std::sync::Arc;
 
@@ -18,10 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args()
-        .nth(1)
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("userstate-quickstart.sqlite3"));
+    let path = match std::env::args().nth(1) {
+        Some(path) => std::path::PathBuf::from(path),
+        None => userstate_examples::backend::default_dir()?.join("quickstart.sqlite3"),
+    };
     let repository = Arc::new(SqliteRepository::open(&path)?);
     println!("storage: SQLite file {}", path.display());
 

@@ -6,7 +6,8 @@
 //! cargo run --example swap_backend -- sled:/tmp/users.sled
 //! ```
 //!
-//! Without an argument it runs on all three, in temporary locations.
+//! Without an argument it runs on all three, the files in the examples'
+//! private folder (see `userstate_examples::backend::default_dir`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -44,11 +45,17 @@ fn main() -> ExitCode {
     let specs: Vec<String> = match std::env::args().nth(1) {
         Some(spec) => vec![spec],
         None => {
-            let dir = std::env::temp_dir();
+            let dir = match backend::default_dir() {
+                Ok(dir) => dir,
+                Err(message) => {
+                    eprintln!("{message}");
+                    return ExitCode::FAILURE;
+                }
+            };
             vec![
                 "memory".to_owned(),
-                format!("sqlite:{}", dir.join("userstate-swap.sqlite3").display()),
-                format!("sled:{}", dir.join("userstate-swap.sled").display()),
+                format!("sqlite:{}", dir.join("swap.sqlite3").display()),
+                format!("sled:{}", dir.join("swap.sled").display()),
             ]
         }
     };
