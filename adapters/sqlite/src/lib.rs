@@ -60,15 +60,54 @@
 //! # Schema
 //!
 //! ```sql
-//! users  (id PRIMARY KEY, org, state, sequence, snapshot)   -- snapshot: the rest of the user, JSON
-//! events (user_id, sequence, org, event_type, created_at, creator, payload,
-//!         PRIMARY KEY (user_id, sequence))                  -- payload: the type's fields, JSON
+//! users  (id PRIMARY KEY, org, state, sequence, snapshot, checksum)  -- snapshot: the rest of the user, JSON
+//! events (user_id, sequence, org, event_type, created_at, creator, payload, checksum,
+//!         PRIMARY KEY (user_id, sequence))                            -- payload: the type's fields, JSON
 //! INDEX users_by_org_state ON users (org, state, id)
 //! INDEX users_by_org       ON users (org, id) WHERE state <> 'deleted'
+//! meta   (key PRIMARY KEY, value)       -- committed_events: every event ever committed
+//! losses (accepted_at, expected, found) -- losses accepted at open
 //! ```
 //!
 //! Times are integer milliseconds; the records are this crate's own types,
-//! pinned byte for byte by its tests.
+//! pinned byte for byte by its tests. `checksum` is the CRC-32 of the row's
+//! other columns, each length-prefixed.
+//!
+//! # Damage and loss
+//!
+//! - **Every read checks** the row's checksum (a flipped bit inside a value
+//!   is found, not served), that the row is the one asked for, and, for a
+//!   history, that it has no gap and ends at its snapshot's sequence. What
+//!   fails is `USER-CORRUPT` naming the user. Reads are scoped: the
+//!   organisation is told from the row's column, or the copy in its
+//!   snapshot, before anything is decoded, so a damaged user of another
+//!   organisation is NotFound.
+//! - **Loss is refused**: every commit advances `committed_events` in the
+//!   same transaction; after each durable commit (relaxed: each checkpoint)
+//!   the count goes to the commit mark `PATH-commits`, two checksummed slots
+//!   outside SQLite's files. An open that finds fewer events (frames of the
+//!   write-ahead log that failed their checksum, an older copy of the file
+//!   restored) is refused with `USER-CORRUPT`, and writes nothing: not the
+//!   mark, and not the checkpoint SQLite runs when the last connection
+//!   closes. [`SqliteOptions::accept_loss`] goes on with what is left and
+//!   records it ([`SqliteRepository::accepted_losses`]).
+//! - **Checks at open** ([`SqliteOptions::check_at_open`]): SQLite's
+//!   `quick_check` (every page and b-tree well formed) on every open; up to
+//!   16 MiB also `integrity_check` (which compares every index with its
+//!   table) and every row and history ([`SqliteRepository::verify`], also on
+//!   demand).
+//! - **What is not seen at open** past 16 MiB: a flipped bit that leaves an
+//!   index well formed but names a row wrongly can drop that row out of a
+//!   listing until `verify` runs (SQLite's index entries carry no checksum);
+//!   users and histories are never served short. And, as for every commit
+//!   mark: relaxed commits not yet checkpointed, and after an OS crash the
+//!   commits since the mark's last write-back (it is not synced; it may lag,
+//!   never lead).
+//! - **Refused rather than adopted**: an empty file, an empty database of
+//!   another application, a missing file whose `-wal` or mark is left, a
+//!   file that cannot be written (Unavailable, with the system's reason), a
+//!   symbolic link, another user's file. A new file is created 0600 where
+//!   nothing is; SQLite creates `-wal` and `-shm` with the file's mode.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
