@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use userstate::storage::{self, Commit, Scope};
+use userstate::storage::{self, Commit, Scope, Update};
 use userstate::{
     Caller, Event, EventPayload, InMemoryAuthorizer, InMemoryRepository, InitialState, LockCause,
     OrgId, Permission, Timestamp, UserId, UserRepository, UserService,
@@ -324,7 +324,11 @@ pub fn preload_with(
                         let commit = preload_commit(i, at);
                         let id = commit.snapshot().id.clone();
                         repository
-                            .update(&id, &Scope::Instance, storage::append(commit))
+                            .update(Update::new(
+                                id.clone(),
+                                Scope::Instance,
+                                storage::append(commit),
+                            ))
                             .await?;
                     }
                     Ok::<(), userstate::Error>(())

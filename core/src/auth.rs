@@ -56,7 +56,8 @@ impl fmt::Display for Permission {
 }
 
 /// The acting user of a command, its own organisation, and the organisation
-/// the command targets (the seeds' org header; by default the caller's own).
+/// the command targets (the seeds' org header; by default the caller's own)
+/// or, with [`Caller::by_id`], none: the service finds the user's.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Caller {
@@ -66,6 +67,10 @@ pub struct Caller {
     pub org_id: OrgId,
     /// The organisation the command targets, when not the caller's own.
     pub target_org: Option<OrgId>,
+    /// Whether commands on a user address it by id alone, in whichever
+    /// organisation the caller may see it.
+    #[serde(default)]
+    pub by_id: bool,
 }
 
 impl Caller {
@@ -75,7 +80,18 @@ impl Caller {
             user_id,
             org_id,
             target_org: None,
+            by_id: false,
         }
+    }
+
+    /// The same caller addressing users by id alone (ids are unique in the
+    /// instance), as the v2 API does: the service finds the user's
+    /// organisation, and a user the caller may not read there is NotFound,
+    /// exactly like one that does not exist. Creating and listing still
+    /// use [`Caller::target`].
+    pub fn by_id(mut self) -> Self {
+        self.by_id = true;
+        self
     }
 
     /// The same caller targeting `org` instead of its own organisation.
@@ -114,6 +130,22 @@ pub(crate) fn permission_denied(permission: Permission) -> Error {
         ErrorKind::PermissionDenied,
         ids::PERMISSION_DENIED,
         format!("Permission {permission} is missing in the organisation"),
+    )
+}
+
+/// The error for a caller whose own stored user cannot log in: locked (a
+/// lock in force), inactive, initial or removed.
+pub(crate) fn caller_cannot_log_in(why: &Error) -> Error {
+    let why = match why.id() {
+        ids::LOGIN_LOCKED => "is locked",
+        ids::LOGIN_INACTIVE => "is not active",
+        ids::LOGIN_INITIAL => "is not initialised",
+        _ => "is removed",
+    };
+    Error::new(
+        ErrorKind::PermissionDenied,
+        ids::CALLER_CANNOT_LOG_IN,
+        format!("The calling user {why} and cannot act"),
     )
 }
 

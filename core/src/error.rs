@@ -196,6 +196,8 @@ pub mod ids {
     pub const ALREADY_EXISTS: &str = "USER-EXISTS";
     /// The caller lacks a permission.
     pub const PERMISSION_DENIED: &str = "USER-PERMISSION";
+    /// The caller's own stored user cannot log in (PermissionDenied).
+    pub const CALLER_CANNOT_LOG_IN: &str = "USER-CALLER-CANNOT-LOG-IN";
     /// Unlock on a user that is not locked.
     pub const NOT_LOCKED: &str = "USER-NOT-LOCKED";
     /// Lock on a locked user.

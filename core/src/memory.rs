@@ -12,7 +12,7 @@ use crate::event::Event;
 use crate::id::{OrgId, UserId};
 use crate::query::{HistoryQuery, ListQuery, Page};
 use crate::state::UserState;
-use crate::storage::{page_of, Commit, Decide, Decision, Scope, Update, UserRepository};
+use crate::storage::{page_of, Commit, Decision, Scope, Update, UserRepository};
 use crate::user::User;
 
 /// A repository that keeps users in memory; lost when dropped.
@@ -48,6 +48,13 @@ impl InMemoryRepository {
 }
 
 impl Tables {
+    fn visible(&self, id: &UserId, scope: &Scope) -> Option<User> {
+        self.users
+            .get(id)
+            .filter(|u| scope.admits(&u.org_id))
+            .cloned()
+    }
+
     /// Stores a commit decided on the stored user; returns the user after it.
     fn write(&mut self, commit: Commit) -> User {
         let (events, new) = commit.into_parts();
@@ -81,18 +88,24 @@ impl Tables {
 #[async_trait]
 impl UserRepository for InMemoryRepository {
     async fn load(&self, id: &UserId, scope: &Scope) -> Result<Option<User>> {
-        let tables = self.tables();
-        Ok(tables
-            .users
-            .get(id)
-            .filter(|u| scope.admits(&u.org_id))
-            .cloned())
+        Ok(self.tables().visible(id, scope))
     }
 
-    async fn update(&self, id: &UserId, scope: &Scope, decide: Decide) -> Result<User> {
+    async fn load_many(&self, wanted: &[(&UserId, &Scope)]) -> Result<Vec<Option<User>>> {
+        let tables = self.tables();
+        Ok(wanted
+            .iter()
+            .map(|(id, scope)| tables.visible(id, scope))
+            .collect())
+    }
+
+    async fn update(&self, update: Update) -> Result<User> {
         let mut tables = self.tables();
-        let stored = tables.users.get(id).cloned();
-        match Update::new(id.clone(), scope.clone(), decide).decide(stored)? {
+        let stored = tables.users.get(update.id()).cloned();
+        let actor = update
+            .actor()
+            .and_then(|actor| tables.visible(&actor.user, &actor.scope()));
+        match update.decide(stored, actor)? {
             Decision::Unchanged(user) => Ok(user),
             Decision::Write(commit) => Ok(tables.write(commit)),
         }

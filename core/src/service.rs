@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::{permission_denied, Authorizer, Caller, Permission};
+use crate::auth::{caller_cannot_log_in, permission_denied, Authorizer, Caller, Permission};
 use crate::clock::{Clock, SystemClock};
 use crate::command::{Command, LockRequest};
 use crate::details::Details;
@@ -15,7 +15,7 @@ use crate::id::{OrgId, UserId};
 use crate::lockout::{Factor, LockoutPolicies, LockoutPolicy};
 use crate::query::{HistoryQuery, ListQuery, Page};
 use crate::state::{InitialState, UserState};
-use crate::storage::{Commit, Decide, Decision, Scope, UserRepository};
+use crate::storage::{Actor, Commit, Decide, Decision, Scope, Update, UserRepository};
 use crate::timestamp::Timestamp;
 use crate::user::User;
 
@@ -34,6 +34,7 @@ pub struct UserService {
     clock: Arc<dyn Clock>,
     policies: Arc<LockoutPolicies>,
     conflict_retries: u32,
+    caller_check: bool,
 }
 
 impl UserService {
@@ -46,7 +47,27 @@ impl UserService {
             clock: Arc::new(SystemClock),
             policies: Arc::new(LockoutPolicies::default()),
             conflict_retries: DEFAULT_CONFLICT_RETRIES,
+            caller_check: true,
         }
+    }
+
+    /// Whether a caller whose own user is stored here must be able to log
+    /// in to act (default on): when the user with the caller's id in the
+    /// caller's own organisation is locked (a lock in force), inactive,
+    /// initial or removed, every command and read is refused with
+    /// PermissionDenied (`USER-CALLER-CANNOT-LOG-IN`). Callers not stored
+    /// here (service accounts, an external identity provider) are never
+    /// affected. Turn it off when the repository's users are not the
+    /// callers.
+    pub fn with_caller_check(mut self, on: bool) -> Self {
+        self.caller_check = on;
+        self
+    }
+
+    /// The service's clock's current time: what expiries and the state in
+    /// force are measured on.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// Uses `policies` for automatic locking (the default never locks).
@@ -227,25 +248,40 @@ impl UserService {
     ) -> Result<(User, LockoutPolicy)> {
         let now = self.clock.now();
         command.validate(now)?;
-        let org = caller.target();
-        self.authorize(caller, command.permission()).await?;
-        let policy = self.policies.policy_for(org);
+        let creating = matches!(command, Command::Create { .. });
+        let org = if caller.by_id && !creating {
+            // The user's organisation never changes, so finding it before
+            // the write is as good as finding it inside.
+            match self.find(caller, user, command.permission()).await? {
+                Some(found) => found.org_id,
+                None => return Err(Error::not_found()),
+            }
+        } else {
+            self.authorize(caller, command.permission()).await?;
+            caller.target().clone()
+        };
+        let policy = self.policies.policy_for(&org);
         // Creation must see the users of every organisation, to keep ids
         // unique; every other command sees its target organisation's only.
-        let scope = match command {
-            Command::Create { .. } => Scope::Instance,
-            _ => Scope::Org(org.clone()),
+        let scope = if creating {
+            Scope::Instance
+        } else {
+            Scope::Org(org.clone())
         };
         for _ in 0..=self.conflict_retries {
             let decide = decision(
                 command.clone(),
                 user,
-                org,
+                &org,
                 &caller.user_id,
                 now,
                 policy.clone(),
             );
-            match self.repository.update(user, &scope, decide).await {
+            let mut update = Update::new(user.clone(), scope.clone(), decide);
+            if let Some(actor) = self.actor(caller) {
+                update = update.acting(actor, Box::new(move |stored| caller_may_act(stored, now)));
+            }
+            match self.repository.update(update).await {
                 Ok(after) => return Ok((after, policy)),
                 Err(e) if e.kind() == ErrorKind::Conflict => continue,
                 Err(e) => return Err(e),
@@ -258,16 +294,81 @@ impl UserService {
         ))
     }
 
+    /// The caller whose own user the check reads, when the check is on.
+    fn actor(&self, caller: &Caller) -> Option<Actor> {
+        self.caller_check.then(|| Actor {
+            user: caller.user_id.clone(),
+            org: caller.org_id.clone(),
+        })
+    }
+
+    /// The stored user `user` (removed ones included) as `caller` may see
+    /// it for `permission`: in the target organisation, or with
+    /// [`Caller::by_id`] wherever the caller may read it; the caller's own
+    /// user is checked in the same read. `None` when there is no such user
+    /// for this caller.
+    async fn find(
+        &self,
+        caller: &Caller,
+        user: &UserId,
+        permission: Permission,
+    ) -> Result<Option<User>> {
+        let scope = if caller.by_id {
+            Scope::Instance
+        } else {
+            self.authorize(caller, permission).await?;
+            Scope::Org(caller.target().clone())
+        };
+        let found = match self.actor(caller) {
+            Some(actor) => {
+                let mut both = self
+                    .repository
+                    .load_many(&[(user, &scope), (&actor.user, &actor.scope())])
+                    .await?
+                    .into_iter();
+                let (found, stored_actor) = (both.next().flatten(), both.next().flatten());
+                caller_may_act(stored_actor.as_ref(), self.clock.now())?;
+                found
+            }
+            None => self.repository.load(user, &scope).await?,
+        };
+        let Some(found) = found else { return Ok(None) };
+        if !caller.by_id {
+            return Ok(Some(found));
+        }
+        let allowed = |permission| {
+            self.authorizer
+                .is_allowed(caller, &found.org_id, permission)
+        };
+        if !allowed(Permission::Read).await? {
+            return Ok(None);
+        }
+        if permission != Permission::Read && !allowed(permission).await? {
+            return Err(permission_denied(permission));
+        }
+        Ok(Some(found))
+    }
+
+    /// Refuses a caller whose own stored user cannot log in, when the check is on.
+    async fn check_caller(&self, caller: &Caller) -> Result<()> {
+        match self.actor(caller) {
+            Some(actor) => {
+                let stored = self.repository.load(&actor.user, &actor.scope()).await?;
+                caller_may_act(stored.as_ref(), self.clock.now())
+            }
+            None => Ok(()),
+        }
+    }
+
     /// The user as of its last event.
     ///
     /// # Errors
-    /// PermissionDenied without `user.read`; NotFound if the user does not
-    /// exist in the targeted organisation or is deleted.
+    /// PermissionDenied without `user.read` (or when the caller's own user
+    /// cannot log in); NotFound if the user does not exist in the targeted
+    /// organisation (with [`Caller::by_id`]: anywhere the caller may read)
+    /// or is deleted.
     pub async fn get(&self, caller: &Caller, user: &UserId) -> Result<User> {
-        let org = caller.target();
-        self.authorize(caller, Permission::Read).await?;
-        self.repository
-            .load(user, &Scope::Org(org.clone()))
+        self.find(caller, user, Permission::Read)
             .await?
             .filter(|u| u.state != UserState::Deleted)
             .ok_or_else(Error::not_found)
@@ -277,8 +378,9 @@ impl UserService {
     /// readable, as an audit trail.
     ///
     /// # Errors
-    /// InvalidArgument for a bad page size; PermissionDenied without
-    /// `user.read`; NotFound if the id was never used in the targeted organisation.
+    /// InvalidArgument for a bad page size; PermissionDenied as for
+    /// [`UserService::get`]; NotFound if the id was never used where the
+    /// caller may read it.
     pub async fn history(
         &self,
         caller: &Caller,
@@ -286,23 +388,25 @@ impl UserService {
         query: HistoryQuery,
     ) -> Result<Vec<Event>> {
         query.validate()?;
-        let org = caller.target();
-        self.authorize(caller, Permission::Read).await?;
-        let scope = Scope::Org(org.clone());
-        if self.repository.load(user, &scope).await?.is_none() {
-            return Err(Error::not_found());
-        }
-        self.repository.history(user, &scope, query).await
+        let found = self
+            .find(caller, user, Permission::Read)
+            .await?
+            .ok_or_else(Error::not_found)?;
+        self.repository
+            .history(user, &Scope::Org(found.org_id), query)
+            .await
     }
 
     /// A page of the target organisation's users, optionally in one state.
     ///
     /// # Errors
-    /// InvalidArgument for a bad query; PermissionDenied without `user.read`.
+    /// InvalidArgument for a bad query; PermissionDenied without `user.read`
+    /// or when the caller's own user cannot log in.
     pub async fn list(&self, caller: &Caller, query: &ListQuery) -> Result<Page> {
         query.validate()?;
         let org = caller.target();
         self.authorize(caller, Permission::Read).await?;
+        self.check_caller(caller).await?;
         self.repository.list(org, query).await
     }
 
@@ -334,6 +438,16 @@ impl UserService {
         } else {
             Err(permission_denied(permission))
         }
+    }
+}
+
+/// The caller check on the caller's own stored user (`None`: not stored here).
+fn caller_may_act(stored: Option<&User>, now: Timestamp) -> Result<()> {
+    match stored {
+        Some(user) => user
+            .login_allowed(now)
+            .map_err(|why| caller_cannot_log_in(&why)),
+        None => Ok(()),
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::executor::block_on;
-use userstate::storage::{self, Conflict, Decide, Decision, Scope, Update};
+use userstate::storage::{self, Conflict, Decision, Scope, Update};
 use userstate::{
     ids, Caller, Error, ErrorKind, Event, HistoryQuery, InMemoryAuthorizer, InMemoryRepository,
     InitialState, ListQuery, LockRequest, OrgId, Page, Permission, User, UserId, UserRepository,
@@ -30,18 +30,31 @@ impl UserRepository for RivalLocksFirst {
     async fn load(&self, id: &UserId, scope: &Scope) -> userstate::Result<Option<User>> {
         self.inner.load(id, scope).await
     }
-    async fn update(&self, id: &UserId, scope: &Scope, decide: Decide) -> userstate::Result<User> {
-        let stored = self.inner.load(id, scope).await?;
-        let commit = match Update::new(id.clone(), scope.clone(), decide).decide(stored)? {
+    async fn load_many(
+        &self,
+        wanted: &[(&UserId, &Scope)],
+    ) -> userstate::Result<Vec<Option<User>>> {
+        self.inner.load_many(wanted).await
+    }
+    async fn update(&self, update: Update) -> userstate::Result<User> {
+        let (id, scope) = (update.id().clone(), update.scope().clone());
+        let stored = self.inner.load(&id, &scope).await?;
+        let commit = match update.decide(stored, None)? {
             Decision::Unchanged(user) => return Ok(user),
             Decision::Write(commit) => commit,
         };
         if self.updates.fetch_add(1, Ordering::SeqCst) == 1 {
             self.rival
-                .lock(&self.caller, id, LockRequest::new())
+                .lock(&self.caller, &id, LockRequest::new())
                 .await?;
         }
-        self.inner.update(id, scope, storage::append(commit)).await
+        self.inner
+            .update(Update::new(
+                id.clone(),
+                scope.clone(),
+                storage::append(commit),
+            ))
+            .await
     }
     async fn history(
         &self,
@@ -68,7 +81,13 @@ impl UserRepository for AlwaysFails {
     async fn load(&self, _: &UserId, _: &Scope) -> userstate::Result<Option<User>> {
         Ok(None)
     }
-    async fn update(&self, _: &UserId, _: &Scope, _: Decide) -> userstate::Result<User> {
+    async fn load_many(
+        &self,
+        wanted: &[(&UserId, &Scope)],
+    ) -> userstate::Result<Vec<Option<User>>> {
+        Ok(vec![None; wanted.len()])
+    }
+    async fn update(&self, _: Update) -> userstate::Result<User> {
         self.updates.fetch_add(1, Ordering::SeqCst);
         Err(self.error.clone())
     }

@@ -83,7 +83,9 @@ async fn dispatch(state: &AppState, request: Request) -> Result<Response, HttpEr
     let name = request.uri().path().rsplit('/').next().unwrap_or_default();
     let method = Method::parse(name)
         .ok_or_else(|| HttpError::unimplemented(format!("{SERVICE}/{name} is not implemented")))?;
-    let caller = authenticate(state.tokens(), request.headers())?;
+    // The v2 API carries no organisation: a user is addressed by id alone,
+    // in whichever organisation the caller may see it.
+    let caller = authenticate(state.tokens(), request.headers())?.by_id();
     let bytes = body::read(request).await?;
     let UserRequest { user_id } = body::parse(&bytes)?;
     let user = UserId::new(user_id)?;

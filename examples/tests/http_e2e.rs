@@ -1262,3 +1262,81 @@ async fn the_demo_serves_its_organisations_users_and_tokens() {
     assert!(commands.contains(&format!("{}/management/v1/users/alice/_lock", s.base)));
     assert!(commands.contains("Bearer acme-admin-token"));
 }
+
+#[tokio::test]
+async fn a_caller_who_cannot_log_in_is_forbidden_on_every_api() {
+    let s = Server::start().await;
+    // acme's admin is itself a user of acme, created and deactivated by root.
+    s.create(ROOT, "acme-admin", "USER_STATE_ACTIVE").await;
+    s.create(ROOT, "carol", "USER_STATE_ACTIVE").await;
+    let (status, _) = s
+        .post_empty("/management/v1/users/acme-admin/_deactivate", ROOT)
+        .await;
+    assert_eq!(status, 200);
+
+    let cannot = error(
+        7,
+        "USER-CALLER-CANNOT-LOG-IN",
+        "The calling user is not active and cannot act",
+    );
+    assert_eq!(
+        s.post_empty("/management/v1/users/carol/_lock", ADMIN)
+            .await,
+        (403, cannot.clone())
+    );
+    assert_eq!(
+        s.get("/management/v1/users/carol", ADMIN).await,
+        (403, cannot.clone())
+    );
+    assert_eq!(
+        s.post_empty("/resources/v3alpha/users/carol/_lock", ADMIN)
+            .await,
+        (403, cannot.clone())
+    );
+    assert_eq!(
+        s.connect("LockUser", Some(ADMIN), json!({"userId": "carol"}))
+            .await,
+        (
+            403,
+            connect_error(
+                "permission_denied",
+                "The calling user is not active and cannot act (USER-CALLER-CANNOT-LOG-IN)"
+            )
+        )
+    );
+
+    // Root reactivates the admin, who acts again.
+    let (status, _) = s
+        .post_empty("/management/v1/users/acme-admin/_reactivate", ROOT)
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = s
+        .post_empty("/management/v1/users/carol/_lock", ADMIN)
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn connect_addresses_users_by_id_in_any_organisation_the_caller_sees() {
+    let s = Server::start().await;
+    s.create(GLOBEX, "gina", "USER_STATE_ACTIVE").await;
+    let gina = json!({"userId": "gina"});
+    // No organisation header: root finds gina in globex by id alone.
+    let (status, body) = s.connect("LockUser", Some(ROOT), gina.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["details"]["resourceOwner"], "globex");
+    // acme's admin does not see her, exactly as a user that does not exist.
+    let not_found = (
+        404,
+        connect_error("not_found", "User not found (USER-NOT-FOUND)"),
+    );
+    assert_eq!(
+        s.connect("UnlockUser", Some(ADMIN), gina.clone()).await,
+        not_found
+    );
+    assert_eq!(
+        s.connect("UnlockUser", Some(ADMIN), json!({"userId": "nobody"}))
+            .await,
+        not_found
+    );
+}

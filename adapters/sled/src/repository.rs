@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use userstate::storage::{
-    AcceptedLoss, Decide, GroupCommit, Scope, Seal, TemporaryDir, UserRepository, Verification,
+    AcceptedLoss, GroupCommit, Scope, Seal, TemporaryDir, Update, UserRepository, Verification,
     WorkerPool, WriterStats,
 };
 use userstate::{Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId};
@@ -211,15 +211,28 @@ impl UserRepository for SledRepository {
             .await
     }
 
+    async fn load_many(&self, wanted: &[(&UserId, &Scope)]) -> Result<Vec<Option<User>>> {
+        let wanted: Vec<(UserId, Scope)> = wanted
+            .iter()
+            .map(|(id, scope)| ((*id).clone(), (*scope).clone()))
+            .collect();
+        self.inner
+            .readers
+            .run(move |trees| {
+                wanted
+                    .iter()
+                    .map(|(id, scope)| reader::load(trees, id, scope))
+                    .collect()
+            })
+            .await
+    }
+
     /// Queues the update for the writer, which reads the user, runs the
     /// decision on it and commits what it decided in one sled transaction,
     /// then syncs the batch when durable. Only the writer writes, so the
     /// update never conflicts.
-    async fn update(&self, id: &UserId, scope: &Scope, decide: Decide) -> Result<User> {
-        self.inner
-            .writer
-            .update(id.clone(), scope.clone(), decide)
-            .await
+    async fn update(&self, update: Update) -> Result<User> {
+        self.inner.writer.update(update).await
     }
 
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {

@@ -177,8 +177,12 @@ pub(crate) fn lock(mark: &SharedMark) -> MutexGuard<'_, Closing> {
 /// after it and the events it wrote.
 pub(crate) fn apply(trees: &Trees, update: Update, committed: u64) -> Result<(User, u64)> {
     let stored = reader::load(trees, update.id(), update.scope())?;
+    let actor = match update.actor() {
+        Some(actor) => reader::load(trees, &actor.user, &actor.scope())?,
+        None => None,
+    };
     let old_keys = stored.as_ref().map(index_keys);
-    match update.decide(stored)? {
+    match update.decide(stored, actor)? {
         Decision::Unchanged(user) => Ok((user, 0)),
         Decision::Write(commit) => {
             let events = commit.events().len() as u64;

@@ -10,7 +10,7 @@ use std::thread;
 
 use futures::executor::block_on;
 use userstate::conformance::group::{decided_on, Stall};
-use userstate::storage::{self, Commit, Scope};
+use userstate::storage::{self, Commit, Scope, Update};
 use userstate::{
     Caller, Event, EventPayload, InMemoryAuthorizer, InitialState, LockRequest, OrgId, Permission,
     Timestamp, UserId, UserRepository, UserService,
@@ -136,9 +136,13 @@ fn one_caller_at_a_time_gets_one_batch_per_command() {
                 },
             };
             let commit = Commit::new(None, vec![added]).unwrap();
-            repo.update(&id, &Scope::Instance, storage::append(commit))
-                .await
-                .unwrap();
+            repo.update(Update::new(
+                id.clone(),
+                Scope::Instance,
+                storage::append(commit),
+            ))
+            .await
+            .unwrap();
         }
     });
     let stats = disk.repo.stats();

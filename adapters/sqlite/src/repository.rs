@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rusqlite::Connection;
 use userstate::storage::{
-    AcceptedLoss, Decide, GroupCommit, Scope, TemporaryDir, UserRepository, Verification,
+    AcceptedLoss, GroupCommit, Scope, TemporaryDir, Update, UserRepository, Verification,
     WorkerPool, WriterStats,
 };
 use userstate::{Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId};
@@ -191,15 +191,28 @@ impl UserRepository for SqliteRepository {
             .await
     }
 
+    async fn load_many(&self, wanted: &[(&UserId, &Scope)]) -> Result<Vec<Option<User>>> {
+        let wanted: Vec<(UserId, Scope)> = wanted
+            .iter()
+            .map(|(id, scope)| ((*id).clone(), (*scope).clone()))
+            .collect();
+        self.inner
+            .readers
+            .run(move |conn| {
+                wanted
+                    .iter()
+                    .map(|(id, scope)| reader::load(conn, id, scope))
+                    .collect()
+            })
+            .await
+    }
+
     /// Queues the update for the writer, which runs the decision inside the
     /// batch's transaction, on the user read under the write lock: it never
     /// conflicts. Answered once the transaction committed (fsynced when
     /// durable) or failed.
-    async fn update(&self, id: &UserId, scope: &Scope, decide: Decide) -> Result<User> {
-        self.inner
-            .writer
-            .update(id.clone(), scope.clone(), decide)
-            .await
+    async fn update(&self, update: Update) -> Result<User> {
+        self.inner.writer.update(update).await
     }
 
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {

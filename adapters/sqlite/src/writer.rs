@@ -171,7 +171,11 @@ fn commit_batch(conn: &Connection, batch: Vec<Update>) -> Written {
 /// what it decided. Returns the user after it and the events it wrote.
 fn apply(conn: &Connection, update: Update) -> Result<(User, u64)> {
     let stored = reader::load(conn, update.id(), update.scope())?;
-    match update.decide(stored)? {
+    let actor = match update.actor() {
+        Some(actor) => reader::load(conn, &actor.user, &actor.scope())?,
+        None => None,
+    };
+    match update.decide(stored, actor)? {
         Decision::Unchanged(user) => Ok((user, 0)),
         Decision::Write(commit) => {
             let events = commit.events().len() as u64;

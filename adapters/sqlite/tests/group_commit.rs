@@ -17,7 +17,7 @@ use futures::future::join_all;
 use futures::FutureExt;
 use rusqlite::Connection;
 use userstate::conformance::group::decided_on;
-use userstate::storage::{self, Commit, Decide, Decision, Scope};
+use userstate::storage::{self, Commit, Decide, Decision, Scope, Update};
 use userstate::{ids, ErrorKind, LockRequest, UserId, UserRepository};
 use userstate_sqlite::{SqliteOptions, SqliteRepository};
 
@@ -61,7 +61,7 @@ fn stall_the_writer(repo: &SqliteRepository, id: &UserId) {
     let decide: Decide = Box::new(|stored| Ok(Decision::Unchanged(stored.expect("created"))));
     // The first poll queues it; the answer is not needed.
     assert!(repo
-        .update(id, &Scope::Instance, decide)
+        .update(Update::new(id.clone(), Scope::Instance, decide))
         .now_or_never()
         .is_none());
     while repo.stats().queued > 0 {
@@ -118,7 +118,11 @@ fn sixty_four_callers_share_one_transaction_with_their_own_outcomes() {
                 (
                     i,
                     kind,
-                    block_on(repo.update(&id, &Scope::Instance, storage::append(commit))),
+                    block_on(repo.update(Update::new(
+                        id.clone(),
+                        Scope::Instance,
+                        storage::append(commit),
+                    ))),
                 )
             })
         })
@@ -199,7 +203,11 @@ fn a_stored_event_in_the_way_fails_only_its_own_command() {
             let repo = repo.clone();
             let id = commit.snapshot().id.clone();
             thread::spawn(move || {
-                block_on(repo.update(&id, &Scope::Instance, storage::append(commit)))
+                block_on(repo.update(Update::new(
+                    id.clone(),
+                    Scope::Instance,
+                    storage::append(commit),
+                )))
             })
         })
         .collect();

@@ -47,6 +47,8 @@ pub struct Fixture {
     pub root: Caller,
     /// No permissions.
     pub nobody: Caller,
+    /// The service's grants, for tests that need more callers.
+    pub grants: Arc<InMemoryAuthorizer>,
 }
 
 impl Fixture {
@@ -69,8 +71,9 @@ impl Fixture {
         grants.grant(&globex_admin.user_id, &globex, [Read, Write, Delete]);
         grants.grant_instance(&root.user_id, [Read, Write, Delete]);
         let clock = ManualClock::new(at(T0));
+        let grants = Arc::new(grants);
         let service =
-            UserService::new(repo.clone(), Arc::new(grants)).with_clock(Arc::new(clock.clone()));
+            UserService::new(repo.clone(), grants.clone()).with_clock(Arc::new(clock.clone()));
         Fixture {
             service,
             repo,
@@ -83,6 +86,7 @@ impl Fixture {
             globex_admin,
             root,
             nobody,
+            grants,
         }
     }
 

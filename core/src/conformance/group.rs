@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};
 
-use crate::storage::{Decide, Decision, Scope};
+use crate::storage::{Decide, Decision, Scope, Update};
 use crate::{UserId, UserRepository};
 
 /// The thread on which `repo` ran the decision of an update of `id` (which
@@ -21,7 +21,8 @@ pub fn decided_on(repo: &dyn UserRepository, id: &UserId) -> ThreadId {
         let _ = seen.send(thread::current().id());
         Ok(Decision::Unchanged(stored.expect("the user exists")))
     });
-    futures::executor::block_on(repo.update(id, &Scope::Instance, decide)).expect("update");
+    futures::executor::block_on(repo.update(Update::new(id.clone(), Scope::Instance, decide)))
+        .expect("update");
     ran_on.recv().expect("the decision ran")
 }
 
@@ -50,8 +51,12 @@ impl Stall {
         });
         let id = id.clone();
         let update = thread::spawn(move || {
-            futures::executor::block_on(repo.update(&id, &Scope::Instance, decide))
-                .expect("the held update");
+            futures::executor::block_on(repo.update(Update::new(
+                id.clone(),
+                Scope::Instance,
+                decide,
+            )))
+            .expect("the held update");
         });
         running.recv().expect("the held decision runs");
         Stall {

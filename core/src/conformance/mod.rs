@@ -10,10 +10,12 @@
 //! property test ([`model_test`]). The functions panic on failure, like any
 //! test. They test what depends on storage: the one write and its
 //! conflicts, snapshot = replay, histories, paging and indexes, literal
-//! ids, races, tenant isolation, lockout atomicity and the model test. The
+//! ids, races, tenant isolation, lockout atomicity, the caller check and
+//! addressing by id, and the model test. The
 //! transition table, login rules and argument checks are the core's own,
 //! tested once in the core.
 
+mod callers;
 pub mod corruption;
 pub mod damage;
 mod fixture;
@@ -28,6 +30,11 @@ mod replay;
 mod update;
 pub mod upgrade;
 
+pub use callers::{
+    caller_state_check_switched_off, caller_state_expired_lock_does_not_count,
+    caller_state_locking_oneself_takes_effect_at_once, caller_state_of_someone_else_does_not_count,
+    caller_state_that_cannot_log_in_is_refused, users_are_addressed_by_id_alone,
+};
 pub use fixture::{at, details, org, policy, user, Fixture, T0};
 pub use futures::executor::block_on;
 pub use isolation::tenant_isolation_matrix;
@@ -70,6 +77,12 @@ macro_rules! conformance_tests {
             concurrent_commands_keep_history_exact,
             lockout_failure_and_lock_are_one_commit,
             concurrent_failures_are_counted_exactly,
+            caller_state_that_cannot_log_in_is_refused,
+            caller_state_expired_lock_does_not_count,
+            caller_state_of_someone_else_does_not_count,
+            caller_state_check_switched_off,
+            caller_state_locking_oneself_takes_effect_at_once,
+            users_are_addressed_by_id_alone,
         );
 
         #[test]

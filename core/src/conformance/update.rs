@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 
 use super::fixture::{at, org, user, Fixture, T0};
 use super::race::on_threads;
-use crate::storage::{self, Commit, Decide, Decision, Scope};
+use crate::storage::{self, Commit, Decide, Decision, Scope, Update};
 use crate::{
     ids, Error, ErrorKind, Event, EventPayload, InitialState, ListQuery, LockCause, Result,
     UnlockCause, User, UserId, UserRepository, UserState,
@@ -94,7 +94,7 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
         next_commit(None, new, added())
     });
     let created = repo
-        .update(&new, &Scope::Instance, create)
+        .update(Update::new(new.clone(), Scope::Instance, create))
         .await
         .expect("create by update");
     assert_eq!(created.sequence, 1);
@@ -103,9 +103,9 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
     let id = f.user_in_state("decided", UserState::Active).await;
     let before = f.stored(&id).await;
     let seen = repo
-        .update(
-            &id,
-            &Scope::Instance,
+        .update(Update::new(
+            id.clone(),
+            Scope::Instance,
             Box::new({
                 let before = before.clone();
                 move |stored: Option<User>| {
@@ -117,7 +117,7 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
                     Ok(Decision::Unchanged(before))
                 }
             }),
-        )
+        ))
         .await
         .expect("unchanged");
     assert_eq!(seen, before);
@@ -128,14 +128,14 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
         "User is already locked",
     );
     let err = repo
-        .update(
-            &id,
-            &Scope::Instance,
+        .update(Update::new(
+            id.clone(),
+            Scope::Instance,
             Box::new({
                 let refusal = refusal.clone();
                 move |_| Err(refusal)
             }),
-        )
+        ))
         .await
         .expect_err("refused");
     assert_eq!(err, refusal, "the decision's error comes back as it was");
@@ -188,7 +188,7 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
     ];
     for (case, target, decide, expected) in refusals {
         let err = repo
-            .update(&target, &Scope::Instance, decide)
+            .update(Update::new(target.clone(), Scope::Instance, decide))
             .await
             .expect_err(case);
         assert!(expected(&err), "{case}: {err:?}");
@@ -206,7 +206,7 @@ pub async fn update_decides_on_the_stored_user_and_checks_the_commit(
     );
 
     let after = repo
-        .update(&id, &Scope::Instance, toggle(&id))
+        .update(Update::new(id.clone(), Scope::Instance, toggle(&id)))
         .await
         .expect("still serving");
     assert_eq!(after.state, UserState::Locked);
@@ -235,7 +235,11 @@ pub async fn stale_commits_are_conflicts_and_write_nothing(repo: Arc<dyn UserRep
     for (case, commit) in stale {
         let expected = commit.expected_sequence();
         let err = repo
-            .update(&id, &Scope::Instance, storage::append(commit))
+            .update(Update::new(
+                id.clone(),
+                Scope::Instance,
+                storage::append(commit),
+            ))
             .await
             .expect_err(case);
         assert_eq!(err.kind(), ErrorKind::Conflict, "{case}: {err:?}");
@@ -265,7 +269,11 @@ pub async fn stale_commits_are_conflicts_and_write_nothing(repo: Arc<dyn UserRep
 
     let fresh = next_commit(Some(current), &id, locked());
     let stored = repo
-        .update(&id, &Scope::Instance, storage::append(fresh.clone()))
+        .update(Update::new(
+            id.clone(),
+            Scope::Instance,
+            storage::append(fresh.clone()),
+        ))
         .await
         .expect("a fresh commit");
     assert_eq!(&stored, fresh.snapshot());
@@ -310,11 +318,11 @@ pub async fn concurrent_updates_store_every_decision_once(repo: Arc<dyn UserRepo
                                 toggle(stored)
                             })
                         };
-                        match futures::executor::block_on(repo.update(
-                            &id,
-                            &Scope::Instance,
+                        match futures::executor::block_on(repo.update(Update::new(
+                            id.clone(),
+                            Scope::Instance,
                             counted,
-                        )) {
+                        ))) {
                             Ok(_) => break,
                             Err(e) if e.kind() == ErrorKind::Conflict => conflicts += 1,
                             Err(e) => return Err(e),
@@ -371,11 +379,11 @@ pub async fn concurrent_checked_appends_one_wins(repo: Arc<dyn UserRepository>) 
                 let commit = Commit::new(Some(current.clone()), vec![lock]).expect("commit");
                 Box::new(move || {
                     barrier.wait();
-                    futures::executor::block_on(repo.update(
-                        &id,
-                        &Scope::Instance,
+                    futures::executor::block_on(repo.update(Update::new(
+                        id.clone(),
+                        Scope::Instance,
                         storage::append(commit),
-                    ))
+                    )))
                 }) as Box<dyn FnOnce() -> _ + Send>
             })
             .collect();

@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::error::{ids, Error, ErrorKind, Result};
 use crate::event::Event;
-use crate::id::UserId;
+use crate::id::{OrgId, UserId};
 use crate::storage::Scope;
 use crate::user::User;
 
@@ -130,18 +130,54 @@ pub fn append(commit: Commit) -> Decide {
     })
 }
 
+/// The caller of a command, when its own user may be stored in the same
+/// repository: the user with this id in this organisation (a user with the
+/// same id elsewhere is someone else).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Actor {
+    /// The caller's user id.
+    pub user: UserId,
+    /// The caller's own organisation.
+    pub org: OrgId,
+}
+
+impl Actor {
+    /// The scope the caller's own user is read in.
+    pub fn scope(&self) -> Scope {
+        Scope::Org(self.org.clone())
+    }
+}
+
+/// The service's check of the caller's stored user (`None`: not stored),
+/// run by [`Update::decide`] before the decision, on the same read.
+pub type CheckActor = Box<dyn FnOnce(Option<&User>) -> Result<()> + Send>;
+
 /// One command for a repository's writer: the user it is for, the scope it
-/// may see it in, and its decision.
+/// may see it in, its decision and, when the service checks the caller,
+/// the caller's own user to read with it.
 pub struct Update {
     id: UserId,
     scope: Scope,
     decide: Decide,
+    actor: Option<(Actor, CheckActor)>,
 }
 
 impl Update {
     /// The update of `id`, seen in `scope`, by `decide`.
     pub fn new(id: UserId, scope: Scope, decide: Decide) -> Self {
-        Update { id, scope, decide }
+        Update {
+            id,
+            scope,
+            decide,
+            actor: None,
+        }
+    }
+
+    /// The same update, refused unless `check` accepts the caller's user
+    /// as the adapter reads it where it writes.
+    pub fn acting(mut self, actor: Actor, check: CheckActor) -> Self {
+        self.actor = Some((actor, check));
+        self
     }
 
     /// The user the update is for.
@@ -156,18 +192,36 @@ impl Update {
         &self.scope
     }
 
-    /// Runs the decision on `stored`, the user as the adapter reads it where
-    /// it will write (`None`: never stored, or outside the scope), and
-    /// checks what came back: the only check an adapter needs before it
-    /// stores a [`Decision::Write`]. A stored user outside the scope is
-    /// given to the decision as `None`.
+    /// The caller whose own user the adapter reads, in [`Actor::scope`],
+    /// in the same transaction as the user: `None` when nobody is checked.
+    pub fn actor(&self) -> Option<&Actor> {
+        self.actor.as_ref().map(|(actor, _)| actor)
+    }
+
+    /// Runs the caller's check on `actor` (the caller's user as read beside
+    /// `stored`; ignored when [`Update::actor`] is `None`), then the
+    /// decision on `stored`, the user as the adapter reads it where it will
+    /// write (`None`: never stored, or outside the scope), and checks what
+    /// came back: the only check an adapter needs before it stores a
+    /// [`Decision::Write`]. Users outside their scopes are given as `None`.
     ///
     /// # Errors
-    /// What the decision returned; Internal if it panicked or answered with
-    /// another user (or an unchanged user that is not stored); a
-    /// [`Conflict`] for a commit built on another sequence than `stored`'s.
-    pub fn decide(self, stored: Option<User>) -> Result<Decision> {
-        let Update { id, scope, decide } = self;
+    /// What the caller's check or the decision returned; Internal if the
+    /// decision panicked or answered with another user (or an unchanged
+    /// user that is not stored); a [`Conflict`] for a commit built on
+    /// another sequence than `stored`'s.
+    pub fn decide(self, stored: Option<User>, actor: Option<User>) -> Result<Decision> {
+        let Update {
+            id,
+            scope,
+            decide,
+            actor: check,
+        } = self;
+        if let Some((actor_id, check)) = check {
+            let actor =
+                actor.filter(|user| user.id == actor_id.user && user.org_id == actor_id.org);
+            check(actor.as_ref())?;
+        }
         let stored = stored.filter(|user| scope.admits(&user.org_id));
         let actual = stored.as_ref().map_or(0, |user| user.sequence);
         let exists = stored.is_some();
@@ -326,19 +380,19 @@ mod tests {
         let write = |commit: Commit| -> Decide { Box::new(move |_| Ok(Decision::Write(commit))) };
 
         let ok = Update::new(id.clone(), Scope::Instance, write(fresh.clone()))
-            .decide(None)
+            .decide(None, None)
             .unwrap();
         assert_eq!(ok, Decision::Write(fresh.clone()));
 
         let stale = Update::new(id.clone(), Scope::Instance, write(fresh.clone()))
-            .decide(Some(alice()))
+            .decide(Some(alice()), None)
             .unwrap_err();
         assert_eq!(stale.kind(), ErrorKind::Conflict);
         assert!(stale.is_conflict());
 
         let bob = UserId::new("bob").unwrap();
         let foreign = Update::new(bob.clone(), Scope::Instance, write(fresh))
-            .decide(None)
+            .decide(None, None)
             .unwrap_err();
         assert_eq!(foreign.kind(), ErrorKind::Internal);
 
@@ -347,7 +401,7 @@ mod tests {
             Scope::Instance,
             Box::new(|_| panic!("a faulty decision")),
         )
-        .decide(None)
+        .decide(None, None)
         .unwrap_err();
         assert_eq!(panicked.kind(), ErrorKind::Internal);
 
@@ -356,7 +410,7 @@ mod tests {
             Scope::Instance,
             Box::new(|_| Ok(Decision::Unchanged(alice()))),
         )
-        .decide(None)
+        .decide(None, None)
         .unwrap_err();
         assert_eq!(unchanged_nobody.kind(), ErrorKind::Internal);
         let unchanged_other = Update::new(
@@ -364,7 +418,7 @@ mod tests {
             Scope::Instance,
             Box::new(|_| Ok(Decision::Unchanged(alice()))),
         )
-        .decide(Some(alice()))
+        .decide(Some(alice()), None)
         .unwrap_err();
         assert_eq!(unchanged_other.kind(), ErrorKind::Internal);
     }

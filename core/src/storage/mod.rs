@@ -19,7 +19,7 @@
 //! another writer got there first, and the service decides again.
 //!
 //! ```
-//! use userstate::storage::{self, Commit, Scope, UserRepository};
+//! use userstate::storage::{self, Commit, Scope, Update, UserRepository};
 //! use userstate::{Event, EventPayload, InMemoryRepository, InitialState, OrgId, Timestamp, UserId};
 //!
 //! # fn main() -> userstate::Result<()> {
@@ -36,9 +36,9 @@
 //! };
 //! // A raw commit, written only if the user is still as it was built on.
 //! let commit = Commit::new(None, vec![added])?;
-//! let stored = repo.update(&alice, &Scope::Instance, storage::append(commit.clone())).await?;
+//! let stored = repo.update(Update::new(alice.clone(), Scope::Instance, storage::append(commit.clone()))).await?;
 //! assert_eq!(&stored, commit.snapshot());
-//! let again = repo.update(&alice, &Scope::Instance, storage::append(commit)).await.unwrap_err();
+//! let again = repo.update(Update::new(alice, Scope::Instance, storage::append(commit))).await.unwrap_err();
 //! assert!(again.is_conflict());
 //! # Ok(()) })
 //! # }
@@ -56,7 +56,7 @@ mod verify;
 mod workers;
 mod writer;
 
-pub use commit::{append, Commit, Conflict, Decide, Decision, Update};
+pub use commit::{append, Actor, CheckActor, Commit, Conflict, Decide, Decision, Update};
 pub use durability::Durability;
 pub use files::{check_private, create_private_dir, create_private_file, open_private_file};
 pub use mark::{AcceptedLoss, CommitMark, Loss, Recorded, Seal};

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::event::Event;
 use crate::id::{OrgId, UserId};
 use crate::query::{HistoryQuery, ListQuery, Page};
-use crate::storage::{Decide, Scope};
+use crate::storage::{Scope, Update};
 use crate::user::User;
 
 /// Storage for users: snapshots, histories and the per-organisation indexes.
@@ -32,13 +32,24 @@ pub trait UserRepository: Send + Sync + fmt::Debug {
     /// the backend cannot be reached.
     async fn load(&self, id: &UserId, scope: &Scope) -> Result<Option<User>>;
 
-    /// Reads `id` where the repository writes, as [`UserRepository::load`]
-    /// reads it in `scope`, runs `decide` on it (see
-    /// [`Update::decide`](super::Update::decide), which checks what it
-    /// answers) and stores what it decided, atomically; returns the user
-    /// after it. The one write: the service runs every command through it.
+    /// Several users at once, each as [`UserRepository::load`] reads it in
+    /// its scope, in one round trip to the backend (the service reads a
+    /// caller's own user with the user it asks for).
     ///
-    /// Nothing is written when `decide` fails, panics or decides
+    /// # Errors
+    /// As [`UserRepository::load`], for any of them.
+    async fn load_many(&self, wanted: &[(&UserId, &Scope)]) -> Result<Vec<Option<User>>>;
+
+    /// Reads the update's user where the repository writes, as
+    /// [`UserRepository::load`] reads it in [`Update::scope`] (and, when
+    /// [`Update::actor`] names one, the caller's own user in the same
+    /// read), runs [`Update::decide`] on them, which checks what the
+    /// decision answers, and stores what it decided, atomically; returns
+    /// the user after it. The one write: the service runs every command
+    /// through it.
+    ///
+    /// Nothing is written when the caller's check or the decision fails,
+    /// the decision panics or decides
     /// [`Decision::Unchanged`](super::Decision::Unchanged). An adapter that
     /// decides under its write lock never conflicts; one that checks the
     /// stored sequence optimistically answers a [`Conflict`](super::Conflict).
@@ -47,7 +58,7 @@ pub trait UserRepository: Send + Sync + fmt::Debug {
     /// What `decide` returned; [`Conflict`](super::Conflict) (kind
     /// Conflict) when the user moved on before the commit; Unavailable or
     /// Internal for backend faults.
-    async fn update(&self, id: &UserId, scope: &Scope, decide: Decide) -> Result<User>;
+    async fn update(&self, update: Update) -> Result<User>;
 
     /// Events of `id` in sequence order, as selected by `query`; none when
     /// its user is outside `scope`.
@@ -70,8 +81,12 @@ impl<T: UserRepository + ?Sized> UserRepository for Arc<T> {
         (**self).load(id, scope).await
     }
 
-    async fn update(&self, id: &UserId, scope: &Scope, decide: Decide) -> Result<User> {
-        (**self).update(id, scope, decide).await
+    async fn load_many(&self, wanted: &[(&UserId, &Scope)]) -> Result<Vec<Option<User>>> {
+        (**self).load_many(wanted).await
+    }
+
+    async fn update(&self, update: Update) -> Result<User> {
+        (**self).update(update).await
     }
 
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
@@ -90,8 +105,12 @@ impl<T: UserRepository + ?Sized> UserRepository for Box<T> {
         (**self).load(id, scope).await
     }
 
-    async fn update(&self, id: &UserId, scope: &Scope, decide: Decide) -> Result<User> {
-        (**self).update(id, scope, decide).await
+    async fn load_many(&self, wanted: &[(&UserId, &Scope)]) -> Result<Vec<Option<User>>> {
+        (**self).load_many(wanted).await
+    }
+
+    async fn update(&self, update: Update) -> Result<User> {
+        (**self).update(update).await
     }
 
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {

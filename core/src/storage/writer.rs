@@ -20,8 +20,7 @@ use std::thread::{self, JoinHandle};
 use futures_channel::oneshot;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::id::UserId;
-use crate::storage::{Decide, Scope, Update};
+use crate::storage::Update;
 use crate::user::User;
 
 /// Threads that take turns leading when no caller does. The engine is
@@ -149,15 +148,15 @@ impl<W: BatchWriter> GroupCommit<W> {
         })
     }
 
-    /// Queues the update of `id`, seen in `scope`, by `decide` and resolves
-    /// to its outcome once its batch committed. With inline writes and
-    /// nobody leading, the batch commits here, on the polling thread.
+    /// Queues `update` and resolves to its outcome once its batch
+    /// committed. With inline writes and nobody leading, the batch commits
+    /// here, on the polling thread.
     ///
     /// # Errors
     /// What the engine answered for it; Internal if the engine panicked.
-    pub async fn update(&self, id: UserId, scope: Scope, decide: Decide) -> Result<User> {
+    pub async fn update(&self, update: Update) -> Result<User> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Job::Update(Update::new(id, scope, decide), reply));
+        self.submit(Job::Update(update, reply));
         answer
             .await
             .unwrap_or_else(|_| Err(Error::internal("the writer stopped before answering")))
@@ -369,8 +368,8 @@ mod tests {
     use futures::executor::block_on;
 
     use super::*;
-    use crate::storage::Decision;
-    use crate::{Event, EventPayload, InitialState, OrgId, Timestamp};
+    use crate::storage::{Decide, Decision, Scope};
+    use crate::{Event, EventPayload, InitialState, OrgId, Timestamp, UserId};
 
     fn user(id: &str) -> User {
         User::apply(
@@ -409,7 +408,7 @@ mod tests {
                 .into_iter()
                 .map(|update| {
                     let id = update.id().as_str().to_owned();
-                    match update.decide(Some(user(&id)))? {
+                    match update.decide(Some(user(&id)), None)? {
                         Decision::Unchanged(user) => Ok(user),
                         Decision::Write(commit) => Ok(commit.snapshot().clone()),
                     }
@@ -445,7 +444,7 @@ mod tests {
     /// Starts an update of `id` on a thread of its own.
     fn spawn_update(queue: &Arc<GroupCommit<Gated>>, id: &str) -> thread::JoinHandle<Result<User>> {
         let (queue, id) = (queue.clone(), UserId::new(id).unwrap());
-        thread::spawn(move || block_on(queue.update(id, Scope::Instance, unchanged())))
+        thread::spawn(move || block_on(queue.update(Update::new(id, Scope::Instance, unchanged()))))
     }
 
     fn wait_until_queued(queue: &GroupCommit<Gated>, queued: u64) {
@@ -514,7 +513,7 @@ mod tests {
             let (queue, open, sizes) = gated(inline, None);
             open.send(()).unwrap();
             let id = UserId::new("lone").unwrap();
-            block_on(queue.update(id, Scope::Instance, unchanged())).unwrap();
+            block_on(queue.update(Update::new(id, Scope::Instance, unchanged()))).unwrap();
             let (_, ran_on) = sizes.recv().unwrap();
             assert_eq!(ran_on == thread::current().id(), inline, "inline {inline}");
         }
@@ -525,13 +524,20 @@ mod tests {
         for inline in [false, true] {
             let (queue, open, _sizes) = gated(inline, Some("boom"));
             open.send(()).unwrap();
-            let err =
-                block_on(queue.update(UserId::new("boom").unwrap(), Scope::Instance, unchanged()))
-                    .unwrap_err();
+            let err = block_on(queue.update(Update::new(
+                UserId::new("boom").unwrap(),
+                Scope::Instance,
+                unchanged(),
+            )))
+            .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Internal, "inline {inline}");
             open.send(()).unwrap();
-            block_on(queue.update(UserId::new("fine").unwrap(), Scope::Instance, unchanged()))
-                .unwrap();
+            block_on(queue.update(Update::new(
+                UserId::new("fine").unwrap(),
+                Scope::Instance,
+                unchanged(),
+            )))
+            .unwrap();
         }
     }
 
@@ -570,7 +576,7 @@ mod tests {
             // Queued by the first poll; the caller then stops waiting.
             let id = UserId::new(format!("u{i}")).unwrap();
             assert!(queue
-                .update(id, Scope::Instance, unchanged())
+                .update(Update::new(id, Scope::Instance, unchanged()))
                 .now_or_never()
                 .is_none());
         }

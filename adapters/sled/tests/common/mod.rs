@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tempfile::TempDir;
-use userstate::storage::{Decide, Scope};
+use userstate::storage::{Scope, Update};
 use userstate::{
     Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserRepository,
 };
@@ -48,8 +48,11 @@ impl UserRepository for OnDisk {
         self.repo.load(id, scope).await
     }
 
-    async fn update(&self, id: &UserId, scope: &Scope, decide: Decide) -> Result<User> {
-        self.repo.update(id, scope, decide).await
+    async fn load_many(&self, wanted: &[(&UserId, &Scope)]) -> Result<Vec<Option<User>>> {
+        self.repo.load_many(wanted).await
+    }
+    async fn update(&self, update: Update) -> Result<User> {
+        self.repo.update(update).await
     }
 
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tempfile::TempDir;
-use userstate::storage::{Commit, Decide, Scope};
+use userstate::storage::{Commit, Scope, Update};
 use userstate::{
     Caller, Event, EventPayload, HistoryQuery, InMemoryAuthorizer, InitialState, ListQuery,
     LockCause, OrgId, Page, Permission, Result, Timestamp, UnlockCause, User, UserId,
@@ -76,8 +76,11 @@ impl UserRepository for TempRepo {
     async fn load(&self, id: &UserId, scope: &Scope) -> Result<Option<User>> {
         self.repo.load(id, scope).await
     }
-    async fn update(&self, id: &UserId, scope: &Scope, decide: Decide) -> Result<User> {
-        self.repo.update(id, scope, decide).await
+    async fn load_many(&self, wanted: &[(&UserId, &Scope)]) -> Result<Vec<Option<User>>> {
+        self.repo.load_many(wanted).await
+    }
+    async fn update(&self, update: Update) -> Result<User> {
+        self.repo.update(update).await
     }
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
         self.repo.history(id, scope, query).await
@@ -135,8 +138,11 @@ impl UserRepository for TwoHandles {
     async fn load(&self, id: &UserId, scope: &Scope) -> Result<Option<User>> {
         self.handle().load(id, scope).await
     }
-    async fn update(&self, id: &UserId, scope: &Scope, decide: Decide) -> Result<User> {
-        self.handle().update(id, scope, decide).await
+    async fn load_many(&self, wanted: &[(&UserId, &Scope)]) -> Result<Vec<Option<User>>> {
+        self.handle().load_many(wanted).await
+    }
+    async fn update(&self, update: Update) -> Result<User> {
+        self.handle().update(update).await
     }
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
         self.handle().history(id, scope, query).await
