@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use userstate::{
-    Caller, HistoryQuery, InMemoryAuthorizer, InitialState, ListQuery, LockReason, LockRequest,
-    OrgId, Permission, UserId, UserService,
+    Caller, HistoryQuery, InMemoryAuthorizer, InitialState, ListQuery, LockRequest, OrgId,
+    Permission, Reason, UserId, UserService,
 };
 use userstate_sqlite::SqliteRepository;
 
@@ -38,7 +38,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     service.create(&admin, &user, InitialState::Active).await?;
     println!("created {user}");
 
-    let reason = LockReason::new("suspicious sign-in from a new country")?;
+    let reason = Reason::new("suspicious sign-in from a new country")?;
     let locked = service
         .lock(&admin, &user, LockRequest::new().reason(reason))
         .await?;
@@ -59,7 +59,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    let unlocked = service.unlock(&admin, &user).await?;
+    let unlocked = service.unlock(&admin, &user, None).await?;
     println!(
         "unlock (resources v3alpha): {}",
         serde_json::to_string(&unlocked.to_v3alpha())?

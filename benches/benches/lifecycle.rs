@@ -92,7 +92,7 @@ fn bench_adapter(
                         .lock(&admin, &id, LockRequest::new())
                         .await
                         .expect("lock");
-                    service.unlock(&admin, &id).await.expect("unlock");
+                    service.unlock(&admin, &id, None).await.expect("unlock");
                 });
             })
         });

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Permission;
 use crate::error::{ids, Error, ErrorKind, Result};
 use crate::event::{EventPayload, LockCause, UnlockCause};
-use crate::id::LockReason;
+use crate::id::Reason;
 use crate::lockout::{Factor, LockoutPolicy};
 use crate::state::{InitialState, UserState};
 use crate::timestamp::Timestamp;
@@ -26,14 +26,27 @@ pub enum Command {
     CompleteInitialisation,
     /// `Active` or `Initial` → `Locked`.
     Lock(LockRequest),
-    /// `Locked` → the state before the lock.
-    Unlock,
+    /// `Locked` → the state before the lock; an administrator's unlock
+    /// also resets the escalation of temporary lockouts.
+    Unlock {
+        /// Why, recorded in the event.
+        reason: Option<Reason>,
+    },
     /// `Active` or `Locked` → `Inactive`.
-    Deactivate,
+    Deactivate {
+        /// Why, recorded in the event.
+        reason: Option<Reason>,
+    },
     /// `Inactive` → `Active`.
-    Reactivate,
+    Reactivate {
+        /// Why, recorded in the event.
+        reason: Option<Reason>,
+    },
     /// Any existing state → `Deleted`.
-    Remove,
+    Remove {
+        /// Why, recorded in the event.
+        reason: Option<Reason>,
+    },
     /// Records the outcome of an authentication check the host performed.
     /// A failure that reaches the policy's limit also locks the user; a
     /// check on a locked user is refused and not counted.
@@ -52,9 +65,13 @@ pub enum Command {
 #[serde(rename_all = "camelCase")]
 pub struct LockRequest {
     /// Why the user is locked.
-    pub reason: Option<LockReason>,
+    pub reason: Option<Reason>,
     /// When the lock stops blocking login; must lie in the future.
     pub expires_at: Option<Timestamp>,
+    /// How long the lock blocks login, measured on the service's clock from
+    /// the lock's own time (instead of `expires_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_millis: Option<u64>,
 }
 
 impl LockRequest {
@@ -64,15 +81,32 @@ impl LockRequest {
     }
 
     /// Records why.
-    pub fn reason(mut self, reason: LockReason) -> Self {
+    pub fn reason(mut self, reason: Reason) -> Self {
         self.reason = Some(reason);
         self
     }
 
-    /// Makes the lock temporary.
+    /// Makes the lock temporary, until `expires_at`.
     pub fn until(mut self, expires_at: Timestamp) -> Self {
         self.expires_at = Some(expires_at);
         self
+    }
+
+    /// Makes the lock temporary, for `duration` from the lock's time on the
+    /// service's clock ([`crate::UserService::now`]), so a host need not
+    /// read a clock of its own. Rounded down to whole milliseconds; a
+    /// duration past the year 9999 ends there.
+    pub fn for_duration(mut self, duration: std::time::Duration) -> Self {
+        self.duration_millis = Some(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// When a lock requested at `at` expires.
+    fn expiry(&self, at: Timestamp) -> Option<Timestamp> {
+        match self.duration_millis {
+            Some(millis) => Some(at.plus_millis(i64::try_from(millis).unwrap_or(i64::MAX))),
+            None => self.expires_at,
+        }
     }
 }
 
@@ -80,7 +114,7 @@ impl Command {
     /// The permission the caller needs in the targeted organisation.
     pub fn permission(&self) -> Permission {
         match self {
-            Command::Remove => Permission::Delete,
+            Command::Remove { .. } => Permission::Delete,
             _ => Permission::Write,
         }
     }
@@ -89,21 +123,19 @@ impl Command {
     /// state check).
     ///
     /// # Errors
-    /// InvalidArgument for a lock expiry that is not in the future.
+    /// InvalidArgument for a lock expiry that is not in the future, a
+    /// duration of zero, or both an expiry and a duration.
     pub fn validate(&self, now: Timestamp) -> Result<()> {
-        if let Command::Lock(LockRequest {
-            expires_at: Some(at),
-            ..
-        }) = self
-        {
-            if *at <= now {
-                return Err(Error::invalid(
-                    ids::INVALID_TIME,
-                    "lock expiry must lie in the future",
-                ));
-            }
+        let Command::Lock(lock) = self else {
+            return Ok(());
+        };
+        let invalid = |why: &'static str| Err(Error::invalid(ids::INVALID_TIME, why));
+        match (lock.expires_at, lock.duration_millis) {
+            (Some(_), Some(_)) => invalid("a lock takes an expiry or a duration, not both"),
+            (Some(at), None) if at <= now => invalid("lock expiry must lie in the future"),
+            (None, Some(0)) => invalid("lock duration must be at least one millisecond"),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Decides the events the command produces on `user` (`None` if the id
@@ -140,7 +172,7 @@ impl Command {
             }
             (Command::Lock(lock), Some((_, Active | Initial))) => EventPayload::Locked {
                 reason: lock.reason.clone(),
-                expires_at: lock.expires_at,
+                expires_at: lock.expiry(now),
                 cause: LockCause::Command,
             },
             (Command::Lock(_), Some((_, Locked))) => {
@@ -155,15 +187,17 @@ impl Command {
                     "User is not active or initial",
                 ))
             }
-            (Command::Unlock, Some((_, Locked))) => EventPayload::Unlocked {
+            (Command::Unlock { reason }, Some((_, Locked))) => EventPayload::Unlocked {
                 cause: UnlockCause::Command,
+                reason: reason.clone(),
+                resets_escalation: true,
             },
-            (Command::Unlock, _) => {
+            (Command::Unlock { .. }, _) => {
                 return Err(Error::precondition(ids::NOT_LOCKED, "User is not locked"))
             }
             // A locked user that never completed initialisation is still
             // initial: deactivating and reactivating it must not skip that.
-            (Command::Deactivate, Some((user, Locked)))
+            (Command::Deactivate { .. }, Some((user, Locked)))
                 if user
                     .lock
                     .as_ref()
@@ -171,22 +205,32 @@ impl Command {
             {
                 return Err(initial_cannot_deactivate())
             }
-            (Command::Deactivate, Some((_, Active | Locked))) => EventPayload::Deactivated,
-            (Command::Deactivate, Some((_, Initial))) => return Err(initial_cannot_deactivate()),
-            (Command::Deactivate, Some((_, Inactive))) => {
+            (Command::Deactivate { reason }, Some((_, Active | Locked))) => {
+                EventPayload::Deactivated {
+                    reason: reason.clone(),
+                }
+            }
+            (Command::Deactivate { .. }, Some((_, Initial))) => {
+                return Err(initial_cannot_deactivate())
+            }
+            (Command::Deactivate { .. }, Some((_, Inactive))) => {
                 return Err(Error::precondition(
                     ids::ALREADY_INACTIVE,
                     "User already inactive",
                 ))
             }
-            (Command::Reactivate, Some((_, Inactive))) => EventPayload::Reactivated,
-            (Command::Reactivate, _) => {
+            (Command::Reactivate { reason }, Some((_, Inactive))) => EventPayload::Reactivated {
+                reason: reason.clone(),
+            },
+            (Command::Reactivate { .. }, _) => {
                 return Err(Error::precondition(
                     ids::NOT_INACTIVE,
                     "User is not inactive",
                 ))
             }
-            (Command::Remove, Some(_)) => EventPayload::Removed,
+            (Command::Remove { reason }, Some(_)) => EventPayload::Removed {
+                reason: reason.clone(),
+            },
         };
         Ok(vec![event])
     }
@@ -215,6 +259,8 @@ fn decide_check(
         UserState::Locked if !user.is_locked_at(now) => {
             events.push(EventPayload::Unlocked {
                 cause: UnlockCause::Expired,
+                reason: None,
+                resets_escalation: false,
             });
             failed = 0;
         }

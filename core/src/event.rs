@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::{LockReason, OrgId, UserId};
+use crate::id::{OrgId, Reason, UserId};
 use crate::lockout::Factor;
 use crate::state::InitialState;
 use crate::timestamp::Timestamp;
@@ -51,7 +51,7 @@ pub enum EventPayload {
     /// `user.locked`.
     Locked {
         /// Why, if the caller said.
-        reason: Option<LockReason>,
+        reason: Option<Reason>,
         /// When the lock stops blocking login, if it is temporary.
         expires_at: Option<Timestamp>,
         /// Who or what locked.
@@ -63,13 +63,35 @@ pub enum EventPayload {
         /// An explicit unlock, or the first check after a lock expired.
         #[serde(default)]
         cause: UnlockCause,
+        /// Why, if the caller said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<Reason>,
+        /// Whether the unlock also reset the escalation of temporary
+        /// lockouts: true for an administrator's unlock (the user starts
+        /// afresh), false for an expiry and for unlocks written by release
+        /// 0.1.0, which kept it. A fact of the event, so replaying old
+        /// histories gives the snapshots they stored.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resets_escalation: bool,
     },
     /// `user.deactivated`.
-    Deactivated,
+    Deactivated {
+        /// Why, if the caller said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<Reason>,
+    },
     /// `user.reactivated`.
-    Reactivated,
+    Reactivated {
+        /// Why, if the caller said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<Reason>,
+    },
     /// `user.removed`.
-    Removed,
+    Removed {
+        /// Why, if the caller said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<Reason>,
+    },
     /// `user.password.check.succeeded` or `user.otp.check.succeeded`:
     /// resets the factor's failure count and the lockout escalation.
     CheckSucceeded {
@@ -108,6 +130,18 @@ pub enum UnlockCause {
 }
 
 impl EventPayload {
+    /// The reason the command gave, for the events that carry one.
+    pub fn reason(&self) -> Option<&Reason> {
+        match self {
+            EventPayload::Locked { reason, .. }
+            | EventPayload::Unlocked { reason, .. }
+            | EventPayload::Deactivated { reason }
+            | EventPayload::Reactivated { reason }
+            | EventPayload::Removed { reason } => reason.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The event type name, e.g. `user.locked`.
     pub fn event_type(&self) -> &'static str {
         match self {
@@ -115,9 +149,9 @@ impl EventPayload {
             EventPayload::Initialized => "user.initialized",
             EventPayload::Locked { .. } => "user.locked",
             EventPayload::Unlocked { .. } => "user.unlocked",
-            EventPayload::Deactivated => "user.deactivated",
-            EventPayload::Reactivated => "user.reactivated",
-            EventPayload::Removed => "user.removed",
+            EventPayload::Deactivated { .. } => "user.deactivated",
+            EventPayload::Reactivated { .. } => "user.reactivated",
+            EventPayload::Removed { .. } => "user.removed",
             EventPayload::CheckSucceeded {
                 factor: Factor::Password,
             } => "user.password.check.succeeded",

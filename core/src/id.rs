@@ -115,13 +115,15 @@ id_type!(
     ids::INVALID_ORG_ID
 );
 
-/// Why a user was locked: free text of 1 to [`MAX_REASON_CHARS`] characters;
-/// line breaks and tabs are allowed, other control characters are not.
+/// Why a command was given (a lock, unlock, deactivation, reactivation or
+/// removal): free text of 1 to [`MAX_REASON_CHARS`] characters, not only
+/// whitespace; line breaks and tabs are allowed, other control characters
+/// are not.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct LockReason(String);
+pub struct Reason(String);
 
-impl LockReason {
+impl Reason {
     /// Validates and wraps a reason.
     ///
     /// # Errors
@@ -129,16 +131,16 @@ impl LockReason {
     /// or containing control characters other than `\n`, `\r` and `\t`.
     pub fn new(value: impl Into<String>) -> Result<Self> {
         let value = value.into();
-        if value.is_empty() {
+        if value.trim().is_empty() {
             return Err(Error::invalid(
                 ids::INVALID_REASON,
-                "lock reason must not be empty",
+                "reason must not be empty or only whitespace",
             ));
         }
         if value.chars().nth(MAX_REASON_CHARS).is_some() {
             return Err(Error::invalid(
                 ids::INVALID_REASON,
-                format!("lock reason must be at most {MAX_REASON_CHARS} characters"),
+                format!("reason must be at most {MAX_REASON_CHARS} characters"),
             ));
         }
         if value
@@ -147,10 +149,10 @@ impl LockReason {
         {
             return Err(Error::invalid(
                 ids::INVALID_REASON,
-                "lock reason must not contain control characters",
+                "reason must not contain control characters",
             ));
         }
-        Ok(LockReason(value))
+        Ok(Reason(value))
     }
 
     /// The reason as text.
@@ -159,21 +161,21 @@ impl LockReason {
     }
 }
 
-impl fmt::Display for LockReason {
+impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl TryFrom<String> for LockReason {
+impl TryFrom<String> for Reason {
     type Error = Error;
     fn try_from(value: String) -> Result<Self> {
-        LockReason::new(value)
+        Reason::new(value)
     }
 }
 
-impl From<LockReason> for String {
-    fn from(value: LockReason) -> String {
+impl From<Reason> for String {
+    fn from(value: Reason) -> String {
         value.0
     }
 }
@@ -205,11 +207,11 @@ mod tests {
 
     #[test]
     fn reasons_are_limited_in_characters_not_bytes() {
-        assert!(LockReason::new("é".repeat(MAX_REASON_CHARS)).is_ok());
-        assert!(LockReason::new("x".repeat(MAX_REASON_CHARS + 1)).is_err());
-        assert!(LockReason::new("").is_err());
-        assert!(LockReason::new("two\nlines").is_ok());
-        assert!(LockReason::new("bell\u{7}").is_err());
+        assert!(Reason::new("é".repeat(MAX_REASON_CHARS)).is_ok());
+        assert!(Reason::new("x".repeat(MAX_REASON_CHARS + 1)).is_err());
+        assert!(Reason::new("").is_err());
+        assert!(Reason::new("two\nlines").is_ok());
+        assert!(Reason::new("bell\u{7}").is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use userstate::{
-//!     Caller, ErrorKind, InMemoryAuthorizer, InMemoryRepository, InitialState, LockReason,
+//!     Caller, ErrorKind, InMemoryAuthorizer, InMemoryRepository, InitialState, Reason,
 //!     LockRequest, OrgId, Permission, UserId, UserService,
 //! };
 //!
@@ -25,7 +25,7 @@
 //!
 //! let alice = UserId::new("alice")?;
 //! service.create(&admin, &alice, InitialState::Active).await?;
-//! let reason = LockReason::new("too many failed logins")?;
+//! let reason = Reason::new("too many failed logins")?;
 //! let details = service.lock(&admin, &alice, LockRequest::new().reason(reason)).await?;
 //! assert_eq!(details.sequence, 2);
 //!
@@ -81,7 +81,7 @@ pub use command::{Command, LockRequest};
 pub use details::Details;
 pub use error::{ids, Attempts, Error, ErrorKind, Result};
 pub use event::{Event, EventPayload, LockCause, UnlockCause};
-pub use id::{LockReason, OrgId, UserId, MAX_ID_BYTES, MAX_REASON_CHARS};
+pub use id::{OrgId, Reason, UserId, MAX_ID_BYTES, MAX_REASON_CHARS};
 pub use lockout::{Factor, FailedChecks, LockoutPolicies, LockoutPolicy};
 pub use memory::InMemoryRepository;
 pub use query::{HistoryQuery, ListQuery, Page, MAX_PAGE_SIZE};

@@ -11,7 +11,7 @@ use crate::details::Details;
 use crate::error::Attempts;
 use crate::error::{ids, Error, ErrorKind, Result};
 use crate::event::{Event, EventPayload};
-use crate::id::{OrgId, UserId};
+use crate::id::{OrgId, Reason, UserId};
 use crate::lockout::{Factor, LockoutPolicies, LockoutPolicy};
 use crate::query::{HistoryQuery, ListQuery, Page};
 use crate::state::{InitialState, UserState};
@@ -133,36 +133,62 @@ impl UserService {
         self.execute(caller, user, Command::Lock(lock)).await
     }
 
-    /// Unlocks a `Locked` user back to the state it had before the lock.
+    /// Unlocks a `Locked` user back to the state it had before the lock,
+    /// optionally saying why. An administrator's unlock starts the user
+    /// afresh: failed checks and the escalation of temporary lockouts are
+    /// reset (a lock that merely expires keeps the escalation).
     ///
     /// # Errors
     /// See [`UserService::execute`]; FailedPrecondition `User is not locked`.
-    pub async fn unlock(&self, caller: &Caller, user: &UserId) -> Result<Details> {
-        self.execute(caller, user, Command::Unlock).await
+    pub async fn unlock(
+        &self,
+        caller: &Caller,
+        user: &UserId,
+        reason: Option<Reason>,
+    ) -> Result<Details> {
+        self.execute(caller, user, Command::Unlock { reason }).await
     }
 
-    /// Deactivates an `Active` or `Locked` user.
+    /// Deactivates an `Active` or `Locked` user, optionally saying why.
     ///
     /// # Errors
     /// See [`UserService::execute`].
-    pub async fn deactivate(&self, caller: &Caller, user: &UserId) -> Result<Details> {
-        self.execute(caller, user, Command::Deactivate).await
+    pub async fn deactivate(
+        &self,
+        caller: &Caller,
+        user: &UserId,
+        reason: Option<Reason>,
+    ) -> Result<Details> {
+        self.execute(caller, user, Command::Deactivate { reason })
+            .await
     }
 
-    /// Reactivates an `Inactive` user.
+    /// Reactivates an `Inactive` user, optionally saying why.
     ///
     /// # Errors
     /// See [`UserService::execute`].
-    pub async fn reactivate(&self, caller: &Caller, user: &UserId) -> Result<Details> {
-        self.execute(caller, user, Command::Reactivate).await
+    pub async fn reactivate(
+        &self,
+        caller: &Caller,
+        user: &UserId,
+        reason: Option<Reason>,
+    ) -> Result<Details> {
+        self.execute(caller, user, Command::Reactivate { reason })
+            .await
     }
 
-    /// Removes a user; its id stays taken. Needs `user.delete`.
+    /// Removes a user, optionally saying why; its id stays taken. Needs
+    /// `user.delete`.
     ///
     /// # Errors
     /// See [`UserService::execute`].
-    pub async fn remove(&self, caller: &Caller, user: &UserId) -> Result<Details> {
-        self.execute(caller, user, Command::Remove).await
+    pub async fn remove(
+        &self,
+        caller: &Caller,
+        user: &UserId,
+        reason: Option<Reason>,
+    ) -> Result<Details> {
+        self.execute(caller, user, Command::Remove { reason }).await
     }
 
     /// Runs any lifecycle command for `caller` on `user`.
@@ -464,28 +490,30 @@ fn decision(
     let (user, org, creator) = (user.clone(), org.clone(), creator.clone());
     // The repository gives the user only when it is in the command's scope.
     Box::new(move |visible| {
-        let payloads = command.decide(visible.as_ref(), now, &policy)?;
+        // A user's times never go backwards, even if the clock steps back;
+        // a lock's expiry is measured from the same instant as its event.
+        let at = visible.as_ref().map_or(now, |u| now.max(u.changed_at));
+        let payloads = command.decide(visible.as_ref(), at, &policy)?;
         if payloads.is_empty() {
             let unchanged =
                 visible.ok_or_else(|| Error::internal("nothing decided for no user"))?;
             return Ok(Decision::Unchanged(unchanged));
         }
-        build_commit(visible, &user, &org, &creator, now, payloads).map(Decision::Write)
+        build_commit(visible, &user, &org, &creator, at, payloads).map(Decision::Write)
     })
 }
 
-/// Numbers and stamps the decided events and folds them into the new snapshot.
+/// Numbers and stamps the decided events with `at` and folds them into the
+/// new snapshot.
 fn build_commit(
     before: Option<User>,
     user: &UserId,
     org: &OrgId,
     creator: &UserId,
-    now: Timestamp,
+    at: Timestamp,
     payloads: Vec<EventPayload>,
 ) -> Result<Commit> {
     let mut sequence = before.as_ref().map_or(0, |u| u.sequence);
-    // Keep a user's times monotonic even if the clock steps back.
-    let at = before.as_ref().map_or(now, |u| now.max(u.changed_at));
     let owner = before.as_ref().map_or(org, |u| &u.org_id).clone();
     let mut events = Vec::with_capacity(payloads.len());
     for payload in payloads {

@@ -9,7 +9,7 @@ use crate::details::Details;
 use crate::error::{ids, Error, Result};
 use crate::event::LockCause;
 use crate::event::{Event, EventPayload};
-use crate::id::{LockReason, OrgId, UserId};
+use crate::id::{OrgId, Reason, UserId};
 use crate::lockout::FailedChecks;
 use crate::state::UserState;
 use crate::timestamp::Timestamp;
@@ -49,7 +49,7 @@ pub struct User {
 #[serde(rename_all = "camelCase")]
 pub struct Lock {
     /// Why, if the locker said.
-    pub reason: Option<LockReason>,
+    pub reason: Option<Reason>,
     /// When the lock stops blocking login; `None` means until unlocked.
     pub expires_at: Option<Timestamp>,
     /// When the lock was written.
@@ -86,7 +86,9 @@ impl User {
         });
         match &event.payload {
             EventPayload::Added { state } => user.state = (*state).into(),
-            EventPayload::Initialized | EventPayload::Reactivated => user.state = UserState::Active,
+            EventPayload::Initialized | EventPayload::Reactivated { .. } => {
+                user.state = UserState::Active
+            }
             EventPayload::Locked {
                 reason,
                 expires_at,
@@ -109,18 +111,23 @@ impl User {
                     user.lockouts = user.lockouts.saturating_add(1);
                 }
             }
-            EventPayload::Unlocked { .. } => {
+            EventPayload::Unlocked {
+                resets_escalation, ..
+            } => {
                 user.state = user
                     .lock
                     .take()
                     .map_or(UserState::Active, |lock| lock.previous_state);
                 user.failed_checks = FailedChecks::default();
+                if *resets_escalation {
+                    user.lockouts = 0;
+                }
             }
-            EventPayload::Deactivated => {
+            EventPayload::Deactivated { .. } => {
                 user.lock = None;
                 user.state = UserState::Inactive;
             }
-            EventPayload::Removed => {
+            EventPayload::Removed { .. } => {
                 user.lock = None;
                 user.state = UserState::Deleted;
             }

@@ -8,8 +8,8 @@ use futures::executor::block_on;
 use userstate::conformance::{at, user, Fixture};
 use userstate::storage::Scope;
 use userstate::{
-    ids, Caller, ErrorKind, HistoryQuery, InMemoryRepository, ListQuery, LockReason, LockRequest,
-    OrgId, UserId, UserState,
+    ids, Caller, ErrorKind, HistoryQuery, InMemoryRepository, ListQuery, LockRequest, OrgId,
+    Reason, UserId, UserState,
 };
 
 fn fixture() -> Fixture {
@@ -38,13 +38,13 @@ fn tenant_isolation_and_order_of_checks() {
         // exists, one that does not, and one in any state.
         for caller in [&f.nobody, &f.acme_reader] {
             for id in [&acme_user, &missing] {
-                let err = s.unlock(caller, id).await.expect_err("no write");
+                let err = s.unlock(caller, id, None).await.expect_err("no write");
                 assert_eq!(err.kind(), ErrorKind::PermissionDenied);
                 assert_eq!(err.id(), ids::PERMISSION_DENIED);
             }
         }
         let err = s
-            .remove(&f.acme_writer, &acme_user)
+            .remove(&f.acme_writer, &acme_user, None)
             .await
             .expect_err("no delete");
         assert_eq!(err.kind(), ErrorKind::PermissionDenied);
@@ -54,8 +54,11 @@ fn tenant_isolation_and_order_of_checks() {
         // 3. A caller with every permission in its own organisation sees nothing
         // of another: errors equal those for an id that was never used.
         let globex = &f.globex_admin;
-        let foreign = s.unlock(globex, &acme_user).await.expect_err("foreign");
-        let absent = s.unlock(globex, &missing).await.expect_err("absent");
+        let foreign = s
+            .unlock(globex, &acme_user, None)
+            .await
+            .expect_err("foreign");
+        let absent = s.unlock(globex, &missing, None).await.expect_err("absent");
         assert_eq!(foreign, absent);
         assert_eq!(foreign.body(), absent.body());
         assert_eq!(foreign.kind(), ErrorKind::NotFound);
@@ -72,7 +75,7 @@ fn tenant_isolation_and_order_of_checks() {
         let page = s.list(globex, &ListQuery::all()).await.expect("list");
         assert!(page.users.is_empty());
         let err = s
-            .remove(globex, &acme_user)
+            .remove(globex, &acme_user, None)
             .await
             .expect_err("foreign remove");
         assert_eq!(err.kind(), ErrorKind::NotFound);
@@ -83,7 +86,7 @@ fn tenant_isolation_and_order_of_checks() {
 
         // Naming acme without a grant there is denied, not not-found.
         let err = s
-            .unlock(&globex.clone().in_org(f.acme.clone()), &acme_user)
+            .unlock(&globex.clone().in_org(f.acme.clone()), &acme_user, None)
             .await
             .expect_err("no grant in acme");
         assert_eq!(err.kind(), ErrorKind::PermissionDenied);
@@ -91,17 +94,17 @@ fn tenant_isolation_and_order_of_checks() {
         // An instance-wide grant covers every organisation, but only the one named.
         let root = &f.root;
         let err = s
-            .unlock(root, &acme_user)
+            .unlock(root, &acme_user, None)
             .await
             .expect_err("root's own org");
         assert_eq!(err.kind(), ErrorKind::NotFound);
-        s.unlock(&root.clone().in_org(f.acme.clone()), &acme_user)
+        s.unlock(&root.clone().in_org(f.acme.clone()), &acme_user, None)
             .await
             .expect("root in acme");
 
         // 4. The transition last.
         let err = s
-            .unlock(&f.acme_writer, &acme_user)
+            .unlock(&f.acme_writer, &acme_user, None)
             .await
             .expect_err("not locked");
         assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
@@ -149,8 +152,7 @@ fn hostile_input_is_refused_before_anything_is_read() {
             );
         }
     }
-    let err =
-        LockReason::new("r".repeat(userstate::MAX_REASON_CHARS + 1)).expect_err("long reason");
+    let err = Reason::new("r".repeat(userstate::MAX_REASON_CHARS + 1)).expect_err("long reason");
     assert_eq!(err.id(), ids::INVALID_REASON);
     assert!(serde_json::from_str::<UserId>("\"a\\u0000b\"").is_err());
 }

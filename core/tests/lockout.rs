@@ -10,8 +10,8 @@ use std::sync::Arc;
 use futures::executor::block_on;
 use userstate::conformance::{policy, Fixture};
 use userstate::{
-    ids, ErrorKind, EventPayload, Factor, InMemoryRepository, LockCause, LockoutPolicy,
-    UnlockCause, UserState,
+    ids, ErrorKind, Event, EventPayload, Factor, InMemoryRepository, LockCause, LockoutPolicy,
+    UnlockCause, User, UserState,
 };
 
 fn fixture() -> Fixture {
@@ -166,7 +166,10 @@ fn successes_password_changes_and_unlocks_reset_counters() {
 
         f.check(&id, Factor::Totp, false).await;
         assert!(f.check(&id, Factor::Totp, false).await.locked);
-        f.service.unlock(&f.acme_admin, &id).await.expect("unlock");
+        f.service
+            .unlock(&f.acme_admin, &id, None)
+            .await
+            .expect("unlock");
         let stored = f.stored(&id).await;
         assert!(
             stored.failed_checks.is_empty(),
@@ -310,7 +313,9 @@ fn temporary_lockouts_expire_grow_and_turn_permanent() {
             unlocks,
             vec![
                 EventPayload::Unlocked {
-                    cause: UnlockCause::Expired
+                    cause: UnlockCause::Expired,
+                    reason: None,
+                    resets_escalation: false
                 };
                 3
             ]
@@ -338,4 +343,42 @@ fn temporary_lockouts_expire_grow_and_turn_permanent() {
         f.assert_snapshot_is_replay(&id).await;
         f.assert_snapshot_is_replay(&other).await;
     });
+}
+
+/// Unlocks stored before the reset was recorded (JSON without
+/// `resetsEscalation`) replay as they were stored: keeping the escalation.
+/// An administrator's unlock written now resets it.
+#[test]
+fn old_unlocks_keep_their_escalation_on_replay_new_ones_reset_it() {
+    let event = |sequence: u64, payload: &str| -> Event {
+        serde_json::from_str(&format!(
+            r#"{{"userId":"u","orgId":"acme","sequence":{sequence},
+                "createdAt":"2024-06-13T06:44:37.424Z","creator":"admin","payload":{payload}}}"#
+        ))
+        .expect("an event of the core's JSON")
+    };
+    let before = [
+        event(1, r#"{"added":{"state":"active"}}"#),
+        event(2, r#"{"checkFailed":{"factor":"password"}}"#),
+        event(
+            3,
+            r#"{"locked":{"reason":null,"expiresAt":"2024-06-13T06:45:37.424Z","cause":"lockout"}}"#,
+        ),
+    ];
+    let old = [
+        before.to_vec(),
+        vec![event(4, r#"{"unlocked":{"cause":"command"}}"#)],
+    ]
+    .concat();
+    let replayed = User::replay(&old).expect("a user");
+    assert_eq!((replayed.state, replayed.lockouts), (UserState::Active, 1));
+    let new = [
+        before.to_vec(),
+        vec![event(
+            4,
+            r#"{"unlocked":{"cause":"command","resetsEscalation":true}}"#,
+        )],
+    ]
+    .concat();
+    assert_eq!(User::replay(&new).expect("a user").lockouts, 0);
 }

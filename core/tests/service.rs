@@ -223,3 +223,50 @@ fn shared_and_boxed_repositories_are_repositories() {
         .unwrap()
         .is_some());
 }
+
+/// A lock for a duration is measured on the service's clock from the lock
+/// event's own time, also when the clock stepped back behind the user's
+/// last change (the event is pinned to that time, and so is the expiry).
+#[test]
+fn a_lock_for_a_duration_expires_from_its_events_time_on_the_services_clock() {
+    let (admin, grants) = admin_and_grants();
+    let clock =
+        userstate::ManualClock::new(userstate::Timestamp::from_unix_millis(10_000).unwrap());
+    let service = UserService::new(Arc::new(InMemoryRepository::new()), grants)
+        .with_clock(Arc::new(clock.clone()));
+    assert_eq!(service.now().unix_millis(), 10_000);
+    let user = UserId::new("alice").unwrap();
+    block_on(async {
+        service
+            .create(&admin, &user, InitialState::Active)
+            .await
+            .unwrap();
+        clock.set(userstate::Timestamp::from_unix_millis(4_000).unwrap());
+        let fifteen_minutes = std::time::Duration::from_secs(900);
+        service
+            .lock(
+                &admin,
+                &user,
+                LockRequest::new().for_duration(fifteen_minutes),
+            )
+            .await
+            .unwrap();
+        let stored = service.get(&admin, &user).await.unwrap();
+        let lock = stored.lock.expect("locked");
+        assert_eq!(
+            lock.locked_at.unix_millis(),
+            10_000,
+            "pinned to the last change"
+        );
+        assert_eq!(lock.expires_at.unwrap().unix_millis(), 10_000 + 900_000);
+
+        let both = LockRequest::new()
+            .until(userstate::Timestamp::from_unix_millis(20_000).unwrap())
+            .for_duration(fifteen_minutes);
+        let zero = LockRequest::new().for_duration(std::time::Duration::ZERO);
+        for request in [both, zero] {
+            let error = service.lock(&admin, &user, request).await.unwrap_err();
+            assert_eq!(error.id(), ids::INVALID_TIME, "{error}");
+        }
+    });
+}

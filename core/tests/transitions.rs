@@ -9,8 +9,8 @@ use futures::executor::block_on;
 use userstate::conformance::{at, details, user, Fixture, T0};
 use userstate::storage::Scope;
 use userstate::{
-    ids, Command, ErrorKind, EventPayload, InMemoryRepository, InitialState, LockReason,
-    LockRequest, UserId, UserState,
+    ids, Command, ErrorKind, EventPayload, InMemoryRepository, InitialState, LockRequest, Reason,
+    UserId, UserState,
 };
 
 fn fixture() -> Fixture {
@@ -59,22 +59,22 @@ fn expected(start: Start, command: &Command) -> Expected {
         }
         (Command::Lock(_), Inactive) => precondition(ids::NOT_ACTIVE_OR_INITIAL),
 
-        (Command::Unlock, LockedFromActive) => Ok(S::Active),
-        (Command::Unlock, LockedFromInitial) => Ok(S::Initial),
-        (Command::Unlock, _) => precondition(ids::NOT_LOCKED),
+        (Command::Unlock { .. }, LockedFromActive) => Ok(S::Active),
+        (Command::Unlock { .. }, LockedFromInitial) => Ok(S::Initial),
+        (Command::Unlock { .. }, _) => precondition(ids::NOT_LOCKED),
 
         // A locked initial user is still initial (it would otherwise skip
         // initialisation by deactivate + reactivate).
-        (Command::Deactivate, Initial | LockedFromInitial) => {
+        (Command::Deactivate { .. }, Initial | LockedFromInitial) => {
             precondition(ids::INITIAL_CANNOT_DEACTIVATE)
         }
-        (Command::Deactivate, Active | LockedFromActive) => Ok(S::Inactive),
-        (Command::Deactivate, Inactive) => precondition(ids::ALREADY_INACTIVE),
+        (Command::Deactivate { .. }, Active | LockedFromActive) => Ok(S::Inactive),
+        (Command::Deactivate { .. }, Inactive) => precondition(ids::ALREADY_INACTIVE),
 
-        (Command::Reactivate, Inactive) => Ok(S::Active),
-        (Command::Reactivate, _) => precondition(ids::NOT_INACTIVE),
+        (Command::Reactivate { .. }, Inactive) => Ok(S::Active),
+        (Command::Reactivate { .. }, _) => precondition(ids::NOT_INACTIVE),
 
-        (Command::Remove, _) => Ok(S::Deleted),
+        (Command::Remove { .. }, _) => Ok(S::Deleted),
 
         (Command::CompleteInitialisation, Initial) => Ok(S::Active),
         (Command::CompleteInitialisation, _) => precondition(ids::NOT_INITIAL),
@@ -129,10 +129,10 @@ fn every_transition_from_every_state() {
                 state: InitialState::Initial,
             },
             Command::Lock(LockRequest::new()),
-            Command::Unlock,
-            Command::Deactivate,
-            Command::Reactivate,
-            Command::Remove,
+            Command::Unlock { reason: None },
+            Command::Deactivate { reason: None },
+            Command::Reactivate { reason: None },
+            Command::Remove { reason: None },
             Command::CompleteInitialisation,
             Command::RecordCheck {
                 factor: userstate::Factor::Password,
@@ -203,7 +203,7 @@ fn create_rules() {
         assert_eq!(elsewhere.kind(), ErrorKind::AlreadyExists);
 
         // Removed ids are never reused.
-        s.remove(&f.acme_admin, &alice).await.expect("remove");
+        s.remove(&f.acme_admin, &alice, None).await.expect("remove");
         let reused = s
             .create(&f.acme_admin, &alice, InitialState::Active)
             .await
@@ -248,7 +248,7 @@ fn unlock_returns_to_state_before_lock() {
             s.lock(admin, &id, LockRequest::new()).await.expect("lock");
             let lock = f.stored(&id).await.lock.expect("lock recorded");
             assert_eq!(lock.previous_state, state);
-            s.unlock(admin, &id).await.expect("unlock");
+            s.unlock(admin, &id, None).await.expect("unlock");
             let after = f.stored(&id).await;
             assert_eq!(after.state, state, "{name}");
             assert_eq!(after.lock, None);
@@ -277,7 +277,7 @@ fn lock_reason_and_expiry() {
             (ErrorKind::InvalidArgument, ids::INVALID_TIME)
         );
 
-        let reason = LockReason::new("fraud suspected; ticket #42").expect("reason");
+        let reason = Reason::new("fraud suspected; ticket #42").expect("reason");
         let until = at(T0 + 60_000);
         s.lock(
             admin,
@@ -318,7 +318,7 @@ fn lock_reason_and_expiry() {
             .await
             .expect_err("locked");
         assert_eq!(again.id(), ids::ALREADY_LOCKED);
-        s.unlock(admin, &id).await.expect("unlock");
+        s.unlock(admin, &id, None).await.expect("unlock");
         s.login_allowed(&id).await.expect("active");
 
         // An expired lock of an initial user lets it no further than initial.
@@ -333,7 +333,7 @@ fn lock_reason_and_expiry() {
 
         let long = "x".repeat(userstate::MAX_REASON_CHARS + 1);
         assert_eq!(
-            LockReason::new(long).expect_err("too long").kind(),
+            Reason::new(long).expect_err("too long").kind(),
             ErrorKind::InvalidArgument
         );
     });
@@ -399,7 +399,7 @@ fn sequence_and_details() {
         let d = s.lock(admin, &id, LockRequest::new()).await.expect("lock");
         assert_eq!(d, details(&id, &f.acme, 3, T0, T0 + 2_000));
         f.clock.advance(1_000);
-        let d = s.unlock(admin, &id).await.expect("unlock");
+        let d = s.unlock(admin, &id, None).await.expect("unlock");
         assert_eq!(d, details(&id, &f.acme, 4, T0, T0 + 3_000));
         let read = s.get(&f.acme_reader, &id).await.expect("get");
         assert_eq!(read.details(), d);
@@ -407,12 +407,12 @@ fn sequence_and_details() {
 
         // A clock that steps back never makes a change older than the last one.
         f.clock.advance(-10_000);
-        let d = s.deactivate(admin, &id).await.expect("deactivate");
+        let d = s.deactivate(admin, &id, None).await.expect("deactivate");
         assert_eq!(d, details(&id, &f.acme, 5, T0, T0 + 3_000));
 
         // Failed commands do not advance the sequence.
         let err = s
-            .deactivate(admin, &id)
+            .deactivate(admin, &id, None)
             .await
             .expect_err("already inactive");
         assert_eq!(err.id(), ids::ALREADY_INACTIVE);

@@ -57,7 +57,7 @@ fn unlock_details_match_the_resources_v3alpha_example() {
             .lock(&admin, &user, LockRequest::new())
             .await
             .unwrap();
-        let details = service.unlock(&admin, &user).await.unwrap();
+        let details = service.unlock(&admin, &user, None).await.unwrap();
         assert_eq!(
             serde_json::to_string(&details.to_v3alpha()).unwrap(),
             r#"{"details":{"id":"69629012906488334","created":"2024-11-22T16:27:05.645Z","changed":"2024-11-22T16:27:05.645Z","owner":{"type":"OWNER_TYPE_ORG","id":"69629023906488334"}}}"#
@@ -91,7 +91,7 @@ fn invalid_transition_error_body_has_the_seeds_shape() {
             .create(&admin, &user, InitialState::Active)
             .await
             .unwrap();
-        service.unlock(&admin, &user).await.unwrap_err()
+        service.unlock(&admin, &user, None).await.unwrap_err()
     });
     assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
     assert_eq!(
@@ -176,7 +176,7 @@ fn errors_the_library_raises_have_the_expected_kinds() {
                 ids::ALREADY_EXISTS,
             ),
             (
-                service.deactivate(&admin, &user).await.unwrap_err(),
+                service.deactivate(&admin, &user, None).await.unwrap_err(),
                 ErrorKind::FailedPrecondition,
                 ids::INITIAL_CANNOT_DEACTIVATE,
             ),

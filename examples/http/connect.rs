@@ -92,10 +92,10 @@ async fn dispatch(state: &AppState, request: Request) -> Result<Response, HttpEr
     let service = state.service();
     let details = match method {
         Method::Lock => service.lock(&caller, &user, LockRequest::new()).await?,
-        Method::Unlock => service.unlock(&caller, &user).await?,
-        Method::Deactivate => service.deactivate(&caller, &user).await?,
-        Method::Reactivate => service.reactivate(&caller, &user).await?,
-        Method::Delete => service.remove(&caller, &user).await?,
+        Method::Unlock => service.unlock(&caller, &user, None).await?,
+        Method::Deactivate => service.deactivate(&caller, &user, None).await?,
+        Method::Reactivate => service.reactivate(&caller, &user, None).await?,
+        Method::Delete => service.remove(&caller, &user, None).await?,
         Method::Get => {
             let found = service.get(&caller, &user).await?;
             let details = found.details().to_v1().details;

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use userstate::{
-    Caller, Error, ErrorKind, Grants, InitialState, LockReason, LockRequest, OrgId, Permission,
-    UserId, UserRepository, UserService,
+    Caller, Error, ErrorKind, Grants, InitialState, LockRequest, OrgId, Permission, Reason, UserId,
+    UserRepository, UserService,
 };
 
 use super::{AppState, Tokens};
@@ -119,7 +119,7 @@ pub async fn demo(repository: Arc<dyn UserRepository>, extra: Tokens) -> Result<
         let caller = root.clone().in_org(OrgId::new(demo.org)?);
         let user = UserId::new(demo.id)?;
         if create_if_new(state.service(), &caller, &user, demo.state).await? && demo.locked {
-            let reason = LockReason::new("suspicious sign-in from a new country")?;
+            let reason = Reason::new("suspicious sign-in from a new country")?;
             state
                 .service()
                 .lock(&caller, &user, LockRequest::new().reason(reason))

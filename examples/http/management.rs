@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use userstate::wire::{DetailsBody, V1Details};
 use userstate::{
     Command, Error, EventPayload, Factor, FailedChecks, HistoryQuery, InitialState, ListQuery,
-    LockCause, LockReason, LockRequest, LockoutPolicy, OrgId, Permission, Timestamp, User, UserId,
+    LockCause, LockRequest, LockoutPolicy, OrgId, Permission, Reason, Timestamp, User, UserId,
     UserState, MAX_PAGE_SIZE,
 };
 
@@ -36,15 +36,15 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/management/v1/users/{id}/_lock", post(lock))
         .route(
             "/management/v1/users/{id}/_unlock",
-            plain_command(Command::Unlock),
+            reasoned_command(|reason| Command::Unlock { reason }),
         )
         .route(
             "/management/v1/users/{id}/_deactivate",
-            plain_command(Command::Deactivate),
+            reasoned_command(|reason| Command::Deactivate { reason }),
         )
         .route(
             "/management/v1/users/{id}/_reactivate",
-            plain_command(Command::Reactivate),
+            reasoned_command(|reason| Command::Reactivate { reason }),
         )
         .route("/management/v1/users/{id}/changes/_search", post(changes))
         .route(
@@ -57,10 +57,21 @@ pub(crate) fn routes() -> Router<AppState> {
         )
 }
 
-/// The body of commands that take no arguments: `{}` or nothing.
+/// The body of the commands other than lock: `{}`, nothing, or
+/// `{"reason": "..."}`, recorded in the event.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct NoArguments {}
+pub(crate) struct ReasonArguments {
+    reason: Option<String>,
+}
+
+impl ReasonArguments {
+    /// The reason, validated (not empty or only whitespace, at most 500
+    /// characters).
+    pub(crate) fn into_reason(self) -> Result<Option<Reason>, Error> {
+        self.reason.map(Reason::new).transpose()
+    }
+}
 
 /// The body of a lock: `{}`, or a reason and an RFC 3339 expiry.
 #[derive(Debug, Deserialize)]
@@ -75,7 +86,7 @@ impl LockArguments {
     pub(crate) fn into_request(self) -> Result<LockRequest, Error> {
         let mut request = LockRequest::new();
         if let Some(reason) = self.reason {
-            request = request.reason(LockReason::new(reason)?);
+            request = request.reason(Reason::new(reason)?);
         }
         if let Some(until) = self.until {
             request = request.until(Timestamp::parse_rfc3339(&until)?);
@@ -141,12 +152,13 @@ async fn lock(
 
 /// `POST` of a command without arguments (body `{}` or empty), answering
 /// v1 details: `_unlock`, `_deactivate`, `_reactivate`.
-fn plain_command(command: Command) -> MethodRouter<AppState> {
+fn reasoned_command(command: fn(Option<Reason>) -> Command) -> MethodRouter<AppState> {
     post(
         move |State(state): State<AppState>,
               Authenticated(caller): Authenticated,
               UserPath(user): UserPath,
-              JsonBody(NoArguments {}): JsonBody<NoArguments>| async move {
+              JsonBody(arguments): JsonBody<ReasonArguments>| async move {
+            let command = command(arguments.into_reason()?);
             let details = state.service().execute(&caller, &user, command).await?;
             Reply::Ok(Json(details.to_v1()))
         },
@@ -159,7 +171,7 @@ async fn remove(
     Authenticated(caller): Authenticated,
     UserPath(user): UserPath,
 ) -> Reply<DetailsBody<V1Details>> {
-    let details = state.service().remove(&caller, &user).await?;
+    let details = state.service().remove(&caller, &user, None).await?;
     Ok(Json(details.to_v1()))
 }
 
@@ -184,7 +196,7 @@ struct UserView {
 #[serde(rename_all = "camelCase")]
 struct LockView {
     #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<LockReason>,
+    reason: Option<Reason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<Timestamp>,
     locked_at: Timestamp,
@@ -440,7 +452,9 @@ async fn changes(
 }
 
 /// What an event carries beyond its type: the created state, a lock's
-/// reason, expiry and cause, an unlock's cause, a check's factor.
+/// reason, expiry and cause, an unlock's cause and whether it reset the
+/// lockout escalation, the reason of any command that gave one, a check's
+/// factor.
 fn payload(payload: &EventPayload) -> Value {
     match payload {
         EventPayload::Added { state } => {
@@ -461,7 +475,27 @@ fn payload(payload: &EventPayload) -> Value {
             fields.insert("cause".into(), json!(cause));
             Value::Object(fields)
         }
-        EventPayload::Unlocked { cause } => json!({ "cause": cause }),
+        EventPayload::Unlocked {
+            cause,
+            reason,
+            resets_escalation,
+        } => {
+            let mut fields = Map::new();
+            fields.insert("cause".into(), json!(cause));
+            if let Some(reason) = reason {
+                fields.insert("reason".into(), json!(reason));
+            }
+            if *resets_escalation {
+                fields.insert("resetsEscalation".into(), json!(true));
+            }
+            Value::Object(fields)
+        }
+        EventPayload::Deactivated { reason }
+        | EventPayload::Reactivated { reason }
+        | EventPayload::Removed { reason } => match reason {
+            Some(reason) => json!({ "reason": reason }),
+            None => json!({}),
+        },
         EventPayload::CheckSucceeded { factor } | EventPayload::CheckFailed { factor } => {
             json!({ "factor": factor })
         }

@@ -9,7 +9,7 @@ use userstate::wire::{DetailsBody, V3Details};
 use super::auth::Authenticated;
 use super::body::JsonBody;
 use super::error::HttpError;
-use super::management::{LockArguments, NoArguments};
+use super::management::{LockArguments, ReasonArguments};
 use super::path::UserPath;
 use super::AppState;
 
@@ -31,12 +31,14 @@ async fn lock(
     Ok(Json(details.to_v3alpha()))
 }
 
+/// Takes an optional `{"reason": "..."}`.
 async fn unlock(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     UserPath(user): UserPath,
-    JsonBody(NoArguments {}): JsonBody<NoArguments>,
+    JsonBody(arguments): JsonBody<ReasonArguments>,
 ) -> Result<Json<DetailsBody<V3Details>>, HttpError> {
-    let details = state.service().unlock(&caller, &user).await?;
+    let reason = arguments.into_reason()?;
+    let details = state.service().unlock(&caller, &user, reason).await?;
     Ok(Json(details.to_v3alpha()))
 }

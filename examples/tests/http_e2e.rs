@@ -288,7 +288,7 @@ async fn lock_reason_and_expiry_are_validated_and_shown_by_get() {
             error(
                 3,
                 "USER-ARG-REASON",
-                "lock reason must be at most 500 characters",
+                "reason must be at most 500 characters",
             ),
         ),
         (
@@ -296,7 +296,7 @@ async fn lock_reason_and_expiry_are_validated_and_shown_by_get() {
             error(
                 3,
                 "USER-ARG-REASON",
-                "lock reason must not contain control characters",
+                "reason must not contain control characters",
             ),
         ),
     ];
@@ -759,7 +759,7 @@ async fn malformed_requests_get_error_bodies() {
         .await,
         (
             400,
-            invalid_body("unknown field `force`, there are no fields at line 1 column 8")
+            invalid_body("unknown field `force`, expected `reason` at line 1 column 8")
         )
     );
     assert_eq!(
@@ -1338,5 +1338,59 @@ async fn connect_addresses_users_by_id_in_any_organisation_the_caller_sees() {
         s.connect("UnlockUser", Some(ADMIN), json!({"userId": "nobody"}))
             .await,
         not_found
+    );
+}
+
+#[tokio::test]
+async fn every_lifecycle_command_can_say_why_and_changes_show_it() {
+    let s = Server::start().await;
+    s.create(ADMIN, "carol", "USER_STATE_ACTIVE").await;
+    let base = "/management/v1/users/carol";
+    for (path, reason) in [
+        ("_lock", "phishing report"),
+        ("_unlock", "verified by phone"),
+        ("_deactivate", "left the company"),
+        ("_reactivate", "rehired"),
+    ] {
+        s.tick();
+        let (status, body) = s
+            .post(
+                &format!("{base}/{path}"),
+                ADMIN,
+                json!({ "reason": reason }),
+            )
+            .await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    for blank in ["", "   ", "\t\n"] {
+        let (status, body) = s
+            .post(
+                &format!("{base}/_deactivate"),
+                ADMIN,
+                json!({ "reason": blank }),
+            )
+            .await;
+        assert_eq!(status, 400, "{blank:?}: {body}");
+        assert_eq!(body["details"][0]["id"], "USER-ARG-REASON");
+    }
+    let (status, body) = s
+        .post(&format!("{base}/changes/_search"), READER, json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let payloads: Vec<&Value> = body["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| &change["payload"])
+        .collect();
+    assert_eq!(
+        payloads,
+        [
+            &json!({"state": "USER_STATE_ACTIVE"}),
+            &json!({"reason": "phishing report", "cause": "command"}),
+            &json!({"cause": "command", "reason": "verified by phone", "resetsEscalation": true}),
+            &json!({"reason": "left the company"}),
+            &json!({"reason": "rehired"}),
+        ]
     );
 }

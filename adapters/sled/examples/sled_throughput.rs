@@ -177,7 +177,7 @@ async fn lock_unlock(
             let mut commands = 0u64;
             while Instant::now() < deadline {
                 service.lock(&admin, &id, LockRequest::new()).await?;
-                service.unlock(&admin, &id).await?;
+                service.unlock(&admin, &id, None).await?;
                 commands += 2;
             }
             Ok::<u64, userstate::Error>(commands)

@@ -248,7 +248,7 @@ mod tests {
         let trees = trees();
         append(&trees, "a", added());
         append(&trees, "ab", added());
-        append(&trees, "ab", EventPayload::Deactivated);
+        append(&trees, "ab", EventPayload::Deactivated { reason: None });
         assert_eq!(
             history(
                 &trees,
@@ -294,7 +294,7 @@ mod tests {
     fn removed_users_leave_the_unfiltered_list() {
         let trees = trees();
         append(&trees, "a", added());
-        append(&trees, "a", EventPayload::Removed);
+        append(&trees, "a", EventPayload::Removed { reason: None });
         let acme = OrgId::new("acme").unwrap();
         assert!(list(&trees, &acme, &ListQuery::all())
             .unwrap()
@@ -314,7 +314,11 @@ mod tests {
         );
         // A write to it is refused before the decision, nothing overwritten.
         let decide = storage::append(
-            Commit::new(None, vec![event("a", 1, EventPayload::Deactivated)]).unwrap(),
+            Commit::new(
+                None,
+                vec![event("a", 1, EventPayload::Deactivated { reason: None })],
+            )
+            .unwrap(),
         );
         let refused =
             writer::apply(&trees, Update::new(user("a"), Scope::Instance, decide), 0).unwrap_err();
@@ -322,7 +326,7 @@ mod tests {
         assert!(load(&trees, &user("b"), &Scope::Instance)
             .unwrap()
             .is_some());
-        append(&trees, "b", EventPayload::Deactivated);
+        append(&trees, "b", EventPayload::Deactivated { reason: None });
     }
 
     #[test]
@@ -348,7 +352,7 @@ mod tests {
     fn an_event_already_stored_where_a_commit_writes_is_never_overwritten() {
         let trees = trees();
         append(&trees, "a", added());
-        let stray = encode_event(&event("a", 2, EventPayload::Removed)).unwrap();
+        let stray = encode_event(&event("a", 2, EventPayload::Removed { reason: None })).unwrap();
         trees
             .events
             .insert(layout::event_key(&user("a"), 2), stray.clone())
@@ -356,7 +360,7 @@ mod tests {
         let before = load(&trees, &user("a"), &Scope::Instance).unwrap();
         let commit = Commit::new(
             before.clone(),
-            vec![event("a", 2, EventPayload::Deactivated)],
+            vec![event("a", 2, EventPayload::Deactivated { reason: None })],
         )
         .unwrap();
         let err = writer::apply(

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use userstate::storage::{AcceptedLoss, Loss};
 use userstate::{
-    Error, Event, EventPayload, Factor, FailedChecks, InitialState, Lock, LockCause, LockReason,
-    OrgId, Result, Timestamp, UnlockCause, User, UserId, UserState,
+    Error, Event, EventPayload, Factor, FailedChecks, InitialState, Lock, LockCause, OrgId, Reason,
+    Result, Timestamp, UnlockCause, User, UserId, UserState,
 };
 
 /// The record format this build writes.
@@ -58,6 +58,23 @@ fn unlock_cause_code(cause: UnlockCause) -> u8 {
         UnlockCause::Command => 1,
         UnlockCause::Expired => 3,
     }
+}
+
+/// Set in an unlock's code when the unlock reset the lockout escalation.
+const RESETS_ESCALATION: u8 = 0x40;
+
+fn unlock_code(cause: UnlockCause, resets_escalation: bool) -> u8 {
+    let flag = if resets_escalation {
+        RESETS_ESCALATION
+    } else {
+        0
+    };
+    unlock_cause_code(cause) | flag
+}
+
+fn unlock_of(code: u8) -> Result<(UnlockCause, bool)> {
+    let cause = unlock_cause_of(code & !RESETS_ESCALATION)?;
+    Ok((cause, code & RESETS_ESCALATION != 0))
 }
 
 fn lock_cause_of(code: u8) -> Result<LockCause> {
@@ -211,7 +228,7 @@ pub(crate) fn decode_user(id: &UserId, bytes: &[u8]) -> Result<User> {
         .lock
         .map(|lock| -> Result<Lock> {
             Ok(Lock {
-                reason: lock.reason.map(LockReason::new).transpose()?,
+                reason: lock.reason.map(Reason::new).transpose()?,
                 expires_at: lock
                     .expires_at
                     .map(Timestamp::from_unix_millis)
@@ -250,6 +267,7 @@ pub(crate) fn decode_user(id: &UserId, bytes: &[u8]) -> Result<User> {
 /// # Errors
 /// Internal if postcard refuses it (it does not for these types).
 pub(crate) fn encode_event(event: &Event) -> Result<Vec<u8>> {
+    let text = |reason: &Option<Reason>| reason.as_ref().map(|r| r.as_str().to_owned());
     let (kind, code, reason, expires_at) = match &event.payload {
         EventPayload::Added { state } => (ADDED, state_code((*state).into()), None, None),
         EventPayload::Initialized => (INITIALIZED, 0, None, None),
@@ -263,10 +281,19 @@ pub(crate) fn encode_event(event: &Event) -> Result<Vec<u8>> {
             reason.as_ref().map(|r| r.as_str().to_owned()),
             expires_at.map(Timestamp::unix_millis),
         ),
-        EventPayload::Unlocked { cause } => (UNLOCKED, unlock_cause_code(*cause), None, None),
-        EventPayload::Deactivated => (DEACTIVATED, 0, None, None),
-        EventPayload::Reactivated => (REACTIVATED, 0, None, None),
-        EventPayload::Removed => (REMOVED, 0, None, None),
+        EventPayload::Unlocked {
+            cause,
+            reason,
+            resets_escalation,
+        } => (
+            UNLOCKED,
+            unlock_code(*cause, *resets_escalation),
+            text(reason),
+            None,
+        ),
+        EventPayload::Deactivated { reason } => (DEACTIVATED, 0, text(reason), None),
+        EventPayload::Reactivated { reason } => (REACTIVATED, 0, text(reason), None),
+        EventPayload::Removed { reason } => (REMOVED, 0, text(reason), None),
         EventPayload::CheckSucceeded { factor } => {
             (CHECK_SUCCEEDED, factor_code(*factor), None, None)
         }
@@ -324,6 +351,26 @@ pub(crate) fn decode_event(id: &UserId, sequence: u64, bytes: &[u8]) -> Result<E
                 ))
             }
         };
+        let reason = || record.reason.clone().map(Reason::new).transpose();
+        // Events that may carry a reason carry nothing else.
+        let reasoned = |payload: EventPayload| {
+            if record.expires_at.is_none() {
+                Ok(payload)
+            } else {
+                Err(Error::corrupt(
+                    "an event carries fields its kind does not have",
+                ))
+            }
+        };
+        let plain_or_reasoned = |payload: EventPayload| {
+            if record.code == 0 {
+                reasoned(payload)
+            } else {
+                Err(Error::corrupt(
+                    "an event carries fields its kind does not have",
+                ))
+            }
+        };
         let payload = match record.kind {
             ADDED => coded(match state_of(record.code)? {
                 UserState::Active => Ok(EventPayload::Added {
@@ -336,7 +383,7 @@ pub(crate) fn decode_event(id: &UserId, sequence: u64, bytes: &[u8]) -> Result<E
             })?,
             INITIALIZED => plain(EventPayload::Initialized)?,
             LOCKED => EventPayload::Locked {
-                reason: record.reason.map(LockReason::new).transpose()?,
+                reason: record.reason.map(Reason::new).transpose()?,
                 expires_at: record
                     .expires_at
                     .map(Timestamp::from_unix_millis)
@@ -344,11 +391,16 @@ pub(crate) fn decode_event(id: &UserId, sequence: u64, bytes: &[u8]) -> Result<E
                 cause: lock_cause_of(record.code)?,
             },
             UNLOCKED => {
-                coded(unlock_cause_of(record.code).map(|cause| EventPayload::Unlocked { cause }))?
+                let (cause, resets_escalation) = unlock_of(record.code)?;
+                reasoned(EventPayload::Unlocked {
+                    cause,
+                    reason: reason()?,
+                    resets_escalation,
+                })?
             }
-            DEACTIVATED => plain(EventPayload::Deactivated)?,
-            REACTIVATED => plain(EventPayload::Reactivated)?,
-            REMOVED => plain(EventPayload::Removed)?,
+            DEACTIVATED => plain_or_reasoned(EventPayload::Deactivated { reason: reason()? })?,
+            REACTIVATED => plain_or_reasoned(EventPayload::Reactivated { reason: reason()? })?,
+            REMOVED => plain_or_reasoned(EventPayload::Removed { reason: reason()? })?,
             CHECK_SUCCEEDED => {
                 coded(factor_of(record.code).map(|factor| EventPayload::CheckSucceeded { factor }))?
             }
@@ -495,7 +547,7 @@ pub(crate) mod v1 {
                     .lock
                     .map(|lock| -> Result<Lock> {
                         Ok(Lock {
-                            reason: lock.reason.map(LockReason::new).transpose()?,
+                            reason: lock.reason.map(Reason::new).transpose()?,
                             expires_at: lock
                                 .expires_at
                                 .map(Timestamp::from_unix_millis)
@@ -551,7 +603,7 @@ pub(crate) mod v1 {
                     expires_at,
                     cause,
                 } => EventPayload::Locked {
-                    reason: reason.map(LockReason::new).transpose()?,
+                    reason: reason.map(Reason::new).transpose()?,
                     expires_at: expires_at.map(Timestamp::from_unix_millis).transpose()?,
                     cause: cause.into(),
                 },
@@ -560,10 +612,13 @@ pub(crate) mod v1 {
                         UnlockV1::Command => UnlockCause::Command,
                         UnlockV1::Expired => UnlockCause::Expired,
                     },
+                    reason: None,
+                    // Unlocks written before kept the escalation.
+                    resets_escalation: false,
                 },
-                PayloadV1::Deactivated => EventPayload::Deactivated,
-                PayloadV1::Reactivated => EventPayload::Reactivated,
-                PayloadV1::Removed => EventPayload::Removed,
+                PayloadV1::Deactivated => EventPayload::Deactivated { reason: None },
+                PayloadV1::Reactivated => EventPayload::Reactivated { reason: None },
+                PayloadV1::Removed => EventPayload::Removed { reason: None },
                 PayloadV1::CheckSucceeded { factor } => EventPayload::CheckSucceeded {
                     factor: factor.into(),
                 },
@@ -740,7 +795,7 @@ mod tests {
             org_id: OrgId::new("acme").unwrap(),
             state: UserState::Locked,
             lock: Some(Lock {
-                reason: Some(LockReason::new("é").unwrap()),
+                reason: Some(Reason::new("é").unwrap()),
                 expires_at: Some(at(T + 60_000)),
                 locked_at: at(T + 1),
                 previous_state: UserState::Initial,
@@ -813,7 +868,7 @@ mod tests {
             (EventPayload::Initialized, vec![2, 0, 0, 0]),
             (
                 EventPayload::Locked {
-                    reason: Some(LockReason::new("x").unwrap()),
+                    reason: Some(Reason::new("x").unwrap()),
                     expires_at: Some(at(1)),
                     cause: LockCause::Command,
                 },
@@ -830,18 +885,38 @@ mod tests {
             (
                 EventPayload::Unlocked {
                     cause: UnlockCause::Command,
+                    reason: None,
+                    resets_escalation: false,
                 },
                 vec![4, 1, 0, 0],
             ),
             (
                 EventPayload::Unlocked {
                     cause: UnlockCause::Expired,
+                    reason: None,
+                    resets_escalation: false,
                 },
                 vec![4, 3, 0, 0],
             ),
-            (EventPayload::Deactivated, vec![5, 0, 0, 0]),
-            (EventPayload::Reactivated, vec![6, 0, 0, 0]),
-            (EventPayload::Removed, vec![7, 0, 0, 0]),
+            (
+                // Code 1 alone is how every unlock by a command was stored
+                // before the reset was recorded: it kept the escalation.
+                EventPayload::Unlocked {
+                    cause: UnlockCause::Command,
+                    reason: Some(Reason::new("y").unwrap()),
+                    resets_escalation: true,
+                },
+                vec![4, 0x41, 1, 1, b'y', 0],
+            ),
+            (EventPayload::Deactivated { reason: None }, vec![5, 0, 0, 0]),
+            (
+                EventPayload::Deactivated {
+                    reason: Some(Reason::new("z").unwrap()),
+                },
+                vec![5, 0, 1, 1, b'z', 0],
+            ),
+            (EventPayload::Reactivated { reason: None }, vec![6, 0, 0, 0]),
+            (EventPayload::Removed { reason: None }, vec![7, 0, 0, 0]),
             (
                 EventPayload::CheckSucceeded {
                     factor: Factor::Totp,
@@ -890,7 +965,7 @@ mod tests {
             sequence: 7,
             created_at: at(T),
             creator: user_id("admin"),
-            payload: EventPayload::Deactivated,
+            payload: EventPayload::Deactivated { reason: None },
         })
         .unwrap();
         assert_eq!(
@@ -911,10 +986,10 @@ mod tests {
         let mut coded = event.clone();
         coded[len - 3] = 1; // a code on a kind without one
         bad.push(coded);
-        let mut reasoned = event.clone();
-        reasoned.truncate(len - 2);
-        reasoned.extend([1, 1, b'r', 0]); // a reason on a deactivation
-        bad.push(reasoned);
+        let mut expiring = event.clone();
+        expiring.truncate(len - 1);
+        expiring.extend([1, 2]); // an expiry on a deactivation
+        bad.push(expiring);
         let mut old = event.clone();
         old[0] = 1;
         bad.push(old);
@@ -968,7 +1043,7 @@ mod tests {
         assert_eq!(
             event.payload,
             EventPayload::Locked {
-                reason: Some(LockReason::new("phishing report, ticket #42 — «é»").unwrap()),
+                reason: Some(Reason::new("phishing report, ticket #42 — «é»").unwrap()),
                 expires_at: Some(Timestamp::parse_rfc3339("2024-06-13T07:44:37.424Z").unwrap()),
                 cause: LockCause::Command,
             }
@@ -981,7 +1056,9 @@ mod tests {
         assert_eq!(
             event.payload,
             EventPayload::Unlocked {
-                cause: UnlockCause::Expired
+                cause: UnlockCause::Expired,
+                reason: None,
+                resets_escalation: false
             }
         );
         assert_eq!(event.creator, user_id("login-flow"));

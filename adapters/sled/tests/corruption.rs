@@ -90,7 +90,12 @@ fn undecodable_snapshot_is_internal_and_other_users_stay_usable() {
                 .unwrap_err(),
         );
         assert_corrupt(service.get(&admin, &user("alice")).await.unwrap_err());
-        assert_corrupt(service.unlock(&admin, &user("alice")).await.unwrap_err());
+        assert_corrupt(
+            service
+                .unlock(&admin, &user("alice"), None)
+                .await
+                .unwrap_err(),
+        );
         // Her history cannot be checked against her snapshot any more
         // (it could end short unseen), so it is refused too.
         assert_corrupt(
@@ -100,7 +105,7 @@ fn undecodable_snapshot_is_internal_and_other_users_stay_usable() {
         );
 
         assert_eq!(service.get(&admin, &user("bob")).await.unwrap().sequence, 2);
-        let details = service.unlock(&admin, &user("bob")).await.unwrap();
+        let details = service.unlock(&admin, &user("bob"), None).await.unwrap();
         assert_eq!(details.sequence, 3);
     });
 }

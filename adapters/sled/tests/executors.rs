@@ -29,7 +29,7 @@ async fn lifecycle(service: &UserService, admin: &Caller, count: usize) {
             .await
             .unwrap();
         service.lock(admin, &id, LockRequest::new()).await.unwrap();
-        let details = service.unlock(admin, &id).await.unwrap();
+        let details = service.unlock(admin, &id, None).await.unwrap();
         assert_eq!(details.sequence, 3);
         assert_eq!(
             service.get(admin, &id).await.unwrap().state,

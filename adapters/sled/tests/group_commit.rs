@@ -56,7 +56,7 @@ fn sixty_four_callers_share_a_batch(repo: &SledRepository) {
                         .await
                         .unwrap();
                     service.lock(&admin, &id, LockRequest::new()).await.unwrap();
-                    service.unlock(&admin, &id).await.unwrap();
+                    service.unlock(&admin, &id, None).await.unwrap();
                 });
             })
         })

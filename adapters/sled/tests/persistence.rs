@@ -41,7 +41,7 @@ async fn populate(service: &UserService, admin: &Caller) {
             service.lock(admin, &id, LockRequest::new()).await.unwrap();
         }
     }
-    service.remove(admin, &user("u9")).await.unwrap();
+    service.remove(admin, &user("u9"), None).await.unwrap();
 }
 
 async fn assert_populated(repo: &SledRepository) {
@@ -77,7 +77,7 @@ fn reopening_keeps_snapshots_histories_and_indexes() {
     block_on(assert_populated(&repo));
     // And it keeps working: the sequence check sees the stored sequences.
     let (service, admin) = service(repo);
-    let details = block_on(service.unlock(&admin, &user("u0"))).unwrap();
+    let details = block_on(service.unlock(&admin, &user("u0"), None)).unwrap();
     assert_eq!(details.sequence, 3);
 }
 

@@ -46,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     block_on(async {
         for id in ids.iter().cycle().take(operations / 2) {
             service.lock(&admin, id, LockRequest::new()).await?;
-            service.unlock(&admin, id).await?;
+            service.unlock(&admin, id, None).await?;
         }
         Ok::<_, userstate::Error>(())
     })?;
@@ -69,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 block_on(async {
                     for id in mine.iter().cycle().take(per_caller / 2) {
                         service.lock(&admin, id, LockRequest::new()).await?;
-                        service.unlock(&admin, id).await?;
+                        service.unlock(&admin, id, None).await?;
                     }
                     Ok::<_, userstate::Error>(())
                 })

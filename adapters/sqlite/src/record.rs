@@ -25,8 +25,8 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use userstate::{
-    Error, Event, EventPayload, Factor, FailedChecks, InitialState, Lock, LockCause, LockReason,
-    OrgId, Result, Timestamp, UnlockCause, User, UserId, UserState,
+    Error, Event, EventPayload, Factor, FailedChecks, InitialState, Lock, LockCause, OrgId, Reason,
+    Result, Timestamp, UnlockCause, User, UserId, UserState,
 };
 
 /// A `users` row.
@@ -193,7 +193,7 @@ pub(crate) fn decode_user_fields(row: &UserRow) -> Result<User> {
         .lock
         .map(|lock| -> Result<Lock> {
             Ok(Lock {
-                reason: lock.reason.map(LockReason::new).transpose()?,
+                reason: lock.reason.map(Reason::new).transpose()?,
                 expires_at: lock
                     .expires_at
                     .map(Timestamp::from_unix_millis)
@@ -255,6 +255,12 @@ pub(crate) fn encode_event(event: &Event) -> Result<EventRow> {
 /// # Errors
 /// Internal if it cannot be encoded.
 pub(crate) fn encode_payload(payload: &EventPayload) -> Result<(&'static str, String)> {
+    let text = |reason: &Option<Reason>| reason.as_ref().map(|r| r.as_str().to_owned());
+    let reasoned = |reason: &Option<Reason>| {
+        to_json(&Reasoned {
+            reason: text(reason),
+        })
+    };
     Ok(match payload {
         EventPayload::Added { state } => (
             ADDED,
@@ -275,15 +281,21 @@ pub(crate) fn encode_payload(payload: &EventPayload) -> Result<(&'static str, St
                 expires_at: expires_at.map(Timestamp::unix_millis),
             })?,
         ),
-        EventPayload::Unlocked { cause } => (
+        EventPayload::Unlocked {
+            cause,
+            reason,
+            resets_escalation,
+        } => (
             UNLOCKED,
             to_json(&Unlocked {
                 cause: CauseName::from(*cause),
+                reason: text(reason),
+                resets_escalation: *resets_escalation,
             })?,
         ),
-        EventPayload::Deactivated => (DEACTIVATED, EMPTY.to_owned()),
-        EventPayload::Reactivated => (REACTIVATED, EMPTY.to_owned()),
-        EventPayload::Removed => (REMOVED, EMPTY.to_owned()),
+        EventPayload::Deactivated { reason } => (DEACTIVATED, reasoned(reason)?),
+        EventPayload::Reactivated { reason } => (REACTIVATED, reasoned(reason)?),
+        EventPayload::Removed { reason } => (REMOVED, reasoned(reason)?),
         EventPayload::CheckSucceeded { factor } => {
             check(*factor, PASSWORD_SUCCEEDED, OTP_SUCCEEDED)?
         }
@@ -346,6 +358,12 @@ pub(crate) fn decode_event_fields(user: &UserId, row: &EventRow) -> Result<Event
     })
 }
 
+/// The reason of an event whose payload holds nothing else.
+fn reason_of(payload: &str) -> Result<Option<Reason>> {
+    let Reasoned { reason } = from_json(payload)?;
+    reason.map(Reason::new).transpose()
+}
+
 fn decode_payload(event_type: &str, payload: &str) -> Result<EventPayload> {
     let otp = |factor: FactorName| match factor {
         FactorName::Password => Err(Error::corrupt("an OTP check names the password")),
@@ -366,20 +384,32 @@ fn decode_payload(event_type: &str, payload: &str) -> Result<EventPayload> {
                 expires_at,
             } = from_json(payload)?;
             EventPayload::Locked {
-                reason: reason.map(LockReason::new).transpose()?,
+                reason: reason.map(Reason::new).transpose()?,
                 expires_at: expires_at.map(Timestamp::from_unix_millis).transpose()?,
                 cause: cause.try_into()?,
             }
         }
         UNLOCKED => {
-            let Unlocked { cause } = from_json(payload)?;
+            let Unlocked {
+                cause,
+                reason,
+                resets_escalation,
+            } = from_json(payload)?;
             EventPayload::Unlocked {
                 cause: cause.try_into()?,
+                reason: reason.map(Reason::new).transpose()?,
+                resets_escalation,
             }
         }
-        DEACTIVATED => empty(payload, EventPayload::Deactivated)?,
-        REACTIVATED => empty(payload, EventPayload::Reactivated)?,
-        REMOVED => empty(payload, EventPayload::Removed)?,
+        DEACTIVATED => EventPayload::Deactivated {
+            reason: reason_of(payload)?,
+        },
+        REACTIVATED => EventPayload::Reactivated {
+            reason: reason_of(payload)?,
+        },
+        REMOVED => EventPayload::Removed {
+            reason: reason_of(payload)?,
+        },
         PASSWORD_SUCCEEDED => empty(
             payload,
             EventPayload::CheckSucceeded {
@@ -513,9 +543,23 @@ struct Locked {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Unlocked {
     cause: CauseName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// Written only when true: unlocks stored before kept the escalation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    resets_escalation: bool,
+}
+
+/// The payload of a deactivation, reactivation or removal: `{}`, or the
+/// reason given.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reasoned {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -720,7 +764,7 @@ pub(crate) mod v1 {
             .lock
             .map(|lock| -> Result<Lock> {
                 Ok(Lock {
-                    reason: lock.reason.map(LockReason::new).transpose()?,
+                    reason: lock.reason.map(Reason::new).transpose()?,
                     expires_at: lock
                         .expires_at
                         .as_deref()
@@ -775,16 +819,19 @@ pub(crate) mod v1 {
                 expires_at,
                 cause,
             } => EventPayload::Locked {
-                reason: reason.map(LockReason::new).transpose()?,
+                reason: reason.map(Reason::new).transpose()?,
                 expires_at: time(expires_at)?,
                 cause: cause.try_into()?,
             },
             PayloadV1::Unlocked { cause } => EventPayload::Unlocked {
                 cause: cause.try_into()?,
+                reason: None,
+                // Unlocks written before kept the escalation.
+                resets_escalation: false,
             },
-            PayloadV1::Deactivated => EventPayload::Deactivated,
-            PayloadV1::Reactivated => EventPayload::Reactivated,
-            PayloadV1::Removed => EventPayload::Removed,
+            PayloadV1::Deactivated => EventPayload::Deactivated { reason: None },
+            PayloadV1::Reactivated => EventPayload::Reactivated { reason: None },
+            PayloadV1::Removed => EventPayload::Removed { reason: None },
             PayloadV1::CheckSucceeded { factor } => EventPayload::CheckSucceeded {
                 factor: factor.into(),
             },
@@ -808,9 +855,9 @@ pub(crate) mod v1 {
             EventPayload::Initialized => INITIALIZED,
             EventPayload::Locked { .. } => LOCKED,
             EventPayload::Unlocked { .. } => UNLOCKED,
-            EventPayload::Deactivated => DEACTIVATED,
-            EventPayload::Reactivated => REACTIVATED,
-            EventPayload::Removed => REMOVED,
+            EventPayload::Deactivated { .. } => DEACTIVATED,
+            EventPayload::Reactivated { .. } => REACTIVATED,
+            EventPayload::Removed { .. } => REMOVED,
             EventPayload::CheckSucceeded {
                 factor: Factor::Password,
             } => PASSWORD_SUCCEEDED,
@@ -907,7 +954,7 @@ mod tests {
             org_id: OrgId::new("acme").unwrap(),
             state: UserState::Locked,
             lock: Some(Lock {
-                reason: Some(LockReason::new("left the company").unwrap()),
+                reason: Some(Reason::new("left the company").unwrap()),
                 expires_at: Some(at(T + 60_000)),
                 locked_at: at(T + 1_099),
                 previous_state: UserState::Initial,
@@ -983,7 +1030,7 @@ mod tests {
             (EventPayload::Initialized, "user.initialized", "{}"),
             (
                 EventPayload::Locked {
-                    reason: Some(LockReason::new("phishing — «é»").unwrap()),
+                    reason: Some(Reason::new("phishing — «é»").unwrap()),
                     expires_at: Some(at(T + 1)),
                     cause: LockCause::Command,
                 },
@@ -1002,13 +1049,50 @@ mod tests {
             (
                 EventPayload::Unlocked {
                     cause: UnlockCause::Expired,
+                    reason: None,
+                    resets_escalation: false,
                 },
                 "user.unlocked",
                 r#"{"cause":"expired"}"#,
             ),
-            (EventPayload::Deactivated, "user.deactivated", "{}"),
-            (EventPayload::Reactivated, "user.reactivated", "{}"),
-            (EventPayload::Removed, "user.removed", "{}"),
+            (
+                // As every unlock by a command was stored before the reset
+                // was recorded: it kept the escalation.
+                EventPayload::Unlocked {
+                    cause: UnlockCause::Command,
+                    reason: None,
+                    resets_escalation: false,
+                },
+                "user.unlocked",
+                r#"{"cause":"command"}"#,
+            ),
+            (
+                EventPayload::Unlocked {
+                    cause: UnlockCause::Command,
+                    reason: Some(Reason::new("verified by phone").unwrap()),
+                    resets_escalation: true,
+                },
+                "user.unlocked",
+                r#"{"cause":"command","reason":"verified by phone","resetsEscalation":true}"#,
+            ),
+            (
+                EventPayload::Deactivated { reason: None },
+                "user.deactivated",
+                "{}",
+            ),
+            (
+                EventPayload::Deactivated {
+                    reason: Some(Reason::new("left").unwrap()),
+                },
+                "user.deactivated",
+                r#"{"reason":"left"}"#,
+            ),
+            (
+                EventPayload::Reactivated { reason: None },
+                "user.reactivated",
+                "{}",
+            ),
+            (EventPayload::Removed { reason: None }, "user.removed", "{}"),
             (
                 EventPayload::CheckSucceeded {
                     factor: Factor::Password,
@@ -1086,7 +1170,7 @@ mod tests {
             sequence: 1,
             created_at: at(T),
             creator: user_id("admin"),
-            payload: EventPayload::Deactivated,
+            payload: EventPayload::Deactivated { reason: None },
         })
         .unwrap();
         let bad = [

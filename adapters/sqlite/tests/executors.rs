@@ -47,7 +47,7 @@ async fn lifecycle(cast: Cast, i: usize) -> userstate::Result<u64> {
     s.create(admin, &id, userstate::InitialState::Active)
         .await?;
     s.lock(admin, &id, LockRequest::new()).await?;
-    Ok(s.unlock(admin, &id).await?.sequence)
+    Ok(s.unlock(admin, &id, None).await?.sequence)
 }
 
 fn file_repo() -> Arc<dyn UserRepository> {

@@ -266,7 +266,7 @@ fn joined_futures_on_one_thread_share_durable_commits() {
             cast.service
                 .lock(&cast.admin, id, LockRequest::new())
                 .await?;
-            cast.service.unlock(&cast.admin, id).await
+            cast.service.unlock(&cast.admin, id, None).await
         }
     })));
     releaser.join().unwrap();
@@ -343,7 +343,7 @@ fn inline_writes_still_share_transactions_under_load() {
             let cast = cast.clone();
             thread::spawn(move || {
                 block_on(cast.service.lock(&cast.admin, &id, LockRequest::new())).unwrap();
-                block_on(cast.service.unlock(&cast.admin, &id)).unwrap();
+                block_on(cast.service.unlock(&cast.admin, &id, None)).unwrap();
             })
         })
         .collect();

@@ -10,7 +10,7 @@ use futures::executor::block_on;
 use rusqlite::Connection;
 use userstate::storage::Scope;
 use userstate::{
-    ids, ErrorKind, HistoryQuery, ListQuery, LockReason, LockRequest, UserRepository, UserState,
+    ids, ErrorKind, HistoryQuery, ListQuery, LockRequest, Reason, UserRepository, UserState,
 };
 use userstate_sqlite::{Durability, SqliteOptions, SqliteRepository, SCHEMA_VERSION};
 
@@ -34,14 +34,14 @@ fn reopen_finds_every_user_event_and_list_unchanged() {
         let cast = Cast::new(repo.clone());
         let (s, admin) = (&cast.service, &cast.admin);
         let ids = cast.create_users("kept", 6).await;
-        let reason = LockReason::new("kept across reopen").unwrap();
+        let reason = Reason::new("kept across reopen").unwrap();
         s.lock(admin, &ids[0], LockRequest::new().reason(reason))
             .await
             .unwrap();
         s.lock(admin, &ids[1], LockRequest::new()).await.unwrap();
-        s.unlock(admin, &ids[1]).await.unwrap();
-        s.deactivate(admin, &ids[2]).await.unwrap();
-        s.remove(admin, &ids[3]).await.unwrap();
+        s.unlock(admin, &ids[1], None).await.unwrap();
+        s.deactivate(admin, &ids[2], None).await.unwrap();
+        s.remove(admin, &ids[3], None).await.unwrap();
         let mut users = Vec::new();
         let mut histories = Vec::new();
         for id in &ids {
@@ -205,7 +205,10 @@ fn undecodable_values_are_internal_errors_for_their_user_only() {
             assert_eq!(err.id(), ids::CORRUPT, "{id}: {err:?}");
             let err = s.get(admin, id).await.expect_err("through the service");
             assert_eq!(err.id(), ids::CORRUPT);
-            let err = s.unlock(admin, id).await.expect_err("commands refuse too");
+            let err = s
+                .unlock(admin, id, None)
+                .await
+                .expect_err("commands refuse too");
             assert_eq!(err.id(), ids::CORRUPT);
         }
         let err = repo

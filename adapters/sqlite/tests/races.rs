@@ -51,7 +51,7 @@ fn hammer(cast: &Cast, seed: u64, start: &Barrier) -> Vec<Success> {
                             block_on(s.lock(admin, &id, LockRequest::new())),
                         )
                     } else {
-                        ("user.unlocked", block_on(s.unlock(admin, &id)))
+                        ("user.unlocked", block_on(s.unlock(admin, &id, None)))
                     };
                     match result {
                         Ok(details) => successes.push((id, kind, details.sequence)),

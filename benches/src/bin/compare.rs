@@ -926,7 +926,7 @@ mod child {
         if lock {
             service.lock(admin, &id, LockRequest::new()).await?;
         } else {
-            service.unlock(admin, &id).await?;
+            service.unlock(admin, &id, None).await?;
         }
         locked[u].store(lock, Ordering::Relaxed);
         Ok(())
@@ -1027,7 +1027,7 @@ mod child {
                             let outcome = if (ops + caller as u64).is_multiple_of(2) {
                                 service.lock(&admin, &id, LockRequest::new()).await
                             } else {
-                                service.unlock(&admin, &id).await
+                                service.unlock(&admin, &id, None).await
                             };
                             match outcome {
                                 Ok(_) => {}

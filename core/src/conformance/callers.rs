@@ -8,8 +8,8 @@ use std::sync::Arc;
 use super::fixture::{user, Fixture};
 use crate::storage::Scope;
 use crate::{
-    ids, Caller, ErrorKind, Factor, HistoryQuery, InitialState, ListQuery, LockReason, LockRequest,
-    Permission, UserId, UserRepository, UserService, UserState,
+    ids, Caller, ErrorKind, Factor, HistoryQuery, InitialState, ListQuery, LockRequest, Permission,
+    Reason, UserId, UserRepository, UserService, UserState,
 };
 
 /// Every command and read a caller can run on `target` (which is active in
@@ -59,16 +59,22 @@ async fn every_operation(
                 .await
                 .map(drop)),
         ),
-        ("unlock", id(service.unlock(caller, target).await.map(drop))),
+        (
+            "unlock",
+            id(service.unlock(caller, target, None).await.map(drop)),
+        ),
         (
             "deactivate",
-            id(service.deactivate(caller, target).await.map(drop)),
+            id(service.deactivate(caller, target, None).await.map(drop)),
         ),
         (
             "reactivate",
-            id(service.reactivate(caller, target).await.map(drop)),
+            id(service.reactivate(caller, target, None).await.map(drop)),
         ),
-        ("remove", id(service.remove(caller, target).await.map(drop))),
+        (
+            "remove",
+            id(service.remove(caller, target, None).await.map(drop)),
+        ),
     ]
 }
 
@@ -113,8 +119,8 @@ async fn store_admin(f: &Fixture, state: UserState) {
     s.create(root, admin, initial).await.expect("create admin");
     match state {
         UserState::Locked => drop(s.lock(root, admin, LockRequest::new()).await.unwrap()),
-        UserState::Inactive => drop(s.deactivate(root, admin).await.unwrap()),
-        UserState::Deleted => drop(s.remove(root, admin).await.unwrap()),
+        UserState::Inactive => drop(s.deactivate(root, admin, None).await.unwrap()),
+        UserState::Deleted => drop(s.remove(root, admin, None).await.unwrap()),
         _ => {}
     }
 }
@@ -233,10 +239,14 @@ pub async fn caller_state_locking_oneself_takes_effect_at_once(repo: Arc<dyn Use
         .lock(admin, &admin.user_id, LockRequest::new())
         .await
         .expect("an admin may lock itself");
-    let err = f.service.unlock(admin, &admin.user_id).await.unwrap_err();
+    let err = f
+        .service
+        .unlock(admin, &admin.user_id, None)
+        .await
+        .unwrap_err();
     assert_eq!(err.id(), ids::CALLER_CANNOT_LOG_IN);
     f.service
-        .unlock(&f.root.clone().in_org(f.acme.clone()), &admin.user_id)
+        .unlock(&f.root.clone().in_org(f.acme.clone()), &admin.user_id, None)
         .await
         .expect("root unlocks the admin");
     f.service
@@ -264,7 +274,7 @@ pub async fn users_are_addressed_by_id_alone(repo: Arc<dyn UserRepository>) {
             .lock(
                 &root,
                 who,
-                LockRequest::new().reason(LockReason::new("by id").unwrap()),
+                LockRequest::new().reason(Reason::new("by id").unwrap()),
             )
             .await
             .expect("root locks by id");
@@ -279,7 +289,7 @@ pub async fn users_are_addressed_by_id_alone(repo: Arc<dyn UserRepository>) {
 
     let acme_admin = f.acme_admin.clone().by_id();
     f.service
-        .unlock(&acme_admin, &carol)
+        .unlock(&acme_admin, &carol, None)
         .await
         .expect("acme's admin reaches acme's user by id");
     let unknown = user("nobody-here");
@@ -290,8 +300,8 @@ pub async fn users_are_addressed_by_id_alone(repo: Arc<dyn UserRepository>) {
                 .history(&acme_admin, target, HistoryQuery::default())
                 .await
                 .map(drop),
-            f.service.unlock(&acme_admin, target).await.map(drop),
-            f.service.remove(&acme_admin, target).await.map(drop),
+            f.service.unlock(&acme_admin, target, None).await.map(drop),
+            f.service.remove(&acme_admin, target, None).await.map(drop),
         ];
         for result in results {
             let error = result.expect_err("not visible to acme");

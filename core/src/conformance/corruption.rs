@@ -27,7 +27,7 @@ pub async fn populate(repo: Arc<dyn UserRepository>) -> Vec<UserId> {
         };
         let id = f.user_in_state(&format!("corrupt-{i:03}"), state).await;
         if state == UserState::Locked {
-            let _ = f.service.unlock(&f.acme_admin, &id).await;
+            let _ = f.service.unlock(&f.acme_admin, &id, None).await;
             let _ = f.service.lock(&f.acme_admin, &id, LockRequest::new()).await;
         }
         ids.push(id);

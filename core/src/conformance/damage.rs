@@ -25,8 +25,8 @@ use std::sync::Arc;
 use super::fixture::Fixture;
 use crate::storage::{Scope, Seal};
 use crate::{
-    ids, Error, Event, Factor, HistoryQuery, InitialState, ListQuery, LockReason, LockRequest,
-    OrgId, Result, User, UserId, UserRepository, UserState,
+    ids, Error, Event, Factor, HistoryQuery, InitialState, ListQuery, LockRequest, OrgId, Reason,
+    Result, User, UserId, UserRepository, UserState,
 };
 
 /// Users [`populate`] writes: four in five in acme, the rest in globex.
@@ -81,12 +81,12 @@ pub async fn populate(repo: Arc<dyn UserRepository>) -> Expected {
             let _ = s.record_check(admin, &id, Factor::Password, false).await;
         }
         if i % 3 == 0 {
-            let reason = LockReason::new(format!("damage test lock {i}")).expect("reason");
+            let reason = Reason::new(format!("damage test lock {i}")).expect("reason");
             let _ = s.lock(admin, &id, LockRequest::new().reason(reason)).await;
         } else if i % 13 == 0 {
-            let _ = s.deactivate(admin, &id).await;
+            let _ = s.deactivate(admin, &id, None).await;
         } else if i % 17 == 0 {
-            let _ = s.remove(admin, &id).await;
+            let _ = s.remove(admin, &id, None).await;
         }
     }
     read_expected(&*repo, &f.acme, &f.globex).await
@@ -524,7 +524,7 @@ pub async fn populate_two_organisations(repo: Arc<dyn UserRepository>) {
             .await
             .expect("create");
     }
-    let reason = LockReason::new("fraud suspected").expect("reason");
+    let reason = Reason::new("fraud suspected").expect("reason");
     s.lock(
         &f.globex_admin,
         &UserId::new(DAMAGED).expect("valid id"),
@@ -577,7 +577,7 @@ pub async fn contained_damage(repo: Arc<dyn UserRepository>) {
         "history by acme",
     );
     not_found(
-        s.unlock(&f.acme_admin, &damaged).await.map(drop),
+        s.unlock(&f.acme_admin, &damaged, None).await.map(drop),
         "unlock by acme",
     );
 
@@ -592,7 +592,7 @@ pub async fn contained_damage(repo: Arc<dyn UserRepository>) {
         "history by globex",
     );
     corrupt(
-        s.unlock(&f.globex_admin, &damaged).await.map(drop),
+        s.unlock(&f.globex_admin, &damaged, None).await.map(drop),
         "unlock by globex",
     );
     corrupt(

@@ -108,10 +108,10 @@ impl Fixture {
                 s.lock(admin, &id, LockRequest::new()).await.expect("lock");
             }
             UserState::Inactive => {
-                s.deactivate(admin, &id).await.expect("deactivate");
+                s.deactivate(admin, &id, None).await.expect("deactivate");
             }
             UserState::Deleted => {
-                s.remove(admin, &id).await.expect("remove");
+                s.remove(admin, &id, None).await.expect("remove");
             }
         }
         id

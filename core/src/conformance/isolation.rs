@@ -76,10 +76,10 @@ impl Probe {
                 .await
                 .map(|_| vec![]),
             Probe::Lock => s.lock(caller, id, LockRequest::new()).await.map(|_| vec![]),
-            Probe::Unlock => s.unlock(caller, id).await.map(|_| vec![]),
-            Probe::Deactivate => s.deactivate(caller, id).await.map(|_| vec![]),
-            Probe::Reactivate => s.reactivate(caller, id).await.map(|_| vec![]),
-            Probe::Remove => s.remove(caller, id).await.map(|_| vec![]),
+            Probe::Unlock => s.unlock(caller, id, None).await.map(|_| vec![]),
+            Probe::Deactivate => s.deactivate(caller, id, None).await.map(|_| vec![]),
+            Probe::Reactivate => s.reactivate(caller, id, None).await.map(|_| vec![]),
+            Probe::Remove => s.remove(caller, id, None).await.map(|_| vec![]),
             Probe::CompleteInitialisation => {
                 s.complete_initialisation(caller, id).await.map(|_| vec![])
             }

@@ -82,9 +82,9 @@ where
             let id = user_name((rng % USERS as u64) as usize);
             let command = match (rng >> 16) % 5 {
                 0 | 1 => Command::Lock(LockRequest::new()),
-                2 => Command::Unlock,
-                3 => Command::Deactivate,
-                _ => Command::Reactivate,
+                2 => Command::Unlock { reason: None },
+                3 => Command::Deactivate { reason: None },
+                _ => Command::Reactivate { reason: None },
             };
             if let Ok(details) = service.execute(&caller, &id, command).await {
                 let mut out = stdout.lock();

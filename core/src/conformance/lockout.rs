@@ -111,3 +111,69 @@ pub async fn concurrent_failures_are_counted_exactly(repo: Arc<dyn UserRepositor
     assert_eq!(types.iter().filter(|t| **t == "user.locked").count(), 1);
     f.assert_snapshot_is_replay(&id).await;
 }
+
+/// An administrator's unlock starts the user afresh (the escalation of
+/// temporary lockouts is reset, recorded in the unlock event), while a lock
+/// that merely expires keeps it: with lockouts of 1 s, growing twofold and
+/// permanent after 2, two admin unlocks later three typos still lock for
+/// 1 s only; after two expiries the third lockout is permanent.
+pub async fn admin_unlock_resets_escalation_and_expiry_does_not(repo: Arc<dyn UserRepository>) {
+    let f = Fixture::new(repo);
+    f.acme_policy(crate::LockoutPolicy {
+        lock_duration_ms: Some(1_000),
+        duration_growth: 2,
+        permanent_after: 2,
+        ..policy(1, 0)
+    });
+    let lock_expiry_after_failure = |id: crate::UserId| {
+        let f = f.clone();
+        async move {
+            assert!(f.check(&id, Factor::Password, false).await.locked);
+            let stored = f.stored(&id).await;
+            let lock = stored.lock.expect("locked");
+            (
+                stored.lockouts,
+                lock.expires_at
+                    .map(|at| at.unix_millis() - lock.locked_at.unix_millis()),
+            )
+        }
+    };
+
+    let unlocked = f
+        .user_in_state("unlocked-by-admin", UserState::Active)
+        .await;
+    for round in 0..3 {
+        let (lockouts, lasts) = lock_expiry_after_failure(unlocked.clone()).await;
+        assert_eq!((lockouts, lasts), (1, Some(1_000)), "round {round}");
+        f.service
+            .unlock(&f.acme_admin, &unlocked, None)
+            .await
+            .expect("admin unlock");
+        assert_eq!(f.stored(&unlocked).await.lockouts, 0, "round {round}");
+    }
+    let unlocks: Vec<_> = f
+        .all_events(&unlocked)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.payload {
+            EventPayload::Unlocked {
+                resets_escalation, ..
+            } => Some(resets_escalation),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(unlocks, [true; 3], "the unlock events record the reset");
+
+    let expiring = f.user_in_state("expiring", UserState::Active).await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let (lockouts, lasts) = lock_expiry_after_failure(expiring.clone()).await;
+        seen.push((lockouts, lasts));
+        if let Some(ms) = lasts {
+            f.clock.advance(ms);
+        }
+    }
+    assert_eq!(seen, [(1, Some(1_000)), (2, Some(2_000)), (3, None)]);
+    f.assert_snapshot_is_replay(&unlocked).await;
+    f.assert_snapshot_is_replay(&expiring).await;
+}

@@ -39,7 +39,8 @@ pub use fixture::{at, details, org, policy, user, Fixture, T0};
 pub use futures::executor::block_on;
 pub use isolation::tenant_isolation_matrix;
 pub use lockout::{
-    concurrent_failures_are_counted_exactly, lockout_failure_and_lock_are_one_commit,
+    admin_unlock_resets_escalation_and_expiry_does_not, concurrent_failures_are_counted_exactly,
+    lockout_failure_and_lock_are_one_commit,
 };
 pub use model::{model_check_bytes, model_test, model_test_cases};
 pub use race::{concurrent_commands_keep_history_exact, concurrent_locks_one_wins};
@@ -77,6 +78,7 @@ macro_rules! conformance_tests {
             concurrent_commands_keep_history_exact,
             lockout_failure_and_lock_are_one_commit,
             concurrent_failures_are_counted_exactly,
+            admin_unlock_resets_escalation_and_expiry_does_not,
             caller_state_that_cannot_log_in_is_refused,
             caller_state_expired_lock_does_not_count,
             caller_state_of_someone_else_does_not_count,

@@ -14,7 +14,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use super::fixture::{at, user, Fixture, T0};
 use crate::{
     ids, Caller, Command, Details, ErrorKind, Factor, HistoryQuery, InitialState, ListQuery,
-    LockReason, LockRequest, LockoutPolicy, OrgId, User, UserRepository, UserState,
+    LockRequest, LockoutPolicy, OrgId, Reason, User, UserRepository, UserState,
 };
 
 /// The number of cases [`model_test`] runs by default: `PROPTEST_CASES` if
@@ -308,7 +308,11 @@ impl Model {
             u.before_lock = current;
         }
         match cmd {
-            Cmd::Unlock => u.failed = [0; 4],
+            // An administrator's unlock starts the user afresh.
+            Cmd::Unlock => {
+                u.failed = [0; 4];
+                u.lockouts = 0;
+            }
             Cmd::ChangePassword => u.failed[0] = 0,
             _ => {}
         }
@@ -501,7 +505,7 @@ async fn run_case(
         default_policy: initial_policy,
         org_policy: [None; ORGS],
     };
-    let reason = LockReason::new("model").map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let reason = Reason::new("model").map_err(|e| TestCaseError::fail(e.to_string()))?;
     for (step, op) in ops.iter().enumerate() {
         match op {
             Op::Command {
@@ -570,10 +574,10 @@ async fn run_case(
                         }
                         Command::Lock(lock)
                     }
-                    Cmd::Unlock => Command::Unlock,
-                    Cmd::Deactivate => Command::Deactivate,
-                    Cmd::Reactivate => Command::Reactivate,
-                    Cmd::Remove => Command::Remove,
+                    Cmd::Unlock => Command::Unlock { reason: None },
+                    Cmd::Deactivate => Command::Deactivate { reason: None },
+                    Cmd::Reactivate => Command::Reactivate { reason: None },
+                    Cmd::Remove => Command::Remove { reason: None },
                     Cmd::CompleteInitialisation => Command::CompleteInitialisation,
                     Cmd::ChangePassword => Command::ChangePassword,
                     Cmd::Check { .. } => {

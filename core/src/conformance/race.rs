@@ -75,18 +75,18 @@ const OPS_PER_THREAD: usize = 40;
 fn command_for(n: u64) -> Command {
     match n % 4 {
         0 => Command::Lock(LockRequest::new()),
-        1 => Command::Unlock,
-        2 => Command::Deactivate,
-        _ => Command::Reactivate,
+        1 => Command::Unlock { reason: None },
+        2 => Command::Deactivate { reason: None },
+        _ => Command::Reactivate { reason: None },
     }
 }
 
 fn event_type_of(command: &Command) -> &'static str {
     match command {
         Command::Lock(_) => "user.locked",
-        Command::Unlock => "user.unlocked",
-        Command::Deactivate => "user.deactivated",
-        Command::Reactivate => "user.reactivated",
+        Command::Unlock { .. } => "user.unlocked",
+        Command::Deactivate { .. } => "user.deactivated",
+        Command::Reactivate { .. } => "user.reactivated",
         _ => "other",
     }
 }
@@ -95,9 +95,9 @@ fn event_type_of(command: &Command) -> &'static str {
 fn command_of(payload: &EventPayload) -> Option<Command> {
     Some(match payload {
         EventPayload::Locked { .. } => Command::Lock(LockRequest::new()),
-        EventPayload::Unlocked { .. } => Command::Unlock,
-        EventPayload::Deactivated => Command::Deactivate,
-        EventPayload::Reactivated => Command::Reactivate,
+        EventPayload::Unlocked { .. } => Command::Unlock { reason: None },
+        EventPayload::Deactivated { .. } => Command::Deactivate { reason: None },
+        EventPayload::Reactivated { .. } => Command::Reactivate { reason: None },
         _ => return None,
     })
 }

@@ -24,13 +24,17 @@ pub async fn history_records_every_event(repo: Arc<dyn UserRepository>) {
         .await
         .expect("lock");
     f.clock.advance(10);
-    s.unlock(&f.root.clone().in_org(f.acme.clone()), &id)
+    s.unlock(&f.root.clone().in_org(f.acme.clone()), &id, None)
         .await
         .expect("unlock");
     f.clock.advance(10);
-    s.deactivate(&f.acme_admin, &id).await.expect("deactivate");
-    s.reactivate(&f.acme_admin, &id).await.expect("reactivate");
-    s.remove(&f.acme_admin, &id).await.expect("remove");
+    s.deactivate(&f.acme_admin, &id, None)
+        .await
+        .expect("deactivate");
+    s.reactivate(&f.acme_admin, &id, None)
+        .await
+        .expect("reactivate");
+    s.remove(&f.acme_admin, &id, None).await.expect("remove");
 
     let history = s
         .history(&f.acme_reader, &id, HistoryQuery::default())
@@ -254,7 +258,7 @@ pub async fn removed_and_foreign_ids_stay_taken(repo: Arc<dyn UserRepository>) {
         .expect_err("taken in acme");
     assert_eq!(elsewhere.kind(), ErrorKind::AlreadyExists);
 
-    s.remove(&f.acme_admin, &alice).await.expect("remove");
+    s.remove(&f.acme_admin, &alice, None).await.expect("remove");
     for caller in [&f.acme_admin, &f.globex_admin] {
         let reused = s
             .create(caller, &alice, InitialState::Active)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::fixture::{user, Fixture};
 use crate::{
-    ids, Details, Factor, InitialState, LockCause, LockReason, LockRequest, LockoutPolicy, Result,
+    ids, Details, Factor, InitialState, LockCause, LockRequest, LockoutPolicy, Reason, Result,
     UserId, UserRepository, UserState,
 };
 
@@ -49,7 +49,7 @@ pub async fn snapshot_equals_replay(repo: Arc<dyn UserRepository>) {
                 .map(|record| record.details)
         }
     };
-    let reason = LockReason::new("audit; ticket #7 — «é»").expect("reason");
+    let reason = Reason::new("audit; ticket #7 — «é»").expect("reason");
     let expiry = f.now_plus(1_000);
 
     let lock = LockRequest::new().reason(reason.clone()).until(expiry);
@@ -82,7 +82,7 @@ pub async fn snapshot_equals_replay(repo: Arc<dyn UserRepository>) {
     );
     assert_eq!(lock.expires_at, Some(f.now_plus(1_000)));
     f.assert_snapshot_is_replay(&a).await;
-    answered(s.unlock(admin, &a).await, Ok(7), "unlock");
+    answered(s.unlock(admin, &a, None).await, Ok(7), "unlock");
     assert!(f.stored(&a).await.failed_checks.is_empty());
     answered(check(&a, Factor::Totp, false).await, Ok(8), "totp failure");
     answered(check(&a, Factor::Sms, false).await, Ok(9), "sms failure");
@@ -105,16 +105,16 @@ pub async fn snapshot_equals_replay(repo: Arc<dyn UserRepository>) {
         "password change",
     );
     f.assert_snapshot_is_replay(&a).await;
-    answered(s.deactivate(admin, &a).await, Ok(12), "deactivate");
+    answered(s.deactivate(admin, &a, None).await, Ok(12), "deactivate");
     answered(
         s.lock(admin, &a, LockRequest::new()).await,
         Err(ids::NOT_ACTIVE_OR_INITIAL),
         "lock inactive",
     );
-    answered(s.reactivate(admin, &a).await, Ok(13), "reactivate");
-    answered(s.remove(admin, &a).await, Ok(14), "remove");
+    answered(s.reactivate(admin, &a, None).await, Ok(13), "reactivate");
+    answered(s.remove(admin, &a, None).await, Ok(14), "remove");
     answered(
-        s.unlock(admin, &a).await,
+        s.unlock(admin, &a, None).await,
         Err(ids::NOT_FOUND),
         "unlock removed",
     );
@@ -122,7 +122,7 @@ pub async fn snapshot_equals_replay(repo: Arc<dyn UserRepository>) {
     f.assert_snapshot_is_replay(&a).await;
 
     answered(
-        s.deactivate(admin, &b).await,
+        s.deactivate(admin, &b, None).await,
         Err(ids::INITIAL_CANNOT_DEACTIVATE),
         "deactivate initial",
     );
@@ -136,11 +136,11 @@ pub async fn snapshot_equals_replay(repo: Arc<dyn UserRepository>) {
         Some(UserState::Initial)
     );
     answered(
-        s.deactivate(admin, &b).await,
+        s.deactivate(admin, &b, None).await,
         Err(ids::INITIAL_CANNOT_DEACTIVATE),
         "deactivate locked initial",
     );
-    answered(s.unlock(admin, &b).await, Ok(3), "unlock to initial");
+    answered(s.unlock(admin, &b, None).await, Ok(3), "unlock to initial");
     assert_eq!(f.stored(&b).await.state, UserState::Initial);
     answered(
         s.complete_initialisation(admin, &b).await,

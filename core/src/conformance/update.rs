@@ -71,6 +71,8 @@ fn toggle(id: &UserId) -> Decide {
             Some(UserState::Active) => locked(),
             Some(UserState::Locked) => EventPayload::Unlocked {
                 cause: UnlockCause::Command,
+                reason: None,
+                resets_escalation: false,
             },
             other => return Err(Error::internal(format!("toggle found {other:?}"))),
         };

@@ -60,6 +60,11 @@ pub async fn assert_reads_back(repo: Arc<dyn UserRepository>, recorded: &str) ->
             history.extend(page);
         }
         assert_eq!(history, expected.history, "history of {id}");
+        assert_eq!(
+            user,
+            crate::User::replay(&history),
+            "the snapshot of {id} is not the replay of its history"
+        );
         events += history.len();
     }
     for expected in &recorded.lists {

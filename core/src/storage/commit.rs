@@ -332,8 +332,14 @@ mod tests {
 
     #[test]
     fn malformed_commits_cannot_be_built() {
-        let deactivated =
-            |user, org, sequence| event(user, org, sequence, EventPayload::Deactivated);
+        let deactivated = |user, org, sequence| {
+            event(
+                user,
+                org,
+                sequence,
+                EventPayload::Deactivated { reason: None },
+            )
+        };
         let cases = [
             ("no events", Some(alice()), vec![]),
             (

@@ -211,6 +211,8 @@ pub fn lock_and_unlock_payloads() -> (EventPayload, EventPayload) {
         },
         EventPayload::Unlocked {
             cause: UnlockCause::Command,
+            reason: None,
+            resets_escalation: false,
         },
     )
 }
