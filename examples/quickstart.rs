@@ -67,17 +67,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     service.login_allowed(&user).await?;
     println!("login allowed again");
 
-    let all = ListQuery {
-        limit: userstate::MAX_PAGE_SIZE,
-        ..ListQuery::all()
-    };
-    let stored = service.list(&admin, &all).await?.users.len();
+    let stored = service.count(&admin, &ListQuery::all()).await?;
     println!("users stored in the file so far: {stored} (run again to add one more)");
 
     println!("history:");
     for event in service
         .history(&admin, &user, HistoryQuery::default())
         .await?
+        .items
     {
         println!(
             "  #{} {:<16} at {} by {}",

@@ -37,7 +37,7 @@ async fn onboard_and_lock(repository: Arc<dyn UserRepository>) -> Result<(), use
     let locked = service
         .list(&admin, &ListQuery::in_state(UserState::Locked))
         .await?;
-    println!("  locked users in acme: {}", locked.users.len());
+    println!("  locked users in acme: {}", locked.items.len());
     Ok(())
 }
 

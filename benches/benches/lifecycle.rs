@@ -118,7 +118,7 @@ fn bench_adapter(
                 // A page from a random place among the locked users.
                 let after = fixture::user_id(next_user());
                 let query = ListQuery {
-                    after: Some(after),
+                    after: Some(userstate::Cursor::after_user(&after)),
                     ..ListQuery::in_state(UserState::Locked)
                 };
                 black_box(

@@ -380,7 +380,7 @@ mod tests {
                 &userstate::ListQuery::in_state(userstate::UserState::Locked),
             ))
             .unwrap();
-        let ids: Vec<_> = locked.users.iter().map(|u| u.id.clone()).collect();
+        let ids: Vec<_> = locked.items.iter().map(|u| u.id.clone()).collect();
         assert_eq!(ids, vec![user_id(0), user_id(10), user_id(20)]);
     }
 }

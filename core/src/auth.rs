@@ -122,6 +122,17 @@ pub trait Authorizer: Send + Sync + fmt::Debug {
         org: &OrgId,
         permission: Permission,
     ) -> Result<bool>;
+
+    /// Whether `caller` holds `permission` in every organisation (an
+    /// instance-wide grant): what listing removed users and the
+    /// organisations takes. The default answers no.
+    ///
+    /// # Errors
+    /// Only for a failure to decide.
+    async fn is_allowed_everywhere(&self, caller: &Caller, permission: Permission) -> Result<bool> {
+        let _ = (caller, permission);
+        Ok(false)
+    }
 }
 
 /// The error the service returns when an [`Authorizer`] says no.
@@ -242,5 +253,12 @@ impl Authorizer for InMemoryAuthorizer {
         Ok(table
             .get(&caller.user_id)
             .is_some_and(|g| g.allows(org, permission)))
+    }
+
+    async fn is_allowed_everywhere(&self, caller: &Caller, permission: Permission) -> Result<bool> {
+        let table = self.grants.read().unwrap_or_else(|e| e.into_inner());
+        Ok(table
+            .get(&caller.user_id)
+            .is_some_and(|g| g.instance.contains(&permission)))
     }
 }

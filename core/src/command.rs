@@ -152,6 +152,35 @@ impl Command {
         policy: &LockoutPolicy,
     ) -> Result<Vec<EventPayload>> {
         use UserState::*;
+        // Every command but an unlock (and a check, which does the same
+        // itself) decides on the state in force: a lock that expired is
+        // first recorded as unlocked.
+        if let Some(expired) = user.filter(|u| u.state == Locked && !u.is_locked_at(now)) {
+            if !matches!(
+                self,
+                Command::Unlock { .. } | Command::RecordCheck { .. } | Command::Create { .. }
+            ) {
+                let unlocked = EventPayload::Unlocked {
+                    cause: UnlockCause::Expired,
+                    reason: None,
+                    resets_escalation: false,
+                };
+                let view = User::apply(
+                    Some(expired.clone()),
+                    &crate::event::Event {
+                        user_id: expired.id.clone(),
+                        org_id: expired.org_id.clone(),
+                        sequence: expired.sequence.saturating_add(1),
+                        created_at: now,
+                        creator: expired.id.clone(),
+                        payload: unlocked.clone(),
+                    },
+                );
+                let mut events = vec![unlocked];
+                events.extend(self.decide(Some(&view), now, policy)?);
+                return Ok(events);
+            }
+        }
         let event = match (self, user.map(|u| (u, u.state))) {
             (Command::Create { state }, None) => EventPayload::Added { state: *state },
             (Command::Create { .. }, Some(_)) => {

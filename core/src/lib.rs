@@ -58,6 +58,7 @@ mod auth;
 mod clock;
 mod command;
 mod details;
+mod effective;
 mod error;
 mod event;
 mod id;
@@ -84,7 +85,9 @@ pub use event::{Event, EventPayload, LockCause, UnlockCause};
 pub use id::{OrgId, Reason, UserId, MAX_ID_BYTES, MAX_REASON_CHARS};
 pub use lockout::{Factor, FailedChecks, LockoutPolicies, LockoutPolicy};
 pub use memory::InMemoryRepository;
-pub use query::{HistoryQuery, ListQuery, Page, MAX_PAGE_SIZE};
+pub use query::{
+    walk_pages, Cursor, HistoryQuery, ListQuery, Page, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
+};
 pub use service::{CheckRecord, UserService, DEFAULT_CONFLICT_RETRIES};
 pub use state::{InitialState, UserState};
 pub use storage::UserRepository;

@@ -112,6 +112,7 @@ impl UserRepository for InMemoryRepository {
     }
 
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
+        let after = query.sequence()?;
         let t = self.tables();
         let visible = t.users.get(id).is_some_and(|u| scope.admits(&u.org_id));
         let events = match t.events.get(id) {
@@ -120,22 +121,20 @@ impl UserRepository for InMemoryRepository {
         };
         Ok(events
             .iter()
-            .filter(|e| e.sequence > query.after_sequence)
+            .filter(|e| e.sequence > after)
             .take(query.limit as usize)
             .cloned()
             .collect())
     }
 
-    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page> {
+    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page<User>> {
+        let after = query.after_user()?;
         let t = self.tables();
         let ids = match query.state {
             Some(state) => t.by_org_state.get(&(org.clone(), state)),
             None => t.by_org.get(org),
         };
-        let start = query
-            .after
-            .as_ref()
-            .map_or(Bound::Unbounded, Bound::Excluded);
+        let start = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
         let users = ids
             .into_iter()
             .flat_map(|ids| ids.range::<UserId, _>((start, Bound::Unbounded)))
@@ -146,5 +145,26 @@ impl UserRepository for InMemoryRepository {
                     .ok_or_else(|| Error::internal("index names a user without a snapshot"))
             });
         page_of(users, query.limit)
+    }
+
+    async fn count(&self, org: &OrgId, state: Option<UserState>) -> Result<u64> {
+        let t = self.tables();
+        let ids = match state {
+            Some(state) => t.by_org_state.get(&(org.clone(), state)),
+            None => t.by_org.get(org),
+        };
+        Ok(ids.map_or(0, |ids| ids.len() as u64))
+    }
+
+    async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+        let t = self.tables();
+        let orgs: BTreeSet<&OrgId> = t
+            .by_org_state
+            .iter()
+            .filter(|(_, ids)| !ids.is_empty())
+            .map(|((org, _), _)| org)
+            .filter(|org| after.is_none_or(|after| *org > after))
+            .collect();
+        Ok(orgs.into_iter().take(limit as usize).cloned().collect())
     }
 }

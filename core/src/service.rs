@@ -8,12 +8,13 @@ use crate::auth::{caller_cannot_log_in, permission_denied, Authorizer, Caller, P
 use crate::clock::{Clock, SystemClock};
 use crate::command::{Command, LockRequest};
 use crate::details::Details;
+use crate::effective;
 use crate::error::Attempts;
 use crate::error::{ids, Error, ErrorKind, Result};
 use crate::event::{Event, EventPayload};
 use crate::id::{OrgId, Reason, UserId};
 use crate::lockout::{Factor, LockoutPolicies, LockoutPolicy};
-use crate::query::{HistoryQuery, ListQuery, Page};
+use crate::query::{walk_pages, Cursor, HistoryQuery, ListQuery, Page, MAX_PAGE_SIZE};
 use crate::state::{InitialState, UserState};
 use crate::storage::{Actor, Commit, Decide, Decision, Scope, Update, UserRepository};
 use crate::timestamp::Timestamp;
@@ -386,7 +387,8 @@ impl UserService {
         }
     }
 
-    /// The user as of its last event.
+    /// The user as of its last event, in the state in force now (a lock
+    /// that expired is gone, see [`User::in_force`]).
     ///
     /// # Errors
     /// PermissionDenied without `user.read` (or when the caller's own user
@@ -394,46 +396,191 @@ impl UserService {
     /// organisation (with [`Caller::by_id`]: anywhere the caller may read)
     /// or is deleted.
     pub async fn get(&self, caller: &Caller, user: &UserId) -> Result<User> {
+        let now = self.clock.now();
         self.find(caller, user, Permission::Read)
             .await?
             .filter(|u| u.state != UserState::Deleted)
+            .map(|u| u.in_force(now))
             .ok_or_else(Error::not_found)
     }
 
-    /// The user's events, oldest first. The history of a removed user stays
-    /// readable, as an audit trail.
+    /// A page of the user's events, oldest first. The history of a removed
+    /// user stays readable, as an audit trail.
     ///
     /// # Errors
-    /// InvalidArgument for a bad page size; PermissionDenied as for
-    /// [`UserService::get`]; NotFound if the id was never used where the
-    /// caller may read it.
+    /// InvalidArgument for a bad page size or cursor; PermissionDenied as
+    /// for [`UserService::get`]; NotFound if the id was never used where
+    /// the caller may read it.
     pub async fn history(
         &self,
         caller: &Caller,
         user: &UserId,
         query: HistoryQuery,
-    ) -> Result<Vec<Event>> {
+    ) -> Result<Page<Event>> {
         query.validate()?;
         let found = self
             .find(caller, user, Permission::Read)
             .await?
             .ok_or_else(Error::not_found)?;
-        self.repository
-            .history(user, &Scope::Org(found.org_id), query)
-            .await
+        // One event past the page tells whether another page follows.
+        let limit = query.limit;
+        let probe = HistoryQuery {
+            limit: limit + 1,
+            ..query
+        };
+        let mut events = self
+            .repository
+            .history(user, &Scope::Org(found.org_id), probe)
+            .await?;
+        let next = if events.len() > limit as usize {
+            events.truncate(limit as usize);
+            events.last().map(|e| Cursor::after_sequence(e.sequence))
+        } else {
+            None
+        };
+        Ok(Page {
+            items: events,
+            next,
+        })
     }
 
-    /// A page of the target organisation's users, optionally in one state.
+    /// Every event of the user, oldest first, page after page.
+    pub fn history_all<'a>(
+        &'a self,
+        caller: &'a Caller,
+        user: &'a UserId,
+    ) -> impl futures_util::Stream<Item = Result<Event>> + 'a {
+        walk_pages(move |after| {
+            let query = HistoryQuery {
+                after,
+                limit: MAX_PAGE_SIZE,
+            };
+            self.history(caller, user, query)
+        })
+    }
+
+    /// A page of the target organisation's users, optionally in one state:
+    /// the state in force now, by the service's clock (a user whose
+    /// temporary lock expired is listed in the state it had before the
+    /// lock, not as locked). `Deleted` lists removed users, for callers
+    /// with an instance-wide `user.read`.
     ///
     /// # Errors
     /// InvalidArgument for a bad query; PermissionDenied without `user.read`
-    /// or when the caller's own user cannot log in.
-    pub async fn list(&self, caller: &Caller, query: &ListQuery) -> Result<Page> {
+    /// (instance-wide for `Deleted`) or when the caller's own user cannot
+    /// log in.
+    pub async fn list(&self, caller: &Caller, query: &ListQuery) -> Result<Page<User>> {
         query.validate()?;
-        let org = caller.target();
-        self.authorize(caller, Permission::Read).await?;
+        self.authorize_listing(caller, query.state).await?;
+        effective::page(
+            self.repository.as_ref(),
+            caller.target(),
+            query,
+            self.clock.now(),
+        )
+        .await
+    }
+
+    /// Every user `query` selects, page after page from `query.after`.
+    pub fn list_all<'a>(
+        &'a self,
+        caller: &'a Caller,
+        query: ListQuery,
+    ) -> impl futures_util::Stream<Item = Result<User>> + 'a {
+        let first = query.after.clone();
+        let mut started = false;
+        walk_pages(move |after| {
+            let after = if started { after } else { first.clone() };
+            started = true;
+            let query = ListQuery {
+                after,
+                ..query.clone()
+            };
+            async move { self.list(caller, &query).await }
+        })
+    }
+
+    /// How many users of the target organisation [`UserService::list`]
+    /// would list for `query` (its cursor and page size aside), from the
+    /// indexes: the states in force now are told apart by reading the
+    /// users stored as locked, never every user.
+    ///
+    /// # Errors
+    /// As [`UserService::list`].
+    pub async fn count(&self, caller: &Caller, query: &ListQuery) -> Result<u64> {
+        query.validate()?;
+        self.authorize_listing(caller, query.state).await?;
+        effective::count(
+            self.repository.as_ref(),
+            caller.target(),
+            query.state,
+            self.clock.now(),
+        )
+        .await
+    }
+
+    /// A page of the organisations that have users (removed users
+    /// included), in order, for callers with an instance-wide `user.read`.
+    ///
+    /// # Errors
+    /// InvalidArgument for a bad page size or cursor; PermissionDenied
+    /// without an instance-wide `user.read` or when the caller's own user
+    /// cannot log in.
+    pub async fn organisations(
+        &self,
+        caller: &Caller,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Page<OrgId>> {
+        ListQuery {
+            state: None,
+            after: None,
+            limit,
+        }
+        .validate()?;
+        let after = after
+            .map(|cursor| OrgId::new(cursor.as_str()))
+            .transpose()
+            .map_err(|_| Error::invalid(ids::INVALID_QUERY, "cursor is not one this read gave"))?;
+        self.authorize_everywhere(caller, Permission::Read).await?;
         self.check_caller(caller).await?;
-        self.repository.list(org, query).await
+        let mut orgs = self
+            .repository
+            .organisations(after.as_ref(), limit + 1)
+            .await?;
+        let next = if orgs.len() > limit as usize {
+            orgs.truncate(limit as usize);
+            orgs.last().map(Cursor::after_org)
+        } else {
+            None
+        };
+        Ok(Page { items: orgs, next })
+    }
+
+    /// The checks before a listing: `user.read` in the target organisation
+    /// (everywhere, for removed users) and the caller's own user.
+    async fn authorize_listing(&self, caller: &Caller, state: Option<UserState>) -> Result<()> {
+        self.authorize(caller, Permission::Read).await?;
+        if state == Some(UserState::Deleted) {
+            self.authorize_everywhere(caller, Permission::Read).await?;
+        }
+        self.check_caller(caller).await
+    }
+
+    async fn authorize_everywhere(&self, caller: &Caller, permission: Permission) -> Result<()> {
+        if self
+            .authorizer
+            .is_allowed_everywhere(caller, permission)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::PermissionDenied,
+                ids::PERMISSION_DENIED,
+                format!("Permission {permission} is missing in the instance"),
+            ))
+        }
     }
 
     /// Whether `user` may log in now. For the host's login flow, so it needs

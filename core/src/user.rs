@@ -169,6 +169,30 @@ impl User {
         self.state == UserState::Locked && !self.lock.as_ref().is_some_and(|l| l.is_expired(now))
     }
 
+    /// The state in force at `now`: the stored state, except that a user
+    /// whose temporary lock has expired is in the state it had before the
+    /// lock.
+    pub fn state_at(&self, now: Timestamp) -> UserState {
+        match &self.lock {
+            Some(lock) if self.state == UserState::Locked && lock.is_expired(now) => {
+                lock.previous_state
+            }
+            _ => self.state,
+        }
+    }
+
+    /// The user as it is in force at `now`, as reads show it: a lock that
+    /// has expired is gone and the user is in the state it had before it
+    /// (the next check or command on the user records the unlock).
+    pub fn in_force(mut self, now: Timestamp) -> User {
+        let state = self.state_at(now);
+        if state != self.state {
+            self.state = state;
+            self.lock = None;
+        }
+        self
+    }
+
     /// Whether the user may log in at `now`: only `Active` users may, and a
     /// lock whose expiry has passed no longer blocks.
     ///

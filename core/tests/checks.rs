@@ -73,7 +73,7 @@ fn tenant_isolation_and_order_of_checks() {
             .expect_err("foreign history");
         assert_eq!(foreign.kind(), ErrorKind::NotFound);
         let page = s.list(globex, &ListQuery::all()).await.expect("list");
-        assert!(page.users.is_empty());
+        assert!(page.items.is_empty());
         let err = s
             .remove(globex, &acme_user, None)
             .await

@@ -10,7 +10,7 @@ use userstate::storage::{self, Conflict, Decision, Scope, Update};
 use userstate::{
     ids, Caller, Error, ErrorKind, Event, HistoryQuery, InMemoryAuthorizer, InMemoryRepository,
     InitialState, ListQuery, LockRequest, OrgId, Page, Permission, User, UserId, UserRepository,
-    UserService,
+    UserService, UserState,
 };
 
 /// An optimistic repository: reads the user, decides on it, then writes the
@@ -64,8 +64,18 @@ impl UserRepository for RivalLocksFirst {
     ) -> userstate::Result<Vec<Event>> {
         self.inner.history(id, scope, q).await
     }
-    async fn list(&self, org: &OrgId, q: &ListQuery) -> userstate::Result<Page> {
+    async fn list(&self, org: &OrgId, q: &ListQuery) -> userstate::Result<Page<User>> {
         self.inner.list(org, q).await
+    }
+    async fn count(&self, org: &OrgId, state: Option<UserState>) -> userstate::Result<u64> {
+        self.inner.count(org, state).await
+    }
+    async fn organisations(
+        &self,
+        after: Option<&OrgId>,
+        limit: u32,
+    ) -> userstate::Result<Vec<OrgId>> {
+        self.inner.organisations(after, limit).await
     }
 }
 
@@ -99,11 +109,17 @@ impl UserRepository for AlwaysFails {
     ) -> userstate::Result<Vec<Event>> {
         Ok(Vec::new())
     }
-    async fn list(&self, _: &OrgId, _: &ListQuery) -> userstate::Result<Page> {
+    async fn list(&self, _: &OrgId, _: &ListQuery) -> userstate::Result<Page<User>> {
         Ok(Page {
-            users: Vec::new(),
-            next_after: None,
+            items: Vec::new(),
+            next: None,
         })
+    }
+    async fn count(&self, _: &OrgId, _: Option<UserState>) -> userstate::Result<u64> {
+        Ok(0)
+    }
+    async fn organisations(&self, _: Option<&OrgId>, _: u32) -> userstate::Result<Vec<OrgId>> {
+        Ok(Vec::new())
     }
 }
 

@@ -285,11 +285,10 @@ struct SearchReply {
 /// ordered by id, optionally in one state (several state queries must all
 /// hold). `limit` 0 or absent means 100, at most 1000.
 ///
-/// The library pages by key (`ListQuery::after`), not by offset, so this
-/// walks every page to count `totalResult` and cut out the window: O(users
-/// of the organisation) per search, and pages read at slightly different
-/// moments under concurrent writes. Fine for an example; a large
-/// deployment would expose the keyset cursor instead.
+/// `totalResult` is the library's count (from the indexes). The library
+/// pages by cursor, not by offset, so the window is cut out of the pages
+/// up to `offset + limit`: O(offset) per search, and pages read at
+/// slightly different moments under concurrent writes.
 async fn search(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -339,21 +338,22 @@ async fn search(
             result: Vec::new(),
         }));
     }
-    let mut total: u64 = 0;
+    let total = state.service().count(&caller, &query).await?;
+    let mut skipped: u64 = 0;
     let mut result = Vec::new();
-    loop {
+    while (result.len() as u64) < limit {
         let page = state.service().list(&caller, &query).await?;
-        let last_page = page.users.is_empty() || page.next_after.is_none();
-        for user in page.users {
-            if total >= offset && (result.len() as u64) < limit {
+        for user in page.items {
+            if skipped < offset {
+                skipped += 1;
+            } else if (result.len() as u64) < limit {
                 result.push(UserView::from(user));
             }
-            total += 1;
         }
-        if last_page {
-            break;
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
         }
-        query.after = page.next_after;
     }
     Ok(Json(SearchReply {
         details: ListDetails {
@@ -427,7 +427,9 @@ async fn changes(
         ));
     }
     let query = HistoryQuery {
-        after_sequence: sequence.unwrap_or(0),
+        after: sequence
+            .filter(|&s| s > 0)
+            .map(userstate::Cursor::after_sequence),
         // Out of range values are refused by the library's validation.
         limit: match limit.unwrap_or(0) {
             0 => MAX_PAGE_SIZE,
@@ -436,6 +438,7 @@ async fn changes(
     };
     let events = state.service().history(&caller, &user, query).await?;
     let result = events
+        .items
         .into_iter()
         .map(|event| Change {
             sequence: event.sequence.to_string(),

@@ -563,10 +563,25 @@ async fn get_search_and_changes_show_users_and_their_history() {
         )
         .await,
         (
-            400,
-            error(3, "USER-ARG-QUERY", "deleted users cannot be listed")
+            403,
+            error(
+                7,
+                "USER-PERMISSION",
+                "Permission user.read is missing in the instance"
+            )
         )
     );
+    // An instance-wide reader lists the removed users.
+    let (status, removed) = s
+        .post(
+            "/management/v1/users/_search",
+            ROOT,
+            json!({"queries": [{"stateQuery": {"state": "USER_STATE_DELETED"}}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(removed["details"], json!({"totalResult": "1"}));
+    assert_eq!(removed["result"][0]["state"], "USER_STATE_DELETED");
     assert_eq!(
         s.post(
             "/management/v1/users/_search",

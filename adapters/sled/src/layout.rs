@@ -197,6 +197,22 @@ fn id_prefix(id: &str) -> Vec<u8> {
     key
 }
 
+/// The organisation an index key (of `by_org_state` or `by_org`) starts with.
+///
+/// # Errors
+/// Corrupt when the key has no separator or the organisation is not valid.
+pub(crate) fn org_of_index_key(key: &[u8]) -> Result<OrgId> {
+    let org = key
+        .split(|&b| b == SEPARATOR)
+        .next()
+        .filter(|org| org.len() < key.len())
+        .ok_or_else(|| Error::corrupt("an index key holds no organisation"))?;
+    std::str::from_utf8(org)
+        .ok()
+        .and_then(|org| OrgId::new(org).ok())
+        .ok_or_else(|| Error::corrupt("an index key holds an invalid organisation"))
+}
+
 /// The exclusive end of all events of `user`.
 pub(crate) fn events_end(user: &UserId) -> Vec<u8> {
     let mut key = user.as_str().as_bytes().to_vec();

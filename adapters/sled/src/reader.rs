@@ -58,7 +58,7 @@ fn first_event_org(trees: &Trees, id: &UserId) -> Option<OrgId> {
     event_org(&first.1)
 }
 
-/// Events of `id` after `query.after_sequence`, at most `query.limit`; none
+/// Events of `id` after the query's sequence, at most `query.limit`; none
 /// if its user is outside `scope`.
 ///
 /// # Errors
@@ -73,7 +73,8 @@ pub(crate) fn history(
     let Some(user) = load(trees, id, scope)? else {
         return Ok(Vec::new());
     };
-    let Some(first) = query.after_sequence.checked_add(1) else {
+    let after = query.sequence()?;
+    let Some(first) = after.checked_add(1) else {
         return Ok(Vec::new());
     };
     let unreadable = |e: Error| {
@@ -92,7 +93,7 @@ pub(crate) fn history(
             .collect::<sled::Result<Vec<_>>>()
     })
     .map_err(unreadable)?;
-    let mut expected = query.after_sequence;
+    let mut expected = after;
     let mut events = Vec::with_capacity(entries.len());
     for (key, bytes) in &entries {
         let (user_of_key, sequence) = layout::event_of_key(key)?;
@@ -124,12 +125,13 @@ pub(crate) fn history(
 /// Corrupt, naming the user (or the last one read before the damage), when
 /// an index entry or snapshot cannot be read or decoded, or an index names
 /// a user without a snapshot.
-pub(crate) fn list(trees: &Trees, org: &OrgId, query: &ListQuery) -> Result<Page> {
+pub(crate) fn list(trees: &Trees, org: &OrgId, query: &ListQuery) -> Result<Page<User>> {
+    let after = query.after_user()?;
     let (tree, prefix) = match query.state {
         Some(state) => (&trees.by_org_state, layout::org_state_prefix(org, state)),
         None => (&trees.by_org, layout::org_prefix(org)),
     };
-    let start = match &query.after {
+    let start = match &after {
         Some(after) => {
             let mut key = prefix.clone();
             key.extend_from_slice(after.as_str().as_bytes());
@@ -139,7 +141,7 @@ pub(crate) fn list(trees: &Trees, org: &OrgId, query: &ListQuery) -> Result<Page
     };
     let end = Bound::Excluded(layout::prefix_end(&prefix));
     let mut entries = tree.range((start, end)).keys();
-    let mut last_read = query.after.clone();
+    let mut last_read = after;
     let scope = Scope::Org(org.clone());
     let users = std::iter::from_fn(move || {
         let key = match guarded(|| entries.next().transpose()) {
@@ -174,6 +176,70 @@ pub(crate) fn list(trees: &Trees, org: &OrgId, query: &ListQuery) -> Result<Page
         Err(_) => true,
     });
     page_of(users, query.limit)
+}
+
+/// How many users of `org` the index holds in `state` (`None`: all but
+/// deleted ones), counting keys without reading a snapshot.
+///
+/// # Errors
+/// Corrupt when the index cannot be read.
+pub(crate) fn count(trees: &Trees, org: &OrgId, state: Option<UserState>) -> Result<u64> {
+    let (tree, prefix) = match state {
+        Some(state) => (&trees.by_org_state, layout::org_state_prefix(org, state)),
+        None => (&trees.by_org, layout::org_prefix(org)),
+    };
+    guarded(|| {
+        let mut count = 0;
+        for key in tree.scan_prefix(&prefix).keys() {
+            key?;
+            count += 1;
+        }
+        Ok(count)
+    })
+    .map_err(|e: Error| {
+        Error::corrupt(format!(
+            "the index of the users of {org} cannot be read: {}",
+            e.message()
+        ))
+        .with_source(e)
+    })
+}
+
+/// The organisations with users, in order, after `after`, at most `limit`:
+/// one seek per organisation in the index by organisation and state, which
+/// holds removed users too.
+///
+/// # Errors
+/// Corrupt when the index cannot be read or holds a key of no organisation.
+pub(crate) fn organisations(
+    trees: &Trees,
+    after: Option<&OrgId>,
+    limit: u32,
+) -> Result<Vec<OrgId>> {
+    let mut orgs = Vec::new();
+    let mut from = after.map_or_else(Vec::new, |org| layout::prefix_end(&layout::org_prefix(org)));
+    while orgs.len() < limit as usize {
+        let next = guarded(|| {
+            trees
+                .by_org_state
+                .range(from.clone()..)
+                .keys()
+                .next()
+                .transpose()
+        })
+        .map_err(|e: Error| {
+            Error::corrupt(format!(
+                "the index of organisations cannot be read: {}",
+                e.message()
+            ))
+            .with_source(e)
+        })?;
+        let Some(key) = next else { break };
+        let org = layout::org_of_index_key(&key)?;
+        from = layout::prefix_end(&layout::org_prefix(&org));
+        orgs.push(org);
+    }
+    Ok(orgs)
 }
 
 /// The losses accepted at open, oldest first.
@@ -273,18 +339,15 @@ mod tests {
         );
         let acme = OrgId::new("acme").unwrap();
         let active = list(&trees, &acme, &ListQuery::in_state(UserState::Active)).unwrap();
-        assert_eq!(active.users.len(), 1);
-        assert_eq!(active.users[0].id, user("a"));
+        assert_eq!(active.items.len(), 1);
+        assert_eq!(active.items[0].id, user("a"));
     }
 
     #[test]
     fn history_after_the_last_possible_sequence_is_empty() {
         let trees = trees();
         append(&trees, "a", added());
-        let query = HistoryQuery {
-            after_sequence: u64::MAX,
-            limit: 10,
-        };
+        let query = HistoryQuery::after_sequence(u64::MAX, 10);
         assert!(history(&trees, &user("a"), &Scope::Instance, query)
             .unwrap()
             .is_empty());
@@ -298,7 +361,7 @@ mod tests {
         let acme = OrgId::new("acme").unwrap();
         assert!(list(&trees, &acme, &ListQuery::all())
             .unwrap()
-            .users
+            .items
             .is_empty());
     }
 

@@ -11,7 +11,7 @@ use userstate::storage::{
     AcceptedLoss, GroupCommit, Scope, Seal, TemporaryDir, Update, UserRepository, Verification,
     WorkerPool, WriterStats,
 };
-use userstate::{Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId};
+use userstate::{Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserState};
 
 use crate::engine::{self, DATA_FILE};
 use crate::layout::Trees;
@@ -243,11 +243,27 @@ impl UserRepository for SledRepository {
             .await
     }
 
-    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page> {
+    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page<User>> {
         let (org, query) = (org.clone(), query.clone());
         self.inner
             .readers
             .run(move |trees| reader::list(trees, &org, &query))
+            .await
+    }
+
+    async fn count(&self, org: &OrgId, state: Option<UserState>) -> Result<u64> {
+        let org = org.clone();
+        self.inner
+            .readers
+            .run(move |trees| reader::count(trees, &org, state))
+            .await
+    }
+
+    async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+        let after = after.cloned();
+        self.inner
+            .readers
+            .run(move |trees| reader::organisations(trees, after.as_ref(), limit))
             .await
     }
 }

@@ -134,10 +134,7 @@ fn unknown_record_format_is_internal() {
                 .unwrap_err(),
         );
         // Bob's first event and snapshot are fine.
-        let first = HistoryQuery {
-            after_sequence: 0,
-            limit: 1,
-        };
+        let first = HistoryQuery::after_sequence(0, 1);
         assert_eq!(
             repo.history(&user("bob"), &Scope::Instance, first)
                 .await

@@ -59,10 +59,10 @@ async fn assert_populated(repo: &SledRepository) {
         .list(&acme, &ListQuery::in_state(UserState::Locked))
         .await
         .unwrap();
-    let names: Vec<_> = locked.users.iter().map(|u| u.id.to_string()).collect();
+    let names: Vec<_> = locked.items.iter().map(|u| u.id.to_string()).collect();
     assert_eq!(names, ["u0", "u2", "u4", "u6", "u8"]);
     let all = repo.list(&acme, &ListQuery::all()).await.unwrap();
-    assert_eq!(all.users.len(), 9, "the removed user is not listed");
+    assert_eq!(all.items.len(), 9, "the removed user is not listed");
 }
 
 #[test]

@@ -66,6 +66,17 @@ pub(crate) const LIST_IN_STATE: &str = "SELECT id, org, state, sequence, snapsho
 pub(crate) const LIST_EXISTING: &str = "SELECT id, org, state, sequence, snapshot, checksum
      FROM users WHERE org = ?1 AND state <> 'deleted' AND id > ?2 ORDER BY id LIMIT ?3";
 
+/// Served by `users_by_org_state`, without reading a row.
+pub(crate) const COUNT_IN_STATE: &str = "SELECT COUNT(*) FROM users WHERE org = ?1 AND state = ?2";
+
+/// Served by the partial index `users_by_org`.
+pub(crate) const COUNT_EXISTING: &str =
+    "SELECT COUNT(*) FROM users WHERE org = ?1 AND state <> 'deleted'";
+
+/// The first organisation after `?1`, from `users_by_org_state`: one seek
+/// per organisation, however many users each has.
+pub(crate) const NEXT_ORG: &str = "SELECT MIN(org) FROM users WHERE org > ?1";
+
 pub(crate) const INSERT_EVENT: &str = "INSERT INTO events
      (user_id, sequence, org, event_type, created_at, creator, payload, checksum)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
@@ -124,5 +135,9 @@ mod tests {
         assert!(!existing.contains("TEMP B-TREE"), "{existing}");
         let history = plan(HISTORY);
         assert!(history.contains("PRIMARY KEY"), "{history}");
+        for count in [COUNT_IN_STATE, COUNT_EXISTING, NEXT_ORG] {
+            let counted = plan(count);
+            assert!(counted.contains("COVERING INDEX"), "{counted}");
+        }
     }
 }

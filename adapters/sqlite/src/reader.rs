@@ -17,7 +17,10 @@ use userstate::{
 };
 
 use crate::error::from_sqlite;
-use crate::layout::{AN_EVENT_ORG, HISTORY, LIST_EXISTING, LIST_IN_STATE, LOAD, LOSSES};
+use crate::layout::{
+    AN_EVENT_ORG, COUNT_EXISTING, COUNT_IN_STATE, HISTORY, LIST_EXISTING, LIST_IN_STATE, LOAD,
+    LOSSES, NEXT_ORG,
+};
 use crate::record::{
     decode_event, decode_user, from_column, snapshot_org, EventRow, StateName, UserRow,
 };
@@ -91,8 +94,9 @@ pub(crate) fn history(
     let Some(user) = load(conn, id, scope)? else {
         return Ok(Vec::new());
     };
+    let after_sequence = query.sequence()?;
     // Past i64::MAX there is nothing: no stored sequence is that large.
-    let after = i64::try_from(query.after_sequence).unwrap_or(i64::MAX);
+    let after = i64::try_from(after_sequence).unwrap_or(i64::MAX);
     let rows = conn
         .prepare_cached(HISTORY)
         .and_then(|mut select| {
@@ -102,7 +106,7 @@ pub(crate) fn history(
         })
         .map_err(|e| of_user(id, from_sqlite(e)))?;
     let out_of_place = || Error::corrupt(format!("the history of user {id} has a gap"));
-    let mut expected = query.after_sequence;
+    let mut expected = after_sequence;
     let mut events = Vec::with_capacity(rows.len());
     for row in &rows {
         expected = expected.checked_add(1).ok_or_else(out_of_place)?;
@@ -125,9 +129,10 @@ pub(crate) fn history(
 ///
 /// # Errors
 /// Corrupt, naming the user, when the page meets a damaged row.
-pub(crate) fn list(conn: &Connection, org: &OrgId, query: &ListQuery) -> Result<Page> {
+pub(crate) fn list(conn: &Connection, org: &OrgId, query: &ListQuery) -> Result<Page<User>> {
+    let after_user = query.after_user()?;
     // Ids are never empty, so every id sorts after "".
-    let after = query.after.as_ref().map_or("", UserId::as_str);
+    let after = after_user.as_ref().map_or("", UserId::as_str);
     // One more than the page, to learn whether another page follows.
     let fetch = i64::from(query.limit) + 1;
     let rows = conn
@@ -173,6 +178,55 @@ pub(crate) fn list(conn: &Connection, org: &OrgId, query: &ListQuery) -> Result<
             .map(|row| decode_user(row).and_then(&mut selected)),
         query.limit,
     )
+}
+
+/// How many users of `org` are stored in `state` (`None`: all but
+/// deleted ones), from the index alone.
+///
+/// # Errors
+/// As SQLite answers.
+pub(crate) fn count(conn: &Connection, org: &OrgId, state: Option<UserState>) -> Result<u64> {
+    let count: i64 = match state {
+        Some(state) => conn.query_row(
+            COUNT_IN_STATE,
+            params![org.as_str(), StateName::from(state).as_str()],
+            |row| row.get(0),
+        ),
+        None => conn.query_row(COUNT_EXISTING, params![org.as_str()], |row| row.get(0)),
+    }
+    .map_err(from_sqlite)?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// The organisations with users (removed ones included), in order, after
+/// `after`, at most `limit`.
+///
+/// # Errors
+/// As SQLite answers; Corrupt for a stored organisation that is not valid.
+pub(crate) fn organisations(
+    conn: &Connection,
+    after: Option<&OrgId>,
+    limit: u32,
+) -> Result<Vec<OrgId>> {
+    let mut orgs = Vec::new();
+    // Organisation ids are never empty, so every one sorts after "".
+    let mut last = after.map_or_else(String::new, |org| org.as_str().to_owned());
+    let mut next = conn.prepare_cached(NEXT_ORG).map_err(from_sqlite)?;
+    while orgs.len() < limit as usize {
+        let found: Option<String> = next
+            .query_row(params![last], |row| row.get(0))
+            .map_err(from_sqlite)?;
+        let Some(found) = found else { break };
+        let org = OrgId::new(found.as_str()).map_err(|e| {
+            Error::corrupt(format!(
+                "the users table holds an invalid organisation: {}",
+                e.message()
+            ))
+        })?;
+        last = found;
+        orgs.push(org);
+    }
+    Ok(orgs)
 }
 
 /// The losses accepted at open, oldest first.

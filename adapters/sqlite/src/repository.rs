@@ -12,7 +12,7 @@ use userstate::storage::{
     AcceptedLoss, GroupCommit, Scope, TemporaryDir, Update, UserRepository, Verification,
     WorkerPool, WriterStats,
 };
-use userstate::{Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId};
+use userstate::{Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserState};
 
 use crate::engine;
 use crate::options::SqliteOptions;
@@ -223,11 +223,27 @@ impl UserRepository for SqliteRepository {
             .await
     }
 
-    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page> {
+    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page<User>> {
         let (org, query) = (org.clone(), query.clone());
         self.inner
             .readers
             .run(move |conn| reader::list(conn, &org, &query))
+            .await
+    }
+
+    async fn count(&self, org: &OrgId, state: Option<UserState>) -> Result<u64> {
+        let org = org.clone();
+        self.inner
+            .readers
+            .run(move |conn| reader::count(conn, &org, state))
+            .await
+    }
+
+    async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+        let after = after.cloned();
+        self.inner
+            .readers
+            .run(move |conn| reader::organisations(conn, after.as_ref(), limit))
             .await
     }
 }

@@ -104,5 +104,5 @@ async fn drop_and_reopen_inside_a_runtime() {
         )
         .await
         .unwrap();
-    assert_eq!(all.users.len(), 6);
+    assert_eq!(all.items.len(), 6);
 }

@@ -71,17 +71,17 @@ fn reopen_finds_every_user_event_and_list_unchanged() {
             }
             let locked = repo
                 .list(
-                    &before_locked.users[0].org_id,
+                    &before_locked.items[0].org_id,
                     &ListQuery::in_state(UserState::Locked),
                 )
                 .await
                 .unwrap();
             assert_eq!(locked, before_locked);
             let all = repo
-                .list(&before_locked.users[0].org_id, &ListQuery::all())
+                .list(&before_locked.items[0].org_id, &ListQuery::all())
                 .await
                 .unwrap();
-            assert_eq!(all.users.len(), 5, "the removed user is not listed");
+            assert_eq!(all.items.len(), 5, "the removed user is not listed");
         });
     }
 }
@@ -242,11 +242,11 @@ fn undecodable_values_are_internal_errors_for_their_user_only() {
             .expect_err("a page with an undecodable user");
         assert_eq!(page.id(), ids::CORRUPT);
         let after = ListQuery {
-            after: Some(ids[2].clone()),
+            after: Some(userstate::Cursor::after_user(&ids[2])),
             ..ListQuery::all()
         };
         let page = repo.list(&cast.acme, &after).await.unwrap();
-        let listed: Vec<_> = page.users.iter().map(|u| u.id.as_str()).collect();
+        let listed: Vec<_> = page.items.iter().map(|u| u.id.as_str()).collect();
         assert_eq!(listed, ["value-3", "value-4"]);
     });
 }

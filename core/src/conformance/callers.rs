@@ -283,8 +283,8 @@ pub async fn users_are_addressed_by_id_alone(repo: Arc<dyn UserRepository>) {
             .history(&root, who, HistoryQuery::default())
             .await
             .unwrap();
-        assert_eq!(history.len(), 2);
-        assert_eq!(history[1].creator, f.root.user_id);
+        assert_eq!(history.items.len(), 2);
+        assert_eq!(history.items[1].creator, f.root.user_id);
     }
 
     let acme_admin = f.acme_admin.clone().by_id();

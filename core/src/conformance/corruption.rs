@@ -84,7 +84,7 @@ pub async fn read_back(repo: Arc<dyn UserRepository>, ids: &[UserId]) -> usize {
         typed(&page, "list");
         if let Ok(page) = page {
             assert!(
-                page.users.iter().all(|u| u.org_id == org),
+                page.items.iter().all(|u| u.org_id == org),
                 "list leaked another org"
             );
         }

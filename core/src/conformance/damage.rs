@@ -25,8 +25,8 @@ use std::sync::Arc;
 use super::fixture::Fixture;
 use crate::storage::{Scope, Seal};
 use crate::{
-    ids, Error, Event, Factor, HistoryQuery, InitialState, ListQuery, LockRequest, OrgId, Reason,
-    Result, User, UserId, UserRepository, UserState,
+    ids, Cursor, Error, Event, Factor, HistoryQuery, InitialState, ListQuery, LockRequest, OrgId,
+    Reason, Result, User, UserId, UserRepository, UserState,
 };
 
 /// Users [`populate`] writes: four in five in acme, the rest in globex.
@@ -135,10 +135,7 @@ fn states() -> [Option<UserState>; 6] {
 async fn all_events(repo: &dyn UserRepository, id: &UserId, scope: &Scope) -> Result<Vec<Event>> {
     let mut events: Vec<Event> = Vec::new();
     loop {
-        let query = HistoryQuery {
-            after_sequence: events.last().map_or(0, |e| e.sequence),
-            limit: PAGE,
-        };
+        let query = HistoryQuery::after_sequence(events.last().map_or(0, |e| e.sequence), PAGE);
         let page = repo.history(id, scope, query).await?;
         if page.is_empty() {
             return Ok(events);
@@ -161,8 +158,8 @@ async fn all_listed(
             limit: PAGE,
         };
         let page = repo.list(org, &query).await?;
-        users.extend(page.users);
-        match page.next_after {
+        users.extend(page.items);
+        match page.next {
             Some(next) => after = Some(next),
             None => return Ok(users),
         }
@@ -600,14 +597,14 @@ pub async fn contained_damage(repo: Arc<dyn UserRepository>) {
         "list of globex",
     );
     let after = ListQuery {
-        after: Some(damaged.clone()),
+        after: Some(Cursor::after_user(&damaged)),
         ..ListQuery::all()
     };
     let rest = s
         .list(&f.globex_admin, &after)
         .await
         .expect("list after it");
-    let rest: Vec<&str> = rest.users.iter().map(|u| u.id.as_str()).collect();
+    let rest: Vec<&str> = rest.items.iter().map(|u| u.id.as_str()).collect();
     assert_eq!(rest, ["gwen"]);
     let gail = s
         .get(&f.globex_admin, &UserId::new("gail").expect("valid id"))
@@ -618,7 +615,7 @@ pub async fn contained_damage(repo: Arc<dyn UserRepository>) {
         .list(&f.acme_admin, &ListQuery::all())
         .await
         .expect("acme lists");
-    assert_eq!(acme_users.users.len(), 2);
+    assert_eq!(acme_users.items.len(), 2);
 
     // The id stays taken, whoever tries.
     for admin in [&f.acme_admin, &f.globex_admin] {

@@ -174,10 +174,7 @@ impl Fixture {
     pub async fn all_events(&self, id: &UserId) -> Vec<Event> {
         let mut events = Vec::new();
         loop {
-            let query = HistoryQuery {
-                after_sequence: events.len() as u64,
-                limit: MAX_PAGE_SIZE,
-            };
+            let query = HistoryQuery::after_sequence(events.len() as u64, MAX_PAGE_SIZE);
             let page = self
                 .repo
                 .history(id, &Scope::Instance, query)

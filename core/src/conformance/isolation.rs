@@ -102,7 +102,7 @@ impl Probe {
                     },
                 )
                 .await
-                .map(|page| page.users.into_iter().map(|u| u.id).collect()),
+                .map(|page| page.items.into_iter().map(|u| u.id).collect()),
         }
     }
 }

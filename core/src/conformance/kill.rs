@@ -186,10 +186,7 @@ async fn verify(repo: &Arc<dyn UserRepository>, acknowledged: &BTreeMap<UserId, 
             .expect("load after kill");
         let mut history = Vec::new();
         loop {
-            let query = HistoryQuery {
-                after_sequence: history.len() as u64,
-                limit: MAX_PAGE_SIZE,
-            };
+            let query = HistoryQuery::after_sequence(history.len() as u64, MAX_PAGE_SIZE);
             let page = repo
                 .history(&id, &Scope::Instance, query)
                 .await

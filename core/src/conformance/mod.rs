@@ -45,8 +45,10 @@ pub use lockout::{
 pub use model::{model_check_bytes, model_test, model_test_cases};
 pub use race::{concurrent_commands_keep_history_exact, concurrent_locks_one_wins};
 pub use reads::{
-    history_of_removed_user_stays_readable, history_records_every_event, list_pages_and_filters,
+    history_of_removed_user_stays_readable, history_pages_by_cursor_and_streams_walk_every_page,
+    history_records_every_event, list_pages_and_filters,
     literal_ids_are_stored_and_listed_literally, removed_and_foreign_ids_stay_taken,
+    removed_users_are_listed_for_operators, state_filters_mean_the_state_in_force_now,
 };
 pub use replay::snapshot_equals_replay;
 pub use update::{
@@ -71,6 +73,9 @@ macro_rules! conformance_tests {
             history_records_every_event,
             history_of_removed_user_stays_readable,
             list_pages_and_filters,
+            removed_users_are_listed_for_operators,
+            state_filters_mean_the_state_in_force_now,
+            history_pages_by_cursor_and_streams_walk_every_page,
             removed_and_foreign_ids_stay_taken,
             literal_ids_are_stored_and_listed_literally,
             tenant_isolation_matrix,

@@ -27,8 +27,12 @@ pub fn model_test_cases() -> u32 {
 }
 
 const USERS: usize = 4;
-/// acme-admin, acme-writer, acme-reader, globex-admin, root, nobody.
-const CALLERS: usize = 6;
+/// acme-admin, acme-writer, acme-reader, globex-admin, root, nobody, and
+/// `model-0` of acme (the model's user 0, when it is in acme) with all
+/// permissions in acme: a caller whose own user is stored.
+const CALLERS: usize = 7;
+/// The caller that is the model's user 0 in acme.
+const STORED_CALLER: usize = 6;
 /// acme, globex, root-org.
 const ORGS: usize = 3;
 
@@ -161,6 +165,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             Just(Some(UserState::Active)),
             Just(Some(UserState::Locked)),
             Just(Some(UserState::Inactive)),
+            Just(Some(UserState::Deleted)),
         ]).prop_map(|(caller, target, state)| Op::List { caller, target, state }),
         2 => (0..USERS).prop_map(|user| Op::Login { user }),
         2 => (1i64..3_000).prop_map(Op::Advance),
@@ -211,6 +216,7 @@ fn allowed(caller: usize, org: usize, perm: Perm) -> bool {
         2 => org == 0 && perm == Perm::Read,
         3 => org == 1,
         4 => true,
+        STORED_CALLER => org == 0,
         _ => false,
     }
 }
@@ -218,6 +224,35 @@ fn allowed(caller: usize, org: usize, perm: Perm) -> bool {
 impl Model {
     fn visible(&self, user: usize, org: usize) -> Option<&ModelUser> {
         self.users.get(&user).filter(|u| u.org == org)
+    }
+
+    /// The state of `u` in force now: an expired lock no longer counts.
+    fn state_now(&self, u: &ModelUser) -> UserState {
+        match u.state {
+            UserState::Locked if u.expires_at.is_some_and(|at| at <= self.now) => u.before_lock,
+            state => state,
+        }
+    }
+
+    /// Whether `caller` is refused because its own stored user cannot log
+    /// in: only the stored caller, when user 0 is in acme and is locked,
+    /// inactive, initial or removed.
+    fn blocked(&self, caller: usize) -> bool {
+        caller == STORED_CALLER
+            && self
+                .visible(0, 0)
+                .is_some_and(|u| self.state_now(u) != UserState::Active)
+    }
+
+    /// Permission, then the caller check, as the service orders them.
+    fn admit(&self, caller: usize, org: usize, perm: Perm) -> Result<(), Failure> {
+        if !allowed(caller, org, perm) {
+            return Err((ErrorKind::PermissionDenied, ids::PERMISSION_DENIED));
+        }
+        if self.blocked(caller) {
+            return Err((ErrorKind::PermissionDenied, ids::CALLER_CANNOT_LOG_IN));
+        }
+        Ok(())
     }
 
     fn command(
@@ -243,9 +278,7 @@ impl Model {
         } else {
             Perm::Write
         };
-        if !allowed(caller, org, perm) {
-            return Err((ErrorKind::PermissionDenied, ids::PERMISSION_DENIED));
-        }
+        self.admit(caller, org, perm)?;
         let now = self.now;
         if let Cmd::Create(initial) = cmd {
             if self.users.contains_key(&user) {
@@ -271,9 +304,20 @@ impl Model {
             );
             return Ok((1, now, now, org));
         }
-        let current = match self.visible(user, org) {
-            Some(u) if u.state != Deleted => u.state,
+        let (stored, lock_expired) = match self.visible(user, org) {
+            Some(u) if u.state != Deleted => (
+                u.state,
+                u.state == Locked && u.expires_at.is_some_and(|at| at <= now),
+            ),
             _ => return Err((ErrorKind::NotFound, ids::NOT_FOUND)),
+        };
+        // A command other than an unlock decides on the state in force:
+        // an expired lock is first recorded as unlocked.
+        let expire_first = lock_expired && !matches!(cmd, Cmd::Unlock);
+        let current = if expire_first {
+            self.users[&user].before_lock
+        } else {
+            stored
         };
         let fail = |id| Err((ErrorKind::FailedPrecondition, id));
         let (next, expires_at) = match (cmd, current) {
@@ -304,6 +348,12 @@ impl Model {
         let Some(u) = self.users.get_mut(&user) else {
             return Err((ErrorKind::NotFound, ids::NOT_FOUND));
         };
+        if expire_first {
+            u.state = current;
+            u.expires_at = None;
+            u.failed = [0; 4];
+            u.sequence += 1;
+        }
         if next == Locked && current != Locked {
             u.before_lock = current;
         }
@@ -339,9 +389,7 @@ impl Model {
         succeeded: bool,
     ) -> Result<CheckAnswer, Failure> {
         let org = target.unwrap_or(own_org(caller));
-        if !allowed(caller, org, Perm::Write) {
-            return Err((ErrorKind::PermissionDenied, ids::PERMISSION_DENIED));
-        }
+        self.admit(caller, org, Perm::Write)?;
         let policy = self.policy(org);
         let now = self.now;
         let Some(mut u) = self
@@ -455,7 +503,17 @@ impl Real {
             f.globex_admin.clone(),
             f.root.clone(),
             f.nobody.clone(),
+            Caller::new(user_name(0), f.acme.clone()),
         ];
+        f.grants.grant(
+            &user_name(0),
+            &f.acme,
+            [
+                crate::Permission::Read,
+                crate::Permission::Write,
+                crate::Permission::Delete,
+            ],
+        );
         let orgs = vec![f.acme.clone(), f.globex.clone(), f.root.org_id.clone()];
         Real {
             fixture,
@@ -618,14 +676,14 @@ async fn run_case(
                     .get(&real.caller(*caller, *target), &user_name(*user))
                     .await;
                 let org = target.unwrap_or(own_org(*caller));
-                let want = if !allowed(*caller, org, Perm::Read) {
-                    Err((ErrorKind::PermissionDenied, ids::PERMISSION_DENIED))
-                } else {
+                let want = model.admit(*caller, org, Perm::Read).and_then(|()| {
                     match model.visible(*user, org) {
-                        Some(u) if u.state != UserState::Deleted => Ok((u.state, u.sequence)),
+                        Some(u) if u.state != UserState::Deleted => {
+                            Ok((model.state_now(u), u.sequence))
+                        }
                         _ => Err((ErrorKind::NotFound, ids::NOT_FOUND)),
                     }
-                };
+                });
                 let got_view = got
                     .as_ref()
                     .map(|u| (u.state, u.sequence))
@@ -648,17 +706,15 @@ async fn run_case(
                     )
                     .await;
                 let org = target.unwrap_or(own_org(*caller));
-                let want = if !allowed(*caller, org, Perm::Read) {
-                    Err((ErrorKind::PermissionDenied, ids::PERMISSION_DENIED))
-                } else {
+                let want = model.admit(*caller, org, Perm::Read).and_then(|()| {
                     model
                         .visible(*user, org)
                         .map(|u| u.sequence)
                         .ok_or((ErrorKind::NotFound, ids::NOT_FOUND))
-                };
+                });
                 let got_len = got
                     .as_ref()
-                    .map(|h| h.len() as u64)
+                    .map(|h| h.items.len() as u64)
                     .map_err(|e| (e.kind(), e.id()));
                 check!(
                     got_len == want,
@@ -677,20 +733,28 @@ async fn run_case(
                 };
                 let got = s.list(&real.caller(*caller, *target), &query).await;
                 let org = target.unwrap_or(own_org(*caller));
-                let want = if !allowed(*caller, org, Perm::Read) {
+                let removed = *state == Some(UserState::Deleted);
+                let want = if !allowed(*caller, org, Perm::Read)
+                    || (removed && !allowed(*caller, usize::MAX, Perm::Read))
+                {
                     Err((ErrorKind::PermissionDenied, ids::PERMISSION_DENIED))
+                } else if model.blocked(*caller) {
+                    Err((ErrorKind::PermissionDenied, ids::CALLER_CANNOT_LOG_IN))
                 } else {
                     Ok(model
                         .users
                         .iter()
-                        .filter(|(_, u)| u.org == org && u.state != UserState::Deleted)
-                        .filter(|(_, u)| state.is_none_or(|s| s == u.state))
+                        .filter(|(_, u)| u.org == org)
+                        .filter(|(_, u)| match state {
+                            None => u.state != UserState::Deleted,
+                            Some(s) => *s == model.state_now(u),
+                        })
                         .map(|(i, _)| user_name(*i))
                         .collect::<Vec<_>>())
                 };
                 let got_ids = got
                     .as_ref()
-                    .map(|p| p.users.iter().map(|u| u.id.clone()).collect::<Vec<_>>())
+                    .map(|p| p.items.iter().map(|u| u.id.clone()).collect::<Vec<_>>())
                     .map_err(|e| (e.kind(), e.id()));
                 check!(
                     got_ids == want,
@@ -816,7 +880,8 @@ fn ops_from_bytes(data: &[u8]) -> (usize, Vec<Op>) {
                         Some(UserState::Active),
                         Some(UserState::Locked),
                         Some(UserState::Inactive),
-                    ][usize::from(extra) % 5],
+                        Some(UserState::Deleted),
+                    ][usize::from(extra) % 6],
                 },
                 15 => Op::Login { user },
                 16 => Op::Advance(1 + i64::from(u16::from_le_bytes([who, extra])) % 3_000),

@@ -259,14 +259,14 @@ pub async fn stale_commits_are_conflicts_and_write_nothing(repo: Arc<dyn UserRep
         .await
         .expect("list");
     assert!(
-        locked_users.users.is_empty(),
+        locked_users.items.is_empty(),
         "a refused commit left an index entry"
     );
     let active = repo
         .list(&f.acme, &ListQuery::in_state(UserState::Active))
         .await
         .expect("list");
-    assert_eq!(active.users, vec![current.clone()]);
+    assert_eq!(active.items, vec![current.clone()]);
     assert_eq!(f.all_events(&id).await.len(), 1);
 
     let fresh = next_commit(Some(current), &id, locked());
@@ -285,12 +285,12 @@ pub async fn stale_commits_are_conflicts_and_write_nothing(repo: Arc<dyn UserRep
         .list(&f.acme, &ListQuery::in_state(UserState::Locked))
         .await
         .expect("list");
-    assert_eq!(listed.users, vec![stored]);
+    assert_eq!(listed.items, vec![stored]);
     let active = repo
         .list(&f.acme, &ListQuery::in_state(UserState::Active))
         .await
         .expect("list");
-    assert!(active.users.is_empty(), "the old index entry stayed");
+    assert!(active.items.is_empty(), "the old index entry stayed");
 }
 
 /// Threads toggle one user through `update` at once, deciding again on a

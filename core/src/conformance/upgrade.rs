@@ -9,7 +9,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::storage::Scope;
-use crate::{Event, HistoryQuery, ListQuery, OrgId, Page, User, UserId, UserRepository, UserState};
+use crate::{
+    Cursor, Event, HistoryQuery, ListQuery, OrgId, User, UserId, UserRepository, UserState,
+};
 
 #[derive(Debug, Deserialize)]
 struct Recorded {
@@ -28,7 +30,15 @@ struct RecordedUser {
 struct RecordedList {
     org: OrgId,
     state: Option<UserState>,
-    pages: Vec<Page>,
+    pages: Vec<RecordedPage>,
+}
+
+/// A page as the earlier release wrote it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordedPage {
+    users: Vec<User>,
+    next_after: Option<UserId>,
 }
 
 /// Reads back from `repo` every user, history and list page that
@@ -46,10 +56,7 @@ pub async fn assert_reads_back(repo: Arc<dyn UserRepository>, recorded: &str) ->
         assert_eq!(user, expected.user, "user {id}");
         let mut history = Vec::new();
         loop {
-            let query = HistoryQuery {
-                after_sequence: history.len() as u64,
-                limit: 100,
-            };
+            let query = HistoryQuery::after_sequence(history.len() as u64, 100);
             let page = repo
                 .history(id, &Scope::Instance, query)
                 .await
@@ -76,15 +83,24 @@ pub async fn assert_reads_back(repo: Arc<dyn UserRepository>, recorded: &str) ->
         let mut pages = Vec::new();
         loop {
             let page = repo.list(&expected.org, &query).await.expect("list");
-            let next = page.next_after.clone();
+            let next = page.next.clone();
             pages.push(page);
             match next {
                 Some(after) => query.after = Some(after),
                 None => break,
             }
         }
+        let recorded: Vec<_> = expected
+            .pages
+            .iter()
+            .map(|page| {
+                let next = page.next_after.as_ref().map(Cursor::after_user);
+                (page.users.clone(), next)
+            })
+            .collect();
+        let read: Vec<_> = pages.into_iter().map(|p| (p.items, p.next)).collect();
         assert_eq!(
-            pages, expected.pages,
+            read, recorded,
             "list of {} in {:?}",
             expected.org, expected.state
         );

@@ -3,7 +3,7 @@
 //! more user exists.
 
 use crate::error::Result;
-use crate::query::Page;
+use crate::query::{Cursor, Page};
 use crate::user::User;
 
 /// The page of `limit` users that `users` (the matching users after the
@@ -25,13 +25,13 @@ use crate::user::User;
 /// # }
 /// # fn main() -> userstate::Result<()> {
 /// let page = page_of(["a", "b", "c"].into_iter().map(user), 2)?;
-/// assert_eq!(page.users.len(), 2);
-/// assert_eq!(page.next_after.as_ref().map(|id| id.as_str()), Some("b"));
+/// assert_eq!(page.items.len(), 2);
+/// assert!(page.next.is_some());
 /// let last = page_of(["c"].into_iter().map(user), 2)?;
-/// assert_eq!(last.next_after, None);
+/// assert_eq!(last.next, None);
 /// # Ok(()) }
 /// ```
-pub fn page_of(users: impl IntoIterator<Item = Result<User>>, limit: u32) -> Result<Page> {
+pub fn page_of(users: impl IntoIterator<Item = Result<User>>, limit: u32) -> Result<Page<User>> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut page = Vec::new();
     let mut more = false;
@@ -43,13 +43,10 @@ pub fn page_of(users: impl IntoIterator<Item = Result<User>>, limit: u32) -> Res
         }
         page.push(user);
     }
-    let next_after = if more {
-        page.last().map(|user| user.id.clone())
+    let next = if more {
+        page.last().map(|user| Cursor::after_user(&user.id))
     } else {
         None
     };
-    Ok(Page {
-        users: page,
-        next_after,
-    })
+    Ok(Page { items: page, next })
 }

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::event::Event;
 use crate::id::{OrgId, UserId};
 use crate::query::{HistoryQuery, ListQuery, Page};
+use crate::state::UserState;
 use crate::storage::{Scope, Update};
 use crate::user::User;
 
@@ -67,11 +68,27 @@ pub trait UserRepository: Send + Sync + fmt::Debug {
     /// As [`UserRepository::load`].
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>>;
 
-    /// A page of the users of `org`, ordered by id.
+    /// A page of the users of `org` in their stored state (`query.state`:
+    /// that state, `Deleted` included; `None`: all but deleted ones),
+    /// ordered by id. The service tells expired locks apart.
     ///
     /// # Errors
     /// As [`UserRepository::load`].
-    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page>;
+    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page<User>>;
+
+    /// How many users of `org` are stored in `state` (`None`: all but
+    /// deleted ones), from the indexes, without decoding users.
+    ///
+    /// # Errors
+    /// Unavailable or Internal for backend faults.
+    async fn count(&self, org: &OrgId, state: Option<UserState>) -> Result<u64>;
+
+    /// The organisations that have users (removed ones included), in
+    /// order, after `after`, at most `limit` of them.
+    ///
+    /// # Errors
+    /// Unavailable or Internal for backend faults.
+    async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>>;
 }
 
 /// Shared ownership forwards every method.
@@ -93,8 +110,16 @@ impl<T: UserRepository + ?Sized> UserRepository for Arc<T> {
         (**self).history(id, scope, query).await
     }
 
-    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page> {
+    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page<User>> {
         (**self).list(org, query).await
+    }
+
+    async fn count(&self, org: &OrgId, state: Option<UserState>) -> Result<u64> {
+        (**self).count(org, state).await
+    }
+
+    async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+        (**self).organisations(after, limit).await
     }
 }
 
@@ -117,7 +142,15 @@ impl<T: UserRepository + ?Sized> UserRepository for Box<T> {
         (**self).history(id, scope, query).await
     }
 
-    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page> {
+    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page<User>> {
         (**self).list(org, query).await
+    }
+
+    async fn count(&self, org: &OrgId, state: Option<UserState>) -> Result<u64> {
+        (**self).count(org, state).await
+    }
+
+    async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+        (**self).organisations(after, limit).await
     }
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use tempfile::TempDir;
 use userstate::storage::{Scope, Update};
 use userstate::{
-    Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserRepository,
+    Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserRepository, UserState,
 };
 use userstate_sled::{SledOptions, SledRepository};
 
@@ -59,7 +59,13 @@ impl UserRepository for OnDisk {
         self.repo.history(id, scope, query).await
     }
 
-    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page> {
+    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page<User>> {
         self.repo.list(org, query).await
+    }
+    async fn count(&self, org: &OrgId, state: Option<UserState>) -> Result<u64> {
+        self.repo.count(org, state).await
+    }
+    async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+        self.repo.organisations(after, limit).await
     }
 }

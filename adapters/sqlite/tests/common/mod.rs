@@ -13,7 +13,7 @@ use userstate::storage::{Commit, Scope, Update};
 use userstate::{
     Caller, Event, EventPayload, HistoryQuery, InMemoryAuthorizer, InitialState, ListQuery,
     LockCause, OrgId, Page, Permission, Result, Timestamp, UnlockCause, User, UserId,
-    UserRepository, UserService, MAX_PAGE_SIZE,
+    UserRepository, UserService, UserState, MAX_PAGE_SIZE,
 };
 use userstate_sqlite::{Durability, SqliteOptions, SqliteRepository};
 
@@ -85,8 +85,14 @@ impl UserRepository for TempRepo {
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
         self.repo.history(id, scope, query).await
     }
-    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page> {
+    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page<User>> {
         self.repo.list(org, query).await
+    }
+    async fn count(&self, org: &OrgId, state: Option<UserState>) -> Result<u64> {
+        self.repo.count(org, state).await
+    }
+    async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+        self.repo.organisations(after, limit).await
     }
 }
 
@@ -147,8 +153,14 @@ impl UserRepository for TwoHandles {
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
         self.handle().history(id, scope, query).await
     }
-    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page> {
+    async fn list(&self, org: &OrgId, query: &ListQuery) -> Result<Page<User>> {
         self.handle().list(org, query).await
+    }
+    async fn count(&self, org: &OrgId, state: Option<UserState>) -> Result<u64> {
+        self.handle().count(org, state).await
+    }
+    async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+        self.handle().organisations(after, limit).await
     }
 }
 
@@ -241,10 +253,7 @@ pub fn commit_after(before: &User, expected: u64, payloads: &[EventPayload]) -> 
 pub async fn all_events(repo: &dyn UserRepository, id: &UserId) -> Vec<Event> {
     let mut events = Vec::new();
     loop {
-        let query = HistoryQuery {
-            after_sequence: events.len() as u64,
-            limit: MAX_PAGE_SIZE,
-        };
+        let query = HistoryQuery::after_sequence(events.len() as u64, MAX_PAGE_SIZE);
         let page = repo
             .history(id, &Scope::Instance, query)
             .await
