@@ -12,7 +12,9 @@ pub const MAX_ID_BYTES: usize = 200;
 /// Maximum length of a lock reason, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
 
-fn check_id(value: &str, what: &str, error_id: &'static str) -> Result<()> {
+/// The rules every release applied to ids: what an id read from storage
+/// must meet.
+fn check_stored_id(value: &str, what: &str, error_id: &'static str) -> Result<()> {
     if value.is_empty() {
         return Err(Error::invalid(
             error_id,
@@ -34,6 +36,37 @@ fn check_id(value: &str, what: &str, error_id: &'static str) -> Result<()> {
     Ok(())
 }
 
+/// The rules for a new id: those of [`check_stored_id`], and nothing that
+/// hides or fakes what an administrator reads.
+fn check_id(value: &str, what: &str, error_id: &'static str) -> Result<()> {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    check_stored_id(value, what, error_id)?;
+    let refuse = |rule: &str| Err(Error::invalid(error_id, format!("{what} {rule}")));
+    if value.trim() != value {
+        return refuse("must not start or end with whitespace");
+    }
+    let invisible = value.chars().any(|c| {
+        matches!(
+            c.general_category(),
+            GeneralCategory::Control
+                | GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
+    });
+    if invisible {
+        return refuse(
+            "must not contain control, format (such as U+200B or U+202E) or line and \
+             paragraph separator characters",
+        );
+    }
+    if !value.chars().eq(value.nfc()) {
+        return refuse("must be in Unicode normalisation form C (NFC)");
+    }
+    Ok(())
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $what:literal, $error_id:expr) => {
         $(#[$doc])*
@@ -43,13 +76,32 @@ macro_rules! id_type {
 
         impl $name {
             /// Validates and wraps an id: non-empty, at most
-            #[doc = concat!("[`MAX_ID_BYTES`] bytes, no control characters.")]
+            /// [`MAX_ID_BYTES`] bytes, no leading or trailing whitespace,
+            /// no control, format (Cc, Cf) or line and paragraph separator
+            /// (Zl, Zp) characters, and in Unicode normalisation form C.
+            /// Ids are compared byte for byte, never normalised: an id in
+            /// another form is refused, so two spellings of one name cannot
+            /// be two users.
             ///
             /// # Errors
-            /// InvalidArgument when the value breaks one of those rules.
+            /// InvalidArgument naming the field and the rule it breaks
+            /// (never the value).
             pub fn new(value: impl Into<String>) -> Result<Self> {
                 let value = value.into();
                 check_id(&value, $what, $error_id)?;
+                Ok($name(value))
+            }
+
+            /// Wraps an id read from storage, by the rules every release
+            /// applied (non-empty, at most [`MAX_ID_BYTES`] bytes, no
+            /// control characters), so ids stored before the stricter
+            /// rules of [`Self::new`] stay readable. For storage adapters.
+            ///
+            /// # Errors
+            /// InvalidArgument when the value breaks one of those rules.
+            pub fn from_stored(value: impl Into<String>) -> Result<Self> {
+                let value = value.into();
+                check_stored_id(&value, $what, $error_id)?;
                 Ok($name(value))
             }
 

@@ -40,15 +40,25 @@ impl Factor {
         }
     }
 
-    /// Parses [`Factor::as_str`].
+    /// Parses a factor's lowercase name ([`Factor::as_str`]) exactly as
+    /// written (case matters); the same rule serves [`std::str::FromStr`].
     ///
     /// # Errors
-    /// InvalidArgument for an unknown name.
+    /// InvalidArgument for an unknown name, naming the accepted values.
     pub fn parse(name: &str) -> Result<Self> {
         Factor::ALL
             .into_iter()
             .find(|f| f.as_str() == name)
-            .ok_or_else(|| Error::invalid(ids::INVALID_NAME, "unknown authentication factor"))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Factor::ALL.iter().map(|f| f.as_str()).collect();
+                Error::invalid(
+                    ids::INVALID_NAME,
+                    format!(
+                        "unknown authentication factor; accepted are {}",
+                        names.join(", ")
+                    ),
+                )
+            })
     }
 
     /// True for the one-time-password factors.
@@ -140,6 +150,13 @@ impl Default for LockoutPolicy {
             permanent_after: 0,
             show_attempts: true,
         }
+    }
+}
+
+impl std::str::FromStr for Factor {
+    type Err = Error;
+    fn from_str(name: &str) -> Result<Self> {
+        Factor::parse(name)
     }
 }
 

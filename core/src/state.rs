@@ -43,15 +43,35 @@ impl UserState {
         }
     }
 
-    /// Parses either [`UserState::as_str`] or the API name ([`UserState::api_name`]).
+    /// Parses a state's name, exactly as written (case matters): the
+    /// lowercase [`UserState::as_str`] or the API name
+    /// ([`UserState::api_name`], e.g. `USER_STATE_LOCKED`). The same rule
+    /// serves [`std::str::FromStr`].
     ///
     /// # Errors
-    /// InvalidArgument for any other text.
+    /// InvalidArgument for any other text, naming the accepted values.
     pub fn parse(text: &str) -> Result<Self> {
         UserState::ALL
             .into_iter()
             .find(|s| s.as_str() == text || s.api_name() == text)
-            .ok_or_else(|| Error::invalid(ids::INVALID_NAME, "unknown user state"))
+            .ok_or_else(|| {
+                let names: Vec<&str> = UserState::ALL.iter().map(|s| s.as_str()).collect();
+                Error::invalid(
+                    ids::INVALID_NAME,
+                    format!(
+                        "unknown user state; accepted are {} or their API names \
+                         (USER_STATE_ACTIVE, ...)",
+                        names.join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+impl std::str::FromStr for UserState {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self> {
+        UserState::parse(text)
     }
 }
 

@@ -156,3 +156,80 @@ fn hostile_input_is_refused_before_anything_is_read() {
     assert_eq!(err.id(), ids::INVALID_REASON);
     assert!(serde_json::from_str::<UserId>("\"a\\u0000b\"").is_err());
 }
+
+/// Ids that would show as another name in an admin page or audit log are
+/// refused, with a message that names the field and the rule, never the
+/// value; ids stored before stay readable through `from_stored`.
+#[test]
+fn ids_that_hide_or_fake_characters_are_refused() {
+    let refused = [
+        (" alice ", "whitespace"),
+        ("alice ", "whitespace"),
+        ("   ", "whitespace"),
+        ("ad\u{202E}nimda", "format"),
+        ("ali\u{200B}ce", "format"),
+        ("ali\u{2028}ce", "separator"),
+        ("ali\u{2029}ce", "separator"),
+        ("ali\u{FEFF}ce", "format"),
+        ("ali\u{0007}ce", "control"),
+        ("cafe\u{0301}", "NFC"),
+    ];
+    for (value, rule) in refused {
+        for error in [
+            userstate::UserId::new(value).unwrap_err(),
+            userstate::OrgId::new(value).map(drop).unwrap_err(),
+        ] {
+            assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{value:?}");
+            assert!(error.message().contains(rule), "{value:?}: {error}");
+            assert!(
+                error.message().starts_with("user id")
+                    || error.message().starts_with("organisation id"),
+                "{error}"
+            );
+            let shown = value.trim();
+            assert!(
+                shown.is_empty() || !error.message().contains(shown),
+                "{error}"
+            );
+        }
+    }
+    for accepted in ["café", "ü🙂", "o'; DROP TABLE users; --", "a b", "日本"] {
+        userstate::UserId::new(accepted).expect(accepted);
+    }
+    // Two spellings of one name cannot be two users: only NFC is accepted.
+    assert!(userstate::UserId::new("caf\u{e9}").is_ok());
+    assert!(userstate::UserId::new("cafe\u{301}").is_err());
+    let stored = userstate::UserId::from_stored(" alice ").expect("stored before the rule");
+    assert_eq!(stored.as_str(), " alice ");
+}
+
+/// State and factor names parse one way, exactly as written, and an
+/// unknown one names the accepted values.
+#[test]
+fn state_and_factor_names_parse_one_way() {
+    use std::str::FromStr;
+    assert_eq!(
+        userstate::UserState::from_str("locked").unwrap(),
+        userstate::UserState::Locked
+    );
+    assert_eq!(
+        userstate::UserState::parse("USER_STATE_LOCKED").unwrap(),
+        userstate::UserState::Locked
+    );
+    let unknown = userstate::UserState::parse("Locked").unwrap_err();
+    assert!(
+        unknown
+            .message()
+            .contains("initial, active, locked, inactive, deleted"),
+        "{unknown}"
+    );
+    assert_eq!(
+        userstate::Factor::from_str("totp").unwrap(),
+        userstate::Factor::Totp
+    );
+    let unknown = userstate::Factor::parse("TOTP").unwrap_err();
+    assert!(
+        unknown.message().contains("password, totp, sms, email"),
+        "{unknown}"
+    );
+}

@@ -589,7 +589,15 @@ async fn get_search_and_changes_show_users_and_their_history() {
             json!({"queries": [{"stateQuery": {"state": "LOCKED!"}}]}),
         )
         .await,
-        (400, error(3, "USER-ARG-NAME", "unknown user state"))
+        (
+            400,
+            error(
+                3,
+                "USER-ARG-NAME",
+                "unknown user state; accepted are initial, active, locked, inactive, deleted \
+                 or their API names (USER_STATE_ACTIVE, ...)"
+            )
+        )
     );
     assert_eq!(
         s.post(
@@ -1191,7 +1199,11 @@ async fn failed_checks_up_to_the_policy_limit_lock_the_user() {
         .await,
         (
             400,
-            error(3, "USER-ARG-NAME", "unknown authentication factor")
+            error(
+                3,
+                "USER-ARG-NAME",
+                "unknown authentication factor; accepted are password, totp, sms, email"
+            )
         )
     );
 }

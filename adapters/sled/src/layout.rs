@@ -157,7 +157,7 @@ pub(crate) fn user_after_prefix(key: &[u8], prefix: &[u8]) -> Result<UserId> {
         .ok_or_else(|| Error::corrupt("index key outside its range"))?;
     let text = std::str::from_utf8(rest)
         .map_err(|e| Error::corrupt("index key holds an invalid user id").with_source(e))?;
-    UserId::new(text)
+    UserId::from_stored(text)
         .map_err(|e| Error::corrupt("index key holds an invalid user id").with_source(e))
 }
 
@@ -209,7 +209,7 @@ pub(crate) fn org_of_index_key(key: &[u8]) -> Result<OrgId> {
         .ok_or_else(|| Error::corrupt("an index key holds no organisation"))?;
     std::str::from_utf8(org)
         .ok()
-        .and_then(|org| OrgId::new(org).ok())
+        .and_then(|org| OrgId::from_stored(org).ok())
         .ok_or_else(|| Error::corrupt("an index key holds an invalid organisation"))
 }
 
@@ -225,11 +225,11 @@ mod tests {
     use super::*;
 
     fn user(id: &str) -> UserId {
-        UserId::new(id).unwrap()
+        UserId::from_stored(id).unwrap()
     }
 
     fn org(id: &str) -> OrgId {
-        OrgId::new(id).unwrap()
+        OrgId::from_stored(id).unwrap()
     }
 
     #[test]

@@ -13,15 +13,15 @@
 //! # fn main() -> Result<(), userstate::Error> {
 //! // `SledRepository::open("path/to/dir")` for a real, durable database.
 //! let repo = SledRepository::open_temporary()?;
-//! let acme = OrgId::new("acme")?;
-//! let admin = Caller::new(UserId::new("admin")?, acme.clone());
+//! let acme = OrgId::from_stored("acme")?;
+//! let admin = Caller::new(UserId::from_stored("admin")?, acme.clone());
 //! let grants = InMemoryAuthorizer::new();
 //! grants.grant(&admin.user_id, &acme, [Permission::Read, Permission::Write]);
 //! let service = UserService::new(Arc::new(repo), Arc::new(grants));
 //!
 //! // Any executor works: the blocking work runs on the repository's threads.
 //! futures::executor::block_on(async {
-//!     let alice = UserId::new("alice")?;
+//!     let alice = UserId::from_stored("alice")?;
 //!     service.create(&admin, &alice, InitialState::Active).await?;
 //!     let details = service.lock(&admin, &alice, LockRequest::new()).await?;
 //!     assert_eq!(details.sequence, 2);

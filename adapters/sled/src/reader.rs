@@ -280,13 +280,13 @@ mod tests {
     }
 
     fn user(id: &str) -> UserId {
-        UserId::new(id).unwrap()
+        UserId::from_stored(id).unwrap()
     }
 
     fn event(id: &str, sequence: u64, payload: EventPayload) -> Event {
         Event {
             user_id: user(id),
-            org_id: OrgId::new("acme").unwrap(),
+            org_id: OrgId::from_stored("acme").unwrap(),
             sequence,
             created_at: Timestamp::from_unix_millis(1_000 * sequence as i64).unwrap(),
             creator: user("admin"),
@@ -337,7 +337,7 @@ mod tests {
             .len(),
             2
         );
-        let acme = OrgId::new("acme").unwrap();
+        let acme = OrgId::from_stored("acme").unwrap();
         let active = list(&trees, &acme, &ListQuery::in_state(UserState::Active)).unwrap();
         assert_eq!(active.items.len(), 1);
         assert_eq!(active.items[0].id, user("a"));
@@ -358,7 +358,7 @@ mod tests {
         let trees = trees();
         append(&trees, "a", added());
         append(&trees, "a", EventPayload::Removed { reason: None });
-        let acme = OrgId::new("acme").unwrap();
+        let acme = OrgId::from_stored("acme").unwrap();
         assert!(list(&trees, &acme, &ListQuery::all())
             .unwrap()
             .items

@@ -244,7 +244,7 @@ pub(crate) fn decode_user(id: &UserId, bytes: &[u8]) -> Result<User> {
     let user = (|| -> Result<User> {
         Ok(User {
             id: id.clone(),
-            org_id: OrgId::new(record.org)?,
+            org_id: OrgId::from_stored(record.org)?,
             state: state_of(record.state)?,
             lock,
             sequence: record.sequence,
@@ -412,10 +412,10 @@ pub(crate) fn decode_event(id: &UserId, sequence: u64, bytes: &[u8]) -> Result<E
         };
         Ok(Event {
             user_id: id.clone(),
-            org_id: OrgId::new(record.org)?,
+            org_id: OrgId::from_stored(record.org)?,
             sequence,
             created_at: Timestamp::from_unix_millis(record.created_at)?,
-            creator: UserId::new(record.creator)?,
+            creator: UserId::from_stored(record.creator)?,
             payload,
         })
     })();
@@ -470,7 +470,7 @@ pub(crate) fn snapshot_org(bytes: &[u8]) -> Option<OrgId> {
         return None;
     }
     let (prefix, _): (Prefix, _) = postcard::take_from_bytes(body).ok()?;
-    OrgId::new(prefix.org).ok()
+    OrgId::from_stored(prefix.org).ok()
 }
 
 /// The organisation an event record names, as [`snapshot_org`].
@@ -486,7 +486,7 @@ pub(crate) fn event_org(bytes: &[u8]) -> Option<OrgId> {
         return None;
     }
     let (prefix, _): (Prefix, _) = postcard::take_from_bytes(body).ok()?;
-    OrgId::new(prefix.org).ok()
+    OrgId::from_stored(prefix.org).ok()
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
@@ -541,7 +541,7 @@ pub(crate) mod v1 {
         let user = (|| -> Result<User> {
             Ok(User {
                 id: id.clone(),
-                org_id: OrgId::new(stored.org_id)?,
+                org_id: OrgId::from_stored(stored.org_id)?,
                 state: stored.state.into(),
                 lock: stored
                     .lock
@@ -629,10 +629,10 @@ pub(crate) mod v1 {
             };
             Ok(Event {
                 user_id: id.clone(),
-                org_id: OrgId::new(stored.org_id)?,
+                org_id: OrgId::from_stored(stored.org_id)?,
                 sequence,
                 created_at: Timestamp::from_unix_millis(stored.created_at)?,
-                creator: UserId::new(stored.creator)?,
+                creator: UserId::from_stored(stored.creator)?,
                 payload,
             })
         })();
@@ -786,13 +786,13 @@ mod tests {
     }
 
     fn user_id(id: &str) -> UserId {
-        UserId::new(id).unwrap()
+        UserId::from_stored(id).unwrap()
     }
 
     fn locked_user() -> User {
         User {
             id: user_id("bob"),
-            org_id: OrgId::new("acme").unwrap(),
+            org_id: OrgId::from_stored("acme").unwrap(),
             state: UserState::Locked,
             lock: Some(Lock {
                 reason: Some(Reason::new("é").unwrap()),
@@ -940,7 +940,7 @@ mod tests {
         for (payload, tail) in cases {
             let event = Event {
                 user_id: user_id("alice"),
-                org_id: OrgId::new("acme").unwrap(),
+                org_id: OrgId::from_stored("acme").unwrap(),
                 sequence: 7,
                 created_at: at(T),
                 creator: user_id("admin"),
@@ -961,7 +961,7 @@ mod tests {
         );
         let event = encode_event(&Event {
             user_id: user_id("alice"),
-            org_id: OrgId::new("acme").unwrap(),
+            org_id: OrgId::from_stored("acme").unwrap(),
             sequence: 7,
             created_at: at(T),
             creator: user_id("admin"),

@@ -292,10 +292,10 @@ mod tests {
     }
 
     fn create(id: &str) -> Update {
-        let id = UserId::new(id).unwrap();
+        let id = UserId::from_stored(id).unwrap();
         let added = Event {
             user_id: id.clone(),
-            org_id: OrgId::new("acme").unwrap(),
+            org_id: OrgId::from_stored("acme").unwrap(),
             sequence: 1,
             created_at: Timestamp::UNIX_EPOCH,
             creator: id.clone(),

@@ -13,14 +13,14 @@
 //! # let dir = tempfile::tempdir().unwrap();
 //! # let path = dir.path().join("users.db");
 //! let repository = SqliteRepository::open(&path)?; // created if missing
-//! let acme = OrgId::new("acme")?;
-//! let admin = Caller::new(UserId::new("admin")?, acme.clone());
+//! let acme = OrgId::from_stored("acme")?;
+//! let admin = Caller::new(UserId::from_stored("admin")?, acme.clone());
 //! let grants = InMemoryAuthorizer::new();
 //! grants.grant(&admin.user_id, &acme, [Permission::Read, Permission::Write]);
 //! let service = UserService::new(Arc::new(repository.clone()), Arc::new(grants));
 //!
 //! futures::executor::block_on(async {
-//!     let alice = UserId::new("alice")?;
+//!     let alice = UserId::from_stored("alice")?;
 //!     service.create(&admin, &alice, InitialState::Active).await?;
 //!     service.lock(&admin, &alice, LockRequest::new()).await?;
 //!     assert_eq!(service.get(&admin, &alice).await?.state, UserState::Locked);

@@ -51,7 +51,7 @@ fn visible(row: &UserRow, id: &UserId, scope: &Scope) -> Result<Option<User>> {
     };
     // A damaged row may belong to the organisation of its column, or to the
     // one its snapshot names.
-    let column = OrgId::new(row.org.as_str()).ok();
+    let column = OrgId::from_stored(row.org.as_str()).ok();
     let copy = snapshot_org(row);
     if scope.may_admit(column.iter().chain(copy.iter())) {
         Err(damage)
@@ -69,7 +69,7 @@ fn without_row(conn: &Connection, id: &UserId, scope: &Scope) -> Result<Option<U
     let Some(org) = org else {
         return Ok(None);
     };
-    let org = OrgId::new(org).ok();
+    let org = OrgId::from_stored(org).ok();
     if scope.may_admit(org.iter()) {
         Err(Error::corrupt(format!(
             "user {id} has stored events but no stored snapshot"
@@ -217,7 +217,7 @@ pub(crate) fn organisations(
             .query_row(params![last], |row| row.get(0))
             .map_err(from_sqlite)?;
         let Some(found) = found else { break };
-        let org = OrgId::new(found.as_str()).map_err(|e| {
+        let org = OrgId::from_stored(found.as_str()).map_err(|e| {
             Error::corrupt(format!(
                 "the users table holds an invalid organisation: {}",
                 e.message()

@@ -162,7 +162,7 @@ pub(crate) fn decode_user(row: &UserRow) -> Result<User> {
 /// column: the copy in its snapshot, if that still decodes.
 pub(crate) fn snapshot_org(row: &UserRow) -> Option<OrgId> {
     let record: UserRecord = from_json(&row.snapshot).ok()?;
-    OrgId::new(record.org).ok()
+    OrgId::from_stored(record.org).ok()
 }
 
 /// [`decode_user`] without the checksum: for rows of a format without one,
@@ -212,8 +212,8 @@ pub(crate) fn decode_user_fields(row: &UserRow) -> Result<User> {
         email,
     } = record.failed_checks;
     Ok(User {
-        id: UserId::new(row.id.as_str()).map_err(corrupt)?,
-        org_id: OrgId::new(record.org).map_err(corrupt)?,
+        id: UserId::from_stored(row.id.as_str()).map_err(corrupt)?,
+        org_id: OrgId::from_stored(record.org).map_err(corrupt)?,
         state: record.state.into(),
         lock,
         sequence: from_sequence(row.sequence)
@@ -349,11 +349,11 @@ pub(crate) fn decode_event_fields(user: &UserId, row: &EventRow) -> Result<Event
     let payload = decode_payload(&row.event_type, &row.payload).map_err(corrupt)?;
     Ok(Event {
         user_id: user.clone(),
-        org_id: OrgId::new(row.org.as_str()).map_err(corrupt)?,
+        org_id: OrgId::from_stored(row.org.as_str()).map_err(corrupt)?,
         sequence: from_sequence(row.sequence)
             .ok_or_else(|| corrupt(Error::corrupt("a sequence below 1")))?,
         created_at: Timestamp::from_unix_millis(row.created_at).map_err(corrupt)?,
-        creator: UserId::new(row.creator.as_str()).map_err(corrupt)?,
+        creator: UserId::from_stored(row.creator.as_str()).map_err(corrupt)?,
         payload,
     })
 }
@@ -785,8 +785,8 @@ pub(crate) mod v1 {
         } = stored.failed_checks;
         let time = |text: &str| Timestamp::parse_rfc3339(text).map_err(corrupt);
         Ok(User {
-            id: UserId::new(stored.id).map_err(corrupt)?,
-            org_id: OrgId::new(stored.org_id).map_err(corrupt)?,
+            id: UserId::from_stored(stored.id).map_err(corrupt)?,
+            org_id: OrgId::from_stored(stored.org_id).map_err(corrupt)?,
             state: stored.state.into(),
             lock,
             sequence: stored.sequence,
@@ -944,14 +944,14 @@ mod tests {
     }
 
     fn user_id(id: &str) -> UserId {
-        UserId::new(id).unwrap()
+        UserId::from_stored(id).unwrap()
     }
 
     /// A user with every field set.
     fn locked_user() -> User {
         User {
             id: user_id("bob"),
-            org_id: OrgId::new("acme").unwrap(),
+            org_id: OrgId::from_stored("acme").unwrap(),
             state: UserState::Locked,
             lock: Some(Lock {
                 reason: Some(Reason::new("left the company").unwrap()),
@@ -976,7 +976,7 @@ mod tests {
     fn plain_user() -> User {
         User {
             id: user_id("alice"),
-            org_id: OrgId::new("acme").unwrap(),
+            org_id: OrgId::from_stored("acme").unwrap(),
             state: UserState::Active,
             lock: None,
             sequence: 1,
@@ -1126,7 +1126,7 @@ mod tests {
         for (payload, event_type, json) in cases {
             let event = Event {
                 user_id: user_id("alice"),
-                org_id: OrgId::new("acme").unwrap(),
+                org_id: OrgId::from_stored("acme").unwrap(),
                 sequence: 7,
                 created_at: at(T),
                 creator: user_id("admin"),
@@ -1166,7 +1166,7 @@ mod tests {
     fn rows_that_do_not_hold_their_type_are_corrupt() {
         let good = encode_event(&Event {
             user_id: user_id("alice"),
-            org_id: OrgId::new("acme").unwrap(),
+            org_id: OrgId::from_stored("acme").unwrap(),
             sequence: 1,
             created_at: at(T),
             creator: user_id("admin"),
@@ -1285,7 +1285,7 @@ mod tests {
             let decoded = v1::decode_payload(event_type, payload).unwrap();
             let again = encode_event(&Event {
                 user_id: user_id("u"),
-                org_id: OrgId::new("o").unwrap(),
+                org_id: OrgId::from_stored("o").unwrap(),
                 sequence: 1,
                 created_at: at(0),
                 creator: user_id("c"),

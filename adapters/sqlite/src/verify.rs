@@ -72,7 +72,7 @@ fn read_everything(conn: &Connection, verification: &mut Verification) -> Result
     while let Some(row) = rows.next().map_err(from_sqlite)? {
         verification.users += 1;
         let row = user_row(row).map_err(from_sqlite)?;
-        let user_id = UserId::new(row.id.as_str()).ok();
+        let user_id = UserId::from_stored(row.id.as_str()).ok();
         let mut found = |problem: String| {
             verification.findings.push(Finding {
                 user: user_id.clone(),
@@ -106,7 +106,7 @@ fn read_everything(conn: &Connection, verification: &mut Verification) -> Result
         .map_err(from_sqlite)?;
     for orphan in orphans {
         verification.findings.push(Finding {
-            user: UserId::new(orphan).ok(),
+            user: UserId::from_stored(orphan).ok(),
             problem: "the user has stored events but no stored snapshot".to_owned(),
         });
     }

@@ -434,7 +434,10 @@ pub async fn state_filters_mean_the_state_in_force_now(repo: Arc<dyn UserReposit
         assert!(page.items.iter().all(|u| u.state == state), "{state:?}");
         ids
     };
-    assert_eq!(listed(UserState::Active).await, std::slice::from_ref(&active));
+    assert_eq!(
+        listed(UserState::Active).await,
+        std::slice::from_ref(&active)
+    );
     assert_eq!(
         listed(UserState::Locked).await,
         [
@@ -446,7 +449,10 @@ pub async fn state_filters_mean_the_state_in_force_now(repo: Arc<dyn UserReposit
     );
     f.clock.advance(1_000);
     assert_eq!(listed(UserState::Active).await, [active, brief.clone()]);
-    assert_eq!(listed(UserState::Initial).await, std::slice::from_ref(&initial));
+    assert_eq!(
+        listed(UserState::Initial).await,
+        std::slice::from_ref(&initial)
+    );
     assert_eq!(listed(UserState::Locked).await, [long, permanent]);
     let now_active = s.get(admin, &brief).await.unwrap();
     assert_eq!(
