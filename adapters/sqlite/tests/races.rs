@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command as Process, Stdio};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -174,25 +174,9 @@ const CHILD_ADMIN: &str = "child-admin";
 /// Starts each line of the child's report of an acknowledged command.
 const SUCCESS_MARK: &str = "race-success ";
 
-fn ready_file(db: &Path) -> PathBuf {
-    db.with_extension("child-ready")
-}
-
-fn go_file(db: &Path) -> PathBuf {
-    db.with_extension("go")
-}
-
-fn wait_for(file: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !file.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            file.display()
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
-}
+/// The line the child prints once its repository is open; it then waits
+/// for a line on its standard input before it starts.
+const READY_MARK: &str = "userstate-race-ready";
 
 /// Two processes on one file: this test binary re-runs itself as the child
 /// (the ignored `race_child` below). Both start together and lock and unlock
@@ -213,19 +197,26 @@ fn two_processes_keep_histories_exact() {
             "--test-threads=1",
         ])
         .env(RACE_DB, &db)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn the child process");
-    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Blocks until the child has opened the database.
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.contains(READY_MARK));
+    assert!(ready, "the child ended before it was ready");
     let reader = thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
+        lines
             .map_while(Result::ok)
             .filter_map(|line| parse_success(&line))
             .collect::<Vec<_>>()
     });
-    wait_for(&ready_file(&db));
-    std::fs::write(go_file(&db), b"go").unwrap();
+    let mut go = child.stdin.take().unwrap();
+    writeln!(go, "go").unwrap();
+    drop(go);
     let mut successes = hammer(&cast, 11, &Barrier::new(1));
     let theirs = reader.join().unwrap();
     assert!(child.wait().unwrap().success(), "the child process failed");
@@ -249,8 +240,14 @@ fn race_child() {
         return;
     };
     let cast = Cast::with_admin(relaxed().open(&db).unwrap().into(), CHILD_ADMIN);
-    std::fs::write(ready_file(&db), b"ready").unwrap();
-    wait_for(&go_file(&db));
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{READY_MARK}").unwrap();
+        out.flush().unwrap();
+    }
+    // Blocks until the parent says go (or closes the pipe).
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go).unwrap();
     let successes = hammer(&cast, 13, &Barrier::new(1));
     let mut out = std::io::stdout().lock();
     for (id, kind, sequence) in successes {
