@@ -132,14 +132,38 @@ pub fn visit(k: u64, n: usize) -> usize {
     ((k % n) * (P % n) % n) as usize
 }
 
+/// The environment variable that picks how the service checks its caller:
+/// unset or `stored`, the caller is an active user stored in the database
+/// and the check reads it with every command (what a host whose
+/// administrators are users pays); `off`, the check is switched off.
+pub const CALLER_CHECK_VAR: &str = "USERSTATE_BENCH_CALLER";
+
 /// A service over `repository` and a caller allowed to read and write the
-/// organisation [`ORG`].
+/// organisation [`ORG`], checked as [`CALLER_CHECK_VAR`] says.
+///
+/// # Panics
+/// When the caller's own user cannot be stored.
 pub fn service(repository: Arc<dyn UserRepository>) -> (UserService, Caller) {
     let org = OrgId::new(ORG).expect("a valid org id");
     let admin = Caller::new(UserId::new(ADMIN).expect("a valid id"), org.clone());
     let grants = InMemoryAuthorizer::new();
     grants.grant(&admin.user_id, &org, [Permission::Read, Permission::Write]);
-    (UserService::new(repository, Arc::new(grants)), admin)
+    let service = UserService::new(repository, Arc::new(grants));
+    let checked = std::env::var(CALLER_CHECK_VAR).map_or(true, |mode| mode != "off");
+    if !checked {
+        return (service.with_caller_check(false), admin);
+    }
+    let created = futures::executor::block_on(service.create(
+        &admin,
+        &admin.user_id,
+        userstate::InitialState::Active,
+    ));
+    match created {
+        Ok(_) => {}
+        Err(e) if e.kind() == userstate::ErrorKind::AlreadyExists => {}
+        Err(e) => panic!("cannot store the benchmark's caller: {e}"),
+    }
+    (service, admin)
 }
 
 /// An open repository of one adapter, with the handle its counters are
