@@ -9,10 +9,11 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::feed::FeedEvent;
 use crate::id::{OrgId, UserId};
 use crate::query::{HistoryQuery, ListQuery, Page};
 use crate::state::UserState;
-use crate::storage::{page_of, Commit, Decision, Scope, Update, UserRepository};
+use crate::storage::{page_of, Commit, Decision, FeedSignal, Scope, Update, UserRepository};
 use crate::user::User;
 
 /// A repository that keeps users in memory; lost when dropped.
@@ -21,6 +22,7 @@ use crate::user::User;
 #[derive(Debug, Default)]
 pub struct InMemoryRepository {
     inner: Mutex<Tables>,
+    signal: FeedSignal,
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +33,9 @@ struct Tables {
     by_org_state: HashMap<(OrgId, UserState), BTreeSet<UserId>>,
     /// Users that exist (not deleted): serves the unfiltered list.
     by_org: HashMap<OrgId, BTreeSet<UserId>>,
+    /// Every committed event in commit order; an event's position is its
+    /// index plus one.
+    feed: Vec<Event>,
 }
 
 impl InMemoryRepository {
@@ -76,6 +81,7 @@ impl Tables {
                 .or_default()
                 .insert(new.id.clone());
         }
+        self.feed.extend(events.iter().cloned());
         self.events
             .entry(new.id.clone())
             .or_default()
@@ -107,7 +113,13 @@ impl UserRepository for InMemoryRepository {
             .and_then(|actor| tables.visible(&actor.user, &actor.scope()));
         match update.decide(stored, actor)? {
             Decision::Unchanged(user) => Ok(user),
-            Decision::Write(commit) => Ok(tables.write(commit)),
+            Decision::Write(commit) => {
+                let user = tables.write(commit);
+                let last = tables.feed.len() as u64;
+                drop(tables);
+                self.signal.committed(last);
+                Ok(user)
+            }
         }
     }
 
@@ -154,6 +166,26 @@ impl UserRepository for InMemoryRepository {
             None => t.by_org.get(org),
         };
         Ok(ids.map_or(0, |ids| ids.len() as u64))
+    }
+
+    async fn feed(&self, after: u64, limit: u32) -> Result<Vec<FeedEvent>> {
+        let t = self.tables();
+        let start = usize::try_from(after).unwrap_or(usize::MAX);
+        Ok(t.feed
+            .iter()
+            .zip(1u64..)
+            .skip(start)
+            .take(limit as usize)
+            .map(|(event, position)| FeedEvent {
+                position,
+                event: event.clone(),
+            })
+            .collect())
+    }
+
+    async fn wait_for_events(&self, after: u64) -> Result<()> {
+        self.signal.wait(after).await;
+        Ok(())
     }
 
     async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {

@@ -12,6 +12,7 @@ use crate::effective;
 use crate::error::Attempts;
 use crate::error::{ids, Error, ErrorKind, Result};
 use crate::event::{Event, EventPayload};
+use crate::feed::{FeedEvent, FeedPage, FeedQuery};
 use crate::id::{OrgId, Reason, UserId};
 use crate::lockout::{Factor, LockoutPolicies, LockoutPolicy};
 use crate::query::{walk_pages, Cursor, HistoryQuery, ListQuery, Page, MAX_PAGE_SIZE};
@@ -555,6 +556,125 @@ impl UserService {
             None
         };
         Ok(Page { items: orgs, next })
+    }
+
+    /// A page of the change feed for `caller`: the events after
+    /// `query.after` that the query selects, of organisations where the
+    /// caller holds `user.read` (an instance-wide grant sees all), in
+    /// position order, and the checkpoint to read on from. A position past
+    /// the end is an empty page.
+    ///
+    /// # Errors
+    /// InvalidArgument for a bad page size; PermissionDenied without
+    /// `user.read` in `query.org` (when it names one) or when the caller's
+    /// own user cannot log in.
+    pub async fn feed(&self, caller: &Caller, query: &FeedQuery) -> Result<FeedPage> {
+        query.validate()?;
+        if let Some(org) = &query.org {
+            self.authorize_in(caller, org, Permission::Read).await?;
+        }
+        self.check_caller(caller).await?;
+        let everywhere = self
+            .authorizer
+            .is_allowed_everywhere(caller, Permission::Read)
+            .await?;
+        let mut readable: std::collections::HashMap<OrgId, bool> = Default::default();
+        let mut events = Vec::new();
+        let mut checkpoint = query.after;
+        while events.len() < query.limit as usize {
+            let batch = self.repository.feed(checkpoint, MAX_PAGE_SIZE).await?;
+            let Some(last) = batch.last().map(|e| e.position) else {
+                break;
+            };
+            for entry in batch {
+                if events.len() == query.limit as usize {
+                    return Ok(FeedPage { events, checkpoint });
+                }
+                checkpoint = entry.position;
+                if !query.selects(&entry.event) {
+                    continue;
+                }
+                let org = &entry.event.org_id;
+                let visible = match readable.get(org) {
+                    Some(visible) => *visible,
+                    None => {
+                        let visible = everywhere
+                            || self
+                                .authorizer
+                                .is_allowed(caller, org, Permission::Read)
+                                .await?;
+                        readable.insert(org.clone(), visible);
+                        visible
+                    }
+                };
+                if visible {
+                    events.push(entry);
+                }
+            }
+            checkpoint = last;
+        }
+        Ok(FeedPage { events, checkpoint })
+    }
+
+    /// The feed as a live `Stream` from `query.after` (a consumer's
+    /// checkpoint): every event the query selects and the caller may see,
+    /// as it commits, without polling (see
+    /// [`UserRepository::wait_for_events`]). Ends at the first error, which
+    /// it yields; dropping the stream frees what it holds.
+    pub fn follow<'a>(
+        &'a self,
+        caller: &'a Caller,
+        query: FeedQuery,
+    ) -> impl futures_util::Stream<Item = Result<FeedEvent>> + 'a {
+        struct Follow {
+            query: FeedQuery,
+            buffered: std::vec::IntoIter<FeedEvent>,
+            failed: bool,
+        }
+        let start = Follow {
+            query,
+            buffered: Vec::new().into_iter(),
+            failed: false,
+        };
+        futures_util::stream::unfold(start, move |mut follow| async move {
+            loop {
+                if follow.failed {
+                    return None;
+                }
+                if let Some(event) = follow.buffered.next() {
+                    return Some((Ok(event), follow));
+                }
+                let page = match self.feed(caller, &follow.query).await {
+                    Ok(page) => page,
+                    Err(error) => {
+                        follow.failed = true;
+                        return Some((Err(error), follow));
+                    }
+                };
+                let moved = page.checkpoint > follow.query.after;
+                follow.query.after = page.checkpoint;
+                follow.buffered = page.events.into_iter();
+                if !moved {
+                    if let Err(error) = self.repository.wait_for_events(follow.query.after).await {
+                        follow.failed = true;
+                        return Some((Err(error), follow));
+                    }
+                }
+            }
+        })
+    }
+
+    async fn authorize_in(
+        &self,
+        caller: &Caller,
+        org: &OrgId,
+        permission: Permission,
+    ) -> Result<()> {
+        if self.authorizer.is_allowed(caller, org, permission).await? {
+            Ok(())
+        } else {
+            Err(permission_denied(permission))
+        }
     }
 
     /// The checks before a listing: `user.read` in the target organisation

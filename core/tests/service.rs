@@ -77,6 +77,12 @@ impl UserRepository for RivalLocksFirst {
     ) -> userstate::Result<Vec<OrgId>> {
         self.inner.organisations(after, limit).await
     }
+    async fn feed(&self, after: u64, limit: u32) -> userstate::Result<Vec<userstate::FeedEvent>> {
+        self.inner.feed(after, limit).await
+    }
+    async fn wait_for_events(&self, after: u64) -> userstate::Result<()> {
+        self.inner.wait_for_events(after).await
+    }
 }
 
 /// Every update fails with `error`.
@@ -120,6 +126,12 @@ impl UserRepository for AlwaysFails {
     }
     async fn organisations(&self, _: Option<&OrgId>, _: u32) -> userstate::Result<Vec<OrgId>> {
         Ok(Vec::new())
+    }
+    async fn feed(&self, _: u64, _: u32) -> userstate::Result<Vec<userstate::FeedEvent>> {
+        Ok(Vec::new())
+    }
+    async fn wait_for_events(&self, _: u64) -> userstate::Result<()> {
+        Err(self.error.clone())
     }
 }
 

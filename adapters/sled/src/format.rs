@@ -7,7 +7,8 @@
 //! |---|---|---|---|
 //! | 1 | 0.1.0 | `userstate.snapshots`, `userstate.events` | the core types' postcard ([`record::v1`]) |
 //! | 2 | (development) | `userstate.snapshots.v2`, `userstate.events.v2` | the adapter's own ([`crate::record`]) |
-//! | 3 | this release | the same, and `userstate.losses` | the same, and the count of committed events |
+//! | 3 | (development) | the same, and `userstate.losses` | the same, and the count of committed events |
+//! | 4 | this release | the same, and `userstate.feed` | the same |
 //!
 //! All keep the index trees `userstate.by_org_state` and `userstate.by_org`,
 //! whose keys did not change.
@@ -17,19 +18,19 @@ use userstate::{Error, Result};
 
 use crate::error::from_sled;
 use crate::layout::{
-    self, BY_ORG, BY_ORG_STATE, COMMITTED_KEY, EVENTS, FORMAT_KEY, LOSSES, SNAPSHOTS,
+    self, BY_ORG, BY_ORG_STATE, COMMITTED_KEY, EVENTS, FEED, FORMAT_KEY, LOSSES, SNAPSHOTS,
 };
 use crate::record::{self, v1};
 
 /// The on-disk format this build writes and reads.
-pub const DATABASE_FORMAT: u32 = 3;
+pub const DATABASE_FORMAT: u32 = 4;
 
 /// The trees of format 1 that format 2 replaced.
 const V1_SNAPSHOTS: &str = "userstate.snapshots";
 const V1_EVENTS: &str = "userstate.events";
 
 /// Every tree name a userstate database of any format may hold.
-const OUR_TREES: [&str; 7] = [
+const OUR_TREES: [&str; 8] = [
     V1_SNAPSHOTS,
     V1_EVENTS,
     SNAPSHOTS,
@@ -37,6 +38,7 @@ const OUR_TREES: [&str; 7] = [
     BY_ORG_STATE,
     BY_ORG,
     LOSSES,
+    FEED,
 ];
 
 /// Records an upgrade writes per batch, so memory stays bounded whatever
@@ -58,7 +60,11 @@ const UPGRADE_CHUNK: usize = 10_000;
 pub(crate) fn open(db: &Db, created: bool, durable: &mut dyn FnMut() -> Result<()>) -> Result<()> {
     match stored_version(db)? {
         Some(DATABASE_FORMAT) => drop_trees(db, &[V1_SNAPSHOTS, V1_EVENTS]),
-        Some(2) => upgrade_from_2(db, durable).map_err(|error| refused_upgrade(2, error)),
+        Some(3) => upgrade_from_3(db, durable).map_err(|error| refused_upgrade(3, error)),
+        Some(2) => {
+            upgrade_from_2(db, durable).map_err(|error| refused_upgrade(2, error))?;
+            upgrade_from_3(db, durable).map_err(|error| refused_upgrade(3, error))
+        }
         Some(1) => {
             upgrade_from_1(db, durable).map_err(|error| {
                 // What the attempt wrote beside format 1 goes; the next open
@@ -66,7 +72,8 @@ pub(crate) fn open(db: &Db, created: bool, durable: &mut dyn FnMut() -> Result<(
                 let _ = drop_trees(db, &[SNAPSHOTS, EVENTS]);
                 refused_upgrade(1, error)
             })?;
-            upgrade_from_2(db, durable).map_err(|error| refused_upgrade(2, error))
+            upgrade_from_2(db, durable).map_err(|error| refused_upgrade(2, error))?;
+            upgrade_from_3(db, durable).map_err(|error| refused_upgrade(3, error))
         }
         Some(version) => Err(Error::corrupt(format!(
             "unknown database format version {version}: this release reads versions 1 to \
@@ -147,8 +154,42 @@ fn upgrade_from_2(db: &Db, durable: &mut dyn FnMut() -> Result<()>) -> Result<()
     }
     let mut batch = Batch::default();
     batch.insert(COMMITTED_KEY, &count.to_be_bytes());
-    batch.insert(FORMAT_KEY, &DATABASE_FORMAT.to_be_bytes());
+    batch.insert(FORMAT_KEY, &3u32.to_be_bytes());
     db.apply_batch(batch).map_err(from_sled)?;
+    durable()
+}
+
+/// Format 3 to 4: the feed, every event at a position in the order it was
+/// written (by time, then user and sequence, so each user's events keep
+/// their order), built in a tree of its own, made durable, then the version
+/// switched in one write. A crash before the switch leaves format 3 and a
+/// partial feed the next attempt drops first.
+fn upgrade_from_3(db: &Db, durable: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+    drop_trees(db, &[FEED])?;
+    let events = db.open_tree(EVENTS).map_err(from_sled)?;
+    let mut order = Vec::new();
+    for entry in events.iter() {
+        let (key, value) = entry.map_err(from_sled)?;
+        let (id, sequence) = layout::event_of_key(&key)?;
+        let event = record::decode_event(&id, sequence, &value)?;
+        order.push((event.created_at, key));
+    }
+    // Keys sort by user, then sequence: the tie-break keeps a user's order.
+    order.sort();
+    let feed = db.open_tree(FEED).map_err(from_sled)?;
+    for (chunk, start) in order
+        .chunks(UPGRADE_CHUNK)
+        .zip((1u64..).step_by(UPGRADE_CHUNK))
+    {
+        let mut batch = Batch::default();
+        for ((_, key), position) in chunk.iter().zip(start..) {
+            batch.insert(&layout::feed_key(position), key.as_ref());
+        }
+        feed.apply_batch(batch).map_err(from_sled)?;
+    }
+    durable()?;
+    db.insert(FORMAT_KEY, &DATABASE_FORMAT.to_be_bytes())
+        .map_err(from_sled)?;
     durable()
 }
 

@@ -10,6 +10,7 @@
 //! | `userstate.by_org_state` | org id, 0x00, state code, user id | empty |
 //! | `userstate.by_org` | org id, 0x00, user id (existing users only) | empty |
 //! | `userstate.losses` | big-endian u64, from 1 | a loss accepted at open |
+//! | `userstate.feed` | feed position as big-endian u64, from 1 | the event's key in `userstate.events.v2` |
 //!
 //! sled's default tree holds the format version (`userstate.format`) and
 //! the count of committed events (`userstate.committed`, big-endian u64),
@@ -45,6 +46,8 @@ pub(crate) const BY_ORG_STATE: &str = "userstate.by_org_state";
 pub(crate) const BY_ORG: &str = "userstate.by_org";
 /// The losses accepted at open (format 3).
 pub(crate) const LOSSES: &str = "userstate.losses";
+/// The change feed: each event's key by position (format 4).
+pub(crate) const FEED: &str = "userstate.feed";
 
 /// The open trees of a database of the current format: cheap to clone into
 /// the reader threads and the writer.
@@ -56,6 +59,7 @@ pub(crate) struct Trees {
     pub(crate) by_org_state: Tree,
     pub(crate) by_org: Tree,
     pub(crate) losses: Tree,
+    pub(crate) feed: Tree,
 }
 
 impl Trees {
@@ -71,8 +75,36 @@ impl Trees {
             by_org_state: tree(BY_ORG_STATE)?,
             by_org: tree(BY_ORG)?,
             losses: tree(LOSSES)?,
+            feed: tree(FEED)?,
             db,
         })
+    }
+}
+
+/// The key of feed `position`.
+pub(crate) fn feed_key(position: u64) -> [u8; 8] {
+    position.to_be_bytes()
+}
+
+/// The position a key of the feed tree holds.
+///
+/// # Errors
+/// Corrupt when the key is not eight bytes.
+pub(crate) fn position_of_key(key: &[u8]) -> Result<u64> {
+    <[u8; 8]>::try_from(key)
+        .map(u64::from_be_bytes)
+        .map_err(|_| Error::corrupt("a key of the feed is not a position"))
+}
+
+/// The last position of the feed (0 when it is empty).
+///
+/// # Errors
+/// sled errors as mapped by [`from_sled`]; Corrupt for a key that is not a
+/// position.
+pub(crate) fn last_position(feed: &Tree) -> Result<u64> {
+    match feed.last().map_err(from_sled)? {
+        Some((key, _)) => position_of_key(&key),
+        None => Ok(0),
     }
 }
 

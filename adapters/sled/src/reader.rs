@@ -13,7 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use userstate::storage::{page_of, AcceptedLoss, Scope};
 use userstate::{
-    Error, Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserState,
+    Error, Event, FeedEvent, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserState,
 };
 
 use crate::error::from_sled;
@@ -178,6 +178,51 @@ pub(crate) fn list(trees: &Trees, org: &OrgId, query: &ListQuery) -> Result<Page
     page_of(users, query.limit)
 }
 
+/// Up to `limit` events after feed position `after`, in position order:
+/// each position's key, then the event it names.
+///
+/// # Errors
+/// Corrupt when the feed or an event cannot be read or decoded, or the
+/// feed names an event that is not stored.
+pub(crate) fn feed(trees: &Trees, after: u64, limit: u32) -> Result<Vec<FeedEvent>> {
+    let Some(first) = after.checked_add(1) else {
+        return Ok(Vec::new());
+    };
+    let unreadable = |e: Error| {
+        Error::corrupt(format!(
+            "the feed cannot be read after {after}: {}",
+            e.message()
+        ))
+        .with_source(e)
+    };
+    let entries = guarded(|| {
+        trees
+            .feed
+            .range(layout::feed_key(first)..)
+            .take(limit as usize)
+            .collect::<sled::Result<Vec<_>>>()
+    })
+    .map_err(unreadable)?;
+    entries
+        .iter()
+        .map(|(key, event_key)| {
+            let position = layout::position_of_key(key)?;
+            let (id, sequence) = layout::event_of_key(event_key)?;
+            let bytes = guarded(|| trees.events.get(event_key))
+                .map_err(unreadable)?
+                .ok_or_else(|| {
+                    Error::corrupt(format!(
+                        "the feed names event {sequence} of user {id} at {position}, which is not stored"
+                    ))
+                })?;
+            Ok(FeedEvent {
+                position,
+                event: decode_event(&id, sequence, &bytes)?,
+            })
+        })
+        .collect()
+}
+
 /// How many users of `org` the index holds in `state` (`None`: all but
 /// deleted ones), counting keys without reading a snapshot.
 ///
@@ -300,7 +345,14 @@ mod tests {
         let sequence = before.as_ref().map_or(0, |u| u.sequence) + 1;
         let commit = Commit::new(before, vec![event(id, sequence, payload)]).unwrap();
         let update = Update::new(user(id), Scope::Instance, storage::append(commit));
-        writer::apply(trees, update, 0).unwrap().0
+        writer::apply(
+            trees,
+            update,
+            0,
+            layout::last_position(&trees.feed).unwrap(),
+        )
+        .unwrap()
+        .0
     }
 
     fn added() -> EventPayload {
@@ -383,8 +435,13 @@ mod tests {
             )
             .unwrap(),
         );
-        let refused =
-            writer::apply(&trees, Update::new(user("a"), Scope::Instance, decide), 0).unwrap_err();
+        let refused = writer::apply(
+            &trees,
+            Update::new(user("a"), Scope::Instance, decide),
+            0,
+            0,
+        )
+        .unwrap_err();
         assert_eq!(refused.id(), ids::CORRUPT);
         assert!(load(&trees, &user("b"), &Scope::Instance)
             .unwrap()
@@ -429,6 +486,7 @@ mod tests {
         let err = writer::apply(
             &trees,
             Update::new(user("a"), Scope::Instance, storage::append(commit)),
+            0,
             0,
         )
         .unwrap_err();

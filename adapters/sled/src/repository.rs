@@ -8,10 +8,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use userstate::storage::{
-    AcceptedLoss, GroupCommit, Scope, Seal, TemporaryDir, Update, UserRepository, Verification,
-    WorkerPool, WriterStats,
+    AcceptedLoss, FeedSignal, GroupCommit, Scope, Seal, TemporaryDir, Update, UserRepository,
+    Verification, WorkerPool, WriterStats,
 };
-use userstate::{Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserState};
+use userstate::{
+    Event, FeedEvent, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserState,
+};
 
 use crate::engine::{self, DATA_FILE};
 use crate::layout::Trees;
@@ -39,6 +41,7 @@ pub struct SledRepository {
 struct Inner {
     writer: GroupCommit<Writer>,
     readers: WorkerPool<Trees>,
+    signal: Arc<FeedSignal>,
     _sealer: Sealer,
     options: SledOptions,
     path: PathBuf,
@@ -91,12 +94,14 @@ impl SledRepository {
         let opened = engine::open(path, options)?;
         let trees = opened.trees;
         let mark = Closing::shared(opened.mark);
+        let signal = Arc::new(FeedSignal::new(crate::layout::last_position(&trees.feed)?));
         let mut writer = Writer::new(
             trees.clone(),
             opened.device,
             options.durability,
             options.max_unsynced_commands,
             mark.clone(),
+            signal.clone(),
         );
         // Make the creation or upgrade itself durable: the format version,
         // sled's `conf` file and the directory entries.
@@ -113,6 +118,7 @@ impl SledRepository {
             inner: Arc::new(Inner {
                 writer,
                 readers,
+                signal,
                 _sealer: Sealer {
                     mark,
                     data_file: path.join(DATA_FILE),
@@ -249,6 +255,20 @@ impl UserRepository for SledRepository {
             .readers
             .run(move |trees| reader::list(trees, &org, &query))
             .await
+    }
+
+    async fn feed(&self, after: u64, limit: u32) -> Result<Vec<FeedEvent>> {
+        self.inner
+            .readers
+            .run(move |trees| reader::feed(trees, after, limit))
+            .await
+    }
+
+    /// Only this process writes the database, so its writer wakes the
+    /// waiters of every commit at once.
+    async fn wait_for_events(&self, after: u64) -> Result<()> {
+        self.inner.signal.wait(after).await;
+        Ok(())
     }
 
     async fn count(&self, org: &OrgId, state: Option<UserState>) -> Result<u64> {

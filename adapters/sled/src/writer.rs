@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
-use userstate::storage::{BatchWriter, Commit, CommitMark, Decision, Durability, Update};
+use userstate::storage::{
+    BatchWriter, Commit, CommitMark, Decision, Durability, FeedSignal, Update,
+};
 use userstate::{Error, Result, User, UserId, UserState};
 
 use crate::engine::DeviceSync;
@@ -45,6 +47,10 @@ pub(crate) struct Writer {
     /// Every event committed so far, as the default tree counts them.
     committed: u64,
     mark: SharedMark,
+    /// The feed's last position; only this writer writes the feed.
+    last_position: u64,
+    /// Told the last position after each batch, for the waiting readers.
+    signal: Arc<FeedSignal>,
 }
 
 /// The commit mark, shared by the writer, which records every sync in it,
@@ -71,8 +77,10 @@ impl Writer {
         durability: Durability,
         max_unsynced: u64,
         mark: SharedMark,
+        signal: Arc<FeedSignal>,
     ) -> Self {
         let committed = lock(&mark).mark.committed();
+        let last_position = signal.last();
         Writer {
             trees,
             device,
@@ -82,6 +90,8 @@ impl Writer {
             failure: None,
             committed,
             mark,
+            last_position,
+            signal,
         }
     }
 
@@ -122,11 +132,12 @@ impl BatchWriter for Writer {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut written = 0;
         for update in batch {
-            let outcome = apply(&self.trees, update, self.committed);
+            let outcome = apply(&self.trees, update, self.committed, self.last_position);
             if let Ok((_, events)) = outcome {
                 if events > 0 {
                     written += 1;
                     self.committed += events;
+                    self.last_position += events;
                 }
             }
             outcomes.push(outcome);
@@ -143,6 +154,9 @@ impl BatchWriter for Writer {
                 }
             }
         };
+        if written > 0 {
+            self.signal.committed(self.last_position);
+        }
         outcomes
             .into_iter()
             .map(|outcome| match (outcome, &synced) {
@@ -175,7 +189,12 @@ pub(crate) fn lock(mark: &SharedMark) -> MutexGuard<'_, Closing> {
 /// One update: the user as stored, the decision on it, and what it
 /// decided, on a database that has `committed` events. Returns the user
 /// after it and the events it wrote.
-pub(crate) fn apply(trees: &Trees, update: Update, committed: u64) -> Result<(User, u64)> {
+pub(crate) fn apply(
+    trees: &Trees,
+    update: Update,
+    committed: u64,
+    last_position: u64,
+) -> Result<(User, u64)> {
     let stored = reader::load(trees, update.id(), update.scope())?;
     let actor = match update.actor() {
         Some(actor) => reader::load(trees, &actor.user, &actor.scope())?,
@@ -186,7 +205,8 @@ pub(crate) fn apply(trees: &Trees, update: Update, committed: u64) -> Result<(Us
         Decision::Unchanged(user) => Ok((user, 0)),
         Decision::Write(commit) => {
             let events = commit.events().len() as u64;
-            write(trees, old_keys, commit, committed + events).map(|user| (user, events))
+            write(trees, old_keys, commit, committed + events, last_position)
+                .map(|user| (user, events))
         }
     }
 }
@@ -214,7 +234,13 @@ fn index_keys(user: &User) -> IndexKeys {
 /// Corrupt when an event is already stored at a sequence the commit writes
 /// (the history ran ahead of its snapshot: never overwritten); sled errors
 /// as mapped by [`from_sled`]. Nothing is written on error.
-fn write(trees: &Trees, old: Option<IndexKeys>, commit: Commit, committed: u64) -> Result<User> {
+fn write(
+    trees: &Trees,
+    old: Option<IndexKeys>,
+    commit: Commit,
+    committed: u64,
+    last_position: u64,
+) -> Result<User> {
     let (events, snapshot) = commit.into_parts();
     let id: &UserId = &snapshot.id;
     let events = events
@@ -233,22 +259,32 @@ fn write(trees: &Trees, old: Option<IndexKeys>, commit: Commit, committed: u64) 
     let committed = committed.to_be_bytes();
     let trees_in_order = (
         &trees.events,
+        &trees.feed,
         &trees.snapshots,
         &trees.by_org_state,
         &trees.by_org,
         &*trees.db,
     );
-    // Tree order is commit order: events before the snapshot before the
-    // indexes, so a reader that sees a snapshot also sees its events.
-    let outcome =
-        trees_in_order.transaction(|(events_tree, snapshots, by_org_state, by_org, meta)| {
-            for (key, value) in &events {
+    // Tree order is commit order: events before the feed and the snapshot
+    // before the indexes, so a reader that sees a snapshot or a position
+    // also sees its events.
+    let outcome = trees_in_order.transaction(
+        |(events_tree, feed, snapshots, by_org_state, by_org, meta)| {
+            for ((key, value), position) in events.iter().zip(last_position + 1..) {
                 if events_tree
                     .insert(key.as_slice(), value.as_slice())?
                     .is_some()
                 {
                     return Err(ConflictableTransactionError::Abort(Error::corrupt(
                         format!("user {id} has stored events beyond its snapshot"),
+                    )));
+                }
+                if feed
+                    .insert(&layout::feed_key(position), key.as_slice())?
+                    .is_some()
+                {
+                    return Err(ConflictableTransactionError::Abort(Error::corrupt(
+                        format!("the feed already holds position {position}"),
                     )));
                 }
             }
@@ -263,7 +299,8 @@ fn write(trees: &Trees, old: Option<IndexKeys>, commit: Commit, committed: u64) 
             }
             meta.insert(layout::COMMITTED_KEY, &committed[..])?;
             Ok(())
-        });
+        },
+    );
     outcome.map_err(|e| match e {
         TransactionError::Abort(error) => error,
         TransactionError::Storage(error) => from_sled(error),
@@ -288,6 +325,7 @@ mod tests {
             durability,
             max_unsynced,
             Closing::shared(mark),
+            Arc::new(FeedSignal::new(0)),
         )
     }
 

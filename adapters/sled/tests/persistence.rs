@@ -199,3 +199,15 @@ fn options_reach_the_database() {
     drop(service);
     assert!(!path.exists(), "a temporary database is removed on close");
 }
+
+#[test]
+fn the_feed_resumes_from_a_checkpoint_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    block_on(
+        userstate::conformance::feed::feed_resumes_from_a_checkpoint_after_reopening(
+            &path,
+            |path| Arc::new(SledOptions::new().open(path).expect("open")),
+        ),
+    );
+}

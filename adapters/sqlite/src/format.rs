@@ -21,8 +21,12 @@ use crate::record::{self, v1, EventRow, UserRow};
 pub(crate) const APPLICATION_ID: i32 = 0x7573_7374;
 
 /// Step `i` brings a database at version `i` to version `i + 1`.
-const UPGRADES: &[fn(&Connection) -> Result<()>] =
-    &[create_tables, records_of_format_2, checksums_of_format_3];
+const UPGRADES: &[fn(&Connection) -> Result<()>] = &[
+    create_tables,
+    records_of_format_2,
+    checksums_of_format_3,
+    positions_of_format_4,
+];
 
 /// The schema version this library writes.
 pub(crate) const SCHEMA_VERSION: i64 = UPGRADES.len() as i64;
@@ -303,6 +307,53 @@ fn users_after(conn: &Connection, after: &str) -> Result<Vec<UserRow>> {
     .map_err(from_sqlite)
 }
 
+/// Version 4: a feed position on every event, unique and covered by the
+/// row's checksum. Events already stored get positions in the order they
+/// were written (by time, then user and sequence, so each user's events
+/// keep their order); each row's checksum is checked before it is
+/// rewritten, so damage is not sealed in.
+fn positions_of_format_4(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "ALTER TABLE events ADD COLUMN position INTEGER NOT NULL DEFAULT 0;
+         UPDATE events SET position = ranked.n
+         FROM (SELECT user_id, sequence,
+                      ROW_NUMBER() OVER (ORDER BY created_at, user_id, sequence) AS n
+               FROM events) AS ranked
+         WHERE events.user_id = ranked.user_id AND events.sequence = ranked.sequence;
+         CREATE UNIQUE INDEX events_by_position ON events (position);",
+    )
+    .map_err(from_sqlite)?;
+    let mut after = 0i64;
+    loop {
+        let rows = conn
+            .prepare_cached(layout::FEED)
+            .and_then(|mut select| {
+                select
+                    .query_map(params![after, UPGRADE_CHUNK], crate::reader::event_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(from_sqlite)?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = last.position;
+        for row in &rows {
+            let user = UserId::from_stored(row.user_id.as_str())?;
+            let unpositioned = EventRow {
+                position: 0,
+                ..row.clone()
+            };
+            record::decode_event(&user, &unpositioned)?;
+            let checksum = record::event_checksum(row);
+            conn.prepare_cached(
+                "UPDATE events SET checksum = ?3 WHERE user_id = ?1 AND sequence = ?2",
+            )
+            .and_then(|mut update| update.execute(params![row.user_id, row.sequence, checksum]))
+            .map_err(from_sqlite)?;
+        }
+    }
+}
+
 /// A chunk of the `events` rows of `user` after `after`, as [`users_after`].
 fn events_after(conn: &Connection, user: &UserId, after: i64) -> Result<Vec<EventRow>> {
     conn.prepare_cached(
@@ -321,6 +372,7 @@ fn events_after(conn: &Connection, user: &UserId, after: i64) -> Result<Vec<Even
                     creator: row.get(5)?,
                     payload: row.get(6)?,
                     checksum: 0,
+                    position: 0,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()

@@ -69,6 +69,7 @@ pub fn decode_event(
             creator: creator.to_owned(),
             payload: payload.to_owned(),
             checksum: 0,
+            position: 0,
         },
     )
 }

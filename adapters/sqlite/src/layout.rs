@@ -54,8 +54,16 @@ pub(crate) const LOAD: &str =
 pub(crate) const AN_EVENT_ORG: &str = "SELECT org FROM events WHERE user_id = ?1 LIMIT 1";
 
 pub(crate) const HISTORY: &str =
-    "SELECT user_id, sequence, org, event_type, created_at, creator, payload, checksum
+    "SELECT user_id, sequence, org, event_type, created_at, creator, payload, checksum, position
      FROM events WHERE user_id = ?1 AND sequence > ?2 ORDER BY sequence LIMIT ?3";
+
+/// The change feed, served by `events_by_position`.
+pub(crate) const FEED: &str =
+    "SELECT user_id, sequence, org, event_type, created_at, creator, payload, checksum, position
+     FROM events WHERE position > ?1 ORDER BY position LIMIT ?2";
+
+/// The feed's last position: one step down `events_by_position`.
+pub(crate) const LAST_POSITION: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
 
 /// Served by `users_by_org_state`.
 pub(crate) const LIST_IN_STATE: &str = "SELECT id, org, state, sequence, snapshot, checksum
@@ -78,8 +86,8 @@ pub(crate) const COUNT_EXISTING: &str =
 pub(crate) const NEXT_ORG: &str = "SELECT MIN(org) FROM users WHERE org > ?1";
 
 pub(crate) const INSERT_EVENT: &str = "INSERT INTO events
-     (user_id, sequence, org, event_type, created_at, creator, payload, checksum)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+     (user_id, sequence, org, event_type, created_at, creator, payload, checksum, position)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
 pub(crate) const INSERT_USER: &str =
     "INSERT INTO users (id, org, state, sequence, snapshot, checksum)
@@ -135,6 +143,9 @@ mod tests {
         assert!(!existing.contains("TEMP B-TREE"), "{existing}");
         let history = plan(HISTORY);
         assert!(history.contains("PRIMARY KEY"), "{history}");
+        let feed = plan(FEED);
+        assert!(feed.contains("INDEX events_by_position"), "{feed}");
+        assert!(!feed.contains("TEMP B-TREE"), "{feed}");
         for count in [COUNT_IN_STATE, COUNT_EXISTING, NEXT_ORG] {
             let counted = plan(count);
             assert!(counted.contains("COVERING INDEX"), "{counted}");

@@ -61,8 +61,9 @@
 //!
 //! ```sql
 //! users  (id PRIMARY KEY, org, state, sequence, snapshot, checksum)  -- snapshot: the rest of the user, JSON
-//! events (user_id, sequence, org, event_type, created_at, creator, payload, checksum,
+//! events (user_id, sequence, org, event_type, created_at, creator, payload, checksum, position,
 //!         PRIMARY KEY (user_id, sequence))                            -- payload: the type's fields, JSON
+//! UNIQUE INDEX events_by_position ON events (position)               -- the change feed
 //! INDEX users_by_org_state ON users (org, state, id)
 //! INDEX users_by_org       ON users (org, id) WHERE state <> 'deleted'
 //! meta   (key PRIMARY KEY, value)       -- committed_events: every event ever committed
@@ -71,7 +72,12 @@
 //!
 //! Times are integer milliseconds; the records are this crate's own types,
 //! pinned byte for byte by its tests. `checksum` is the CRC-32 of the row's
-//! other columns, each length-prefixed.
+//! other columns, each length-prefixed. `position` is the event's place in
+//! the change feed, assigned under the write lock as the last position plus
+//! one, so it increases in commit order (format 4; events stored before got
+//! positions in the order they were written). A reader waiting for the feed
+//! is woken by this handle's writer at once, and sees the commits of other
+//! handles and processes within [`FEED_POLL_INTERVAL`].
 //!
 //! # Damage and loss
 //!
@@ -123,10 +129,12 @@ mod reader;
 mod record;
 mod repository;
 mod verify;
+mod watcher;
 mod writer;
 
 pub use crate::options::{SqliteOptions, DEFAULT_BUSY_TIMEOUT, DEFAULT_READER_THREADS};
 pub use crate::repository::SqliteRepository;
+pub use crate::watcher::FEED_POLL_INTERVAL;
 pub use userstate::storage::{AcceptedLoss, CheckAtOpen, Durability, Verification, WriterStats};
 
 /// The schema version this version of the crate writes (`PRAGMA user_version`).

@@ -13,13 +13,14 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use userstate::storage::{page_of, AcceptedLoss, Loss, Scope};
 use userstate::{
-    Error, Event, HistoryQuery, ListQuery, OrgId, Page, Result, Timestamp, User, UserId, UserState,
+    Error, Event, FeedEvent, HistoryQuery, ListQuery, OrgId, Page, Result, Timestamp, User, UserId,
+    UserState,
 };
 
 use crate::error::from_sqlite;
 use crate::layout::{
-    AN_EVENT_ORG, COUNT_EXISTING, COUNT_IN_STATE, HISTORY, LIST_EXISTING, LIST_IN_STATE, LOAD,
-    LOSSES, NEXT_ORG,
+    AN_EVENT_ORG, COUNT_EXISTING, COUNT_IN_STATE, FEED, HISTORY, LIST_EXISTING, LIST_IN_STATE,
+    LOAD, LOSSES, NEXT_ORG,
 };
 use crate::record::{
     decode_event, decode_user, from_column, snapshot_org, EventRow, StateName, UserRow,
@@ -180,6 +181,36 @@ pub(crate) fn list(conn: &Connection, org: &OrgId, query: &ListQuery) -> Result<
     )
 }
 
+/// Up to `limit` events after feed position `after`, in position order,
+/// each checked against its checksum.
+///
+/// # Errors
+/// Corrupt, naming the user, for a row that does not decode or match.
+pub(crate) fn feed(conn: &Connection, after: u64, limit: u32) -> Result<Vec<FeedEvent>> {
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let rows = conn
+        .prepare_cached(FEED)
+        .and_then(|mut select| {
+            select
+                .query_map(params![after, limit], event_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(from_sqlite)?;
+    rows.iter()
+        .map(|row| {
+            let user = UserId::from_stored(row.user_id.as_str()).map_err(|e| {
+                Error::corrupt(format!("a feed row names no valid user: {}", e.message()))
+            })?;
+            Ok(FeedEvent {
+                position: u64::try_from(row.position).map_err(|_| {
+                    Error::corrupt(format!("event of user {user} has a negative position"))
+                })?,
+                event: decode_event(&user, row)?,
+            })
+        })
+        .collect()
+}
+
 /// How many users of `org` are stored in `state` (`None`: all but
 /// deleted ones), from the index alone.
 ///
@@ -297,5 +328,6 @@ pub(crate) fn event_row(row: &Row<'_>) -> rusqlite::Result<EventRow> {
         creator: row.get(5)?,
         payload: row.get(6)?,
         checksum: row.get(7)?,
+        position: row.get(8)?,
     })
 }

@@ -53,6 +53,8 @@ pub(crate) struct EventRow {
     pub(crate) payload: String,
     /// [`event_checksum`] of the other columns (format 3; 0 before).
     pub(crate) checksum: i64,
+    /// Where the event is in the change feed (format 4; 0 before).
+    pub(crate) position: i64,
 }
 
 /// The CRC-32 of a `users` row's other columns, each length-prefixed: any
@@ -78,6 +80,10 @@ pub(crate) fn event_checksum(row: &EventRow) -> i64 {
     field(&mut crc, &row.created_at.to_le_bytes());
     for text in [&row.creator, &row.payload] {
         field(&mut crc, text.as_bytes());
+    }
+    // Format 4 covers the feed position too; rows of format 3 had none.
+    if row.position != 0 {
+        field(&mut crc, &row.position.to_le_bytes());
     }
     i64::from(crc.finalize())
 }
@@ -230,7 +236,19 @@ pub(crate) fn decode_user_fields(row: &UserRow) -> Result<User> {
     })
 }
 
-/// The `events` row of `event`, without the user id.
+/// The `events` row of `event` at feed `position` (0: none, as rows of
+/// format 3 and the tests' pinned rows).
+///
+/// # Errors
+/// Internal if the sequence or position is beyond SQLite's integer range.
+pub(crate) fn encode_event_at(event: &Event, position: u64) -> Result<EventRow> {
+    let mut row = encode_event(event)?;
+    row.position = to_column(position)?;
+    row.checksum = event_checksum(&row);
+    Ok(row)
+}
+
+/// The `events` row of `event` without a feed position.
 ///
 /// # Errors
 /// Internal if the sequence is beyond SQLite's integer range.
@@ -245,6 +263,7 @@ pub(crate) fn encode_event(event: &Event) -> Result<EventRow> {
         creator: event.creator.as_str().to_owned(),
         payload,
         checksum: 0,
+        position: 0,
     };
     row.checksum = event_checksum(&row);
     Ok(row)

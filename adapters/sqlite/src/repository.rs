@@ -9,15 +9,19 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rusqlite::Connection;
 use userstate::storage::{
-    AcceptedLoss, GroupCommit, Scope, TemporaryDir, Update, UserRepository, Verification,
-    WorkerPool, WriterStats,
+    AcceptedLoss, FeedSignal, GroupCommit, Scope, TemporaryDir, Update, UserRepository,
+    Verification, WorkerPool, WriterStats,
 };
-use userstate::{Event, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserState};
+use userstate::{
+    Event, FeedEvent, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserState,
+};
 
 use crate::engine;
+use crate::layout::LAST_POSITION;
 use crate::options::SqliteOptions;
 use crate::reader;
 use crate::verify;
+use crate::watcher::Watcher;
 use crate::writer::Writer;
 
 /// A [`UserRepository`] on a SQLite database.
@@ -44,6 +48,8 @@ pub struct SqliteRepository {
 /// removes it; SQLite leaves that to a connection that may write), then a
 /// temporary directory goes.
 struct Inner {
+    _watcher: Watcher,
+    signal: Arc<FeedSignal>,
     readers: WorkerPool<Connection>,
     writer: GroupCommit<Writer>,
     options: SqliteOptions,
@@ -83,6 +89,12 @@ impl SqliteRepository {
             .map(|_| engine::open_reader(path, options))
             .collect::<Result<Vec<_>>>()?;
         let readers = WorkerPool::start("userstate-sqlite-reader", readers)?;
+        let last = opened
+            .conn
+            .query_row(LAST_POSITION, [], |row| row.get::<_, i64>(0))
+            .map_err(crate::error::from_sqlite)?;
+        let signal = Arc::new(FeedSignal::new(u64::try_from(last).unwrap_or(0)));
+        let watcher = Watcher::start(engine::open_reader(path, options)?, signal.clone())?;
         let writer = GroupCommit::start(
             "userstate-sqlite-writer",
             Writer::new(
@@ -90,12 +102,15 @@ impl SqliteRepository {
                 options.durability,
                 opened.committed,
                 opened.mark,
+                signal.clone(),
             ),
             options.max_batch,
             options.inline_writes,
         )?;
         Ok(SqliteRepository {
             inner: Arc::new(Inner {
+                _watcher: watcher,
+                signal,
                 writer,
                 readers,
                 options: options.clone(),
@@ -237,6 +252,20 @@ impl UserRepository for SqliteRepository {
             .readers
             .run(move |conn| reader::count(conn, &org, state))
             .await
+    }
+
+    async fn feed(&self, after: u64, limit: u32) -> Result<Vec<FeedEvent>> {
+        self.inner
+            .readers
+            .run(move |conn| reader::feed(conn, after, limit))
+            .await
+    }
+
+    /// This handle's own commits wake the waiter at once; other handles'
+    /// and processes' are seen within [`FEED_POLL_INTERVAL`](crate::FEED_POLL_INTERVAL).
+    async fn wait_for_events(&self, after: u64) -> Result<()> {
+        self.inner.signal.wait(after).await;
+        Ok(())
     }
 
     async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {

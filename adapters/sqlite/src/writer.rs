@@ -6,11 +6,15 @@
 //! fsync in durable mode.
 
 use rusqlite::{params, Connection};
-use userstate::storage::{BatchWriter, Commit, CommitMark, Decision, Durability, Update};
+use std::sync::Arc;
+
+use userstate::storage::{
+    BatchWriter, Commit, CommitMark, Decision, Durability, FeedSignal, Update,
+};
 use userstate::{Error, Result, User};
 
 use crate::error::{from_sqlite, is_key_violation};
-use crate::layout::{ADD_COMMITTED, INSERT_EVENT, INSERT_USER, UPDATE_USER};
+use crate::layout::{ADD_COMMITTED, INSERT_EVENT, INSERT_USER, LAST_POSITION, UPDATE_USER};
 use crate::reader;
 use crate::record;
 
@@ -24,6 +28,8 @@ pub(crate) struct Writer {
     /// the last commit of this writer (other handles on the file add theirs).
     committed: u64,
     mark: CommitMark,
+    /// Told the last feed position after each commit, for the waiting readers.
+    signal: Arc<FeedSignal>,
 }
 
 impl Writer {
@@ -32,12 +38,14 @@ impl Writer {
         durability: Durability,
         committed: u64,
         mark: CommitMark,
+        signal: Arc<FeedSignal>,
     ) -> Self {
         Writer {
             conn,
             durability,
             committed,
             mark,
+            signal,
         }
     }
 
@@ -74,6 +82,9 @@ impl Writer {
 impl BatchWriter for Writer {
     fn commit(&mut self, batch: Vec<Update>) -> Vec<Result<User>> {
         let written = commit_batch(&self.conn, batch);
+        if let Some(last) = written.last_position {
+            self.signal.committed(last);
+        }
         if let Some(committed) = written.committed {
             self.committed = committed;
             // A durable commit is on the device now; a relaxed one only
@@ -100,6 +111,8 @@ impl Drop for Writer {
 struct Written {
     outcomes: Vec<Result<User>>,
     committed: Option<u64>,
+    /// The last feed position the batch wrote, once it committed.
+    last_position: Option<u64>,
 }
 
 /// Runs `batch` in one transaction, each update under a savepoint when
@@ -109,6 +122,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Update>) -> Written {
     let everyone = |error: Error| Written {
         outcomes: vec![Err(error); size],
         committed: None,
+        last_position: None,
     };
     let transaction = match Transaction::begin(conn) {
         Ok(transaction) => transaction,
@@ -119,6 +133,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Update>) -> Written {
     let isolate = size > 1;
     let mut outcomes = Vec::with_capacity(size);
     let mut events = 0u64;
+    let mut last_position = None;
     for update in batch {
         let outcome = if isolate {
             in_savepoint(conn, || apply(conn, update))
@@ -138,10 +153,12 @@ fn commit_batch(conn: &Connection, batch: Vec<Update>) -> Written {
             return Written {
                 outcomes: vec![outcome.map(|(user, _)| user)],
                 committed: None,
+                last_position: None,
             };
         }
         if let Ok((_, written)) = &outcome {
-            events += written;
+            events += written.events;
+            last_position = last_position.max(written.last_position);
         }
         outcomes.push(outcome.map(|(user, _)| user));
     }
@@ -154,6 +171,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Update>) -> Written {
         Ok(committed) => Written {
             outcomes,
             committed,
+            last_position,
         },
         // Writes that had failed on their own keep their own error.
         Err(error) => Written {
@@ -162,37 +180,66 @@ fn commit_batch(conn: &Connection, batch: Vec<Update>) -> Written {
                 .map(|outcome| outcome.and(Err(error.clone())))
                 .collect(),
             committed: None,
+            last_position: None,
         },
     }
+}
+
+/// What one update wrote.
+struct Wrote {
+    events: u64,
+    last_position: Option<u64>,
 }
 
 /// One update inside the batch's transaction: the user as this transaction
 /// sees it (earlier updates of the batch included), the decision on it, and
 /// what it decided. Returns the user after it and the events it wrote.
-fn apply(conn: &Connection, update: Update) -> Result<(User, u64)> {
+fn apply(conn: &Connection, update: Update) -> Result<(User, Wrote)> {
     let stored = reader::load(conn, update.id(), update.scope())?;
     let actor = match update.actor() {
         Some(actor) => reader::load(conn, &actor.user, &actor.scope())?,
         None => None,
     };
     match update.decide(stored, actor)? {
-        Decision::Unchanged(user) => Ok((user, 0)),
+        Decision::Unchanged(user) => Ok((
+            user,
+            Wrote {
+                events: 0,
+                last_position: None,
+            },
+        )),
         Decision::Write(commit) => {
             let events = commit.events().len() as u64;
-            write(conn, commit).map(|user| (user, events))
+            write(conn, commit).map(|(user, last)| {
+                (
+                    user,
+                    Wrote {
+                        events,
+                        last_position: Some(last),
+                    },
+                )
+            })
         }
     }
 }
 
-/// Inserts the events and writes the snapshot of a commit decided on the
-/// user as read under the write lock.
-fn write(conn: &Connection, commit: Commit) -> Result<User> {
+/// Inserts the events at the next feed positions and writes the snapshot
+/// of a commit decided on the user as read under the write lock. Returns
+/// the user after it and the last position written.
+fn write(conn: &Connection, commit: Commit) -> Result<(User, u64)> {
     let expected_sequence = commit.expected_sequence();
     let (events, snapshot) = commit.into_parts();
     let user = snapshot.id.as_str();
+    // Under the write lock no other writer can take a position meanwhile.
+    let mut position: u64 = conn
+        .prepare_cached(LAST_POSITION)
+        .and_then(|mut last| last.query_row([], |row| row.get::<_, i64>(0)))
+        .map(|last| u64::try_from(last).unwrap_or(0))
+        .map_err(from_sqlite)?;
     let mut insert = conn.prepare_cached(INSERT_EVENT).map_err(from_sqlite)?;
     for event in &events {
-        let row = record::encode_event(event)?;
+        position += 1;
+        let row = record::encode_event_at(event, position)?;
         insert
             .execute(params![
                 row.user_id,
@@ -203,6 +250,7 @@ fn write(conn: &Connection, commit: Commit) -> Result<User> {
                 row.creator,
                 row.payload,
                 row.checksum,
+                row.position,
             ])
             .map_err(|e| {
                 if is_key_violation(&e) {
@@ -239,7 +287,7 @@ fn write(conn: &Connection, commit: Commit) -> Result<User> {
             "the row of user {user} was not where the writer read it"
         )));
     }
-    Ok(snapshot)
+    Ok((snapshot, position))
 }
 
 /// Runs `write` under a savepoint that is rolled back if it fails, so its

@@ -276,3 +276,15 @@ fn sync_makes_relaxed_commands_durable() {
         }
     });
 }
+
+#[test]
+fn the_feed_resumes_from_a_checkpoint_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(dir.path());
+    block_on(
+        userstate::conformance::feed::feed_resumes_from_a_checkpoint_after_reopening(
+            &path,
+            |path| Arc::new(SqliteOptions::new().open(path).expect("open")),
+        ),
+    );
+}

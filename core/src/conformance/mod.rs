@@ -18,6 +18,7 @@
 mod callers;
 pub mod corruption;
 pub mod damage;
+pub mod feed;
 mod fixture;
 pub mod group;
 mod isolation;
@@ -34,6 +35,10 @@ pub use callers::{
     caller_state_check_switched_off, caller_state_expired_lock_does_not_count,
     caller_state_locking_oneself_takes_effect_at_once, caller_state_of_someone_else_does_not_count,
     caller_state_that_cannot_log_in_is_refused, users_are_addressed_by_id_alone,
+};
+pub use feed::{
+    feed_equals_the_union_of_all_histories, feed_followed_during_concurrent_writes_misses_nothing,
+    feed_through_the_service_is_scoped_filtered_and_followed,
 };
 pub use fixture::{at, details, org, policy, user, Fixture, T0};
 pub use futures::executor::block_on;
@@ -90,6 +95,9 @@ macro_rules! conformance_tests {
             caller_state_check_switched_off,
             caller_state_locking_oneself_takes_effect_at_once,
             users_are_addressed_by_id_alone,
+            feed_equals_the_union_of_all_histories,
+            feed_followed_during_concurrent_writes_misses_nothing,
+            feed_through_the_service_is_scoped_filtered_and_followed,
         );
 
         #[test]

@@ -791,6 +791,39 @@ async fn run_case(
             "snapshot of {id} is not the replay"
         );
     }
+    // The feed holds exactly the model's events, each user's in order.
+    let mut feed = Vec::new();
+    loop {
+        let after = feed.last().map_or(0, |e: &crate::FeedEvent| e.position);
+        let page = real
+            .fixture
+            .repo
+            .feed(after, crate::MAX_PAGE_SIZE)
+            .await
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        if page.is_empty() {
+            break;
+        }
+        feed.extend(page);
+    }
+    let events: u64 = model.users.values().map(|u| u.sequence).sum();
+    check!(
+        feed.len() as u64 == events && feed.windows(2).all(|w| w[0].position < w[1].position),
+        "the feed has {} events, the model {events}",
+        feed.len()
+    );
+    for i in model.users.keys() {
+        let id = user_name(*i);
+        let of_user: Vec<_> = feed
+            .iter()
+            .filter(|e| e.event.user_id == id)
+            .map(|e| e.event.clone())
+            .collect();
+        check!(
+            of_user == real.fixture.all_events(&id).await,
+            "the feed's events of {id} are not its history"
+        );
+    }
     Ok(())
 }
 

@@ -105,5 +105,26 @@ pub async fn assert_reads_back(repo: Arc<dyn UserRepository>, recorded: &str) ->
             expected.org, expected.state
         );
     }
+    // The upgrade gave every stored event a position, each user's in order.
+    let mut feed: Vec<crate::FeedEvent> = Vec::new();
+    loop {
+        let after = feed.last().map_or(0, |e| e.position);
+        let page = repo.feed(after, 100).await.expect("feed");
+        if page.is_empty() {
+            break;
+        }
+        feed.extend(page);
+    }
+    assert_eq!(feed.len(), events, "every stored event is in the feed");
+    assert!(feed.windows(2).all(|w| w[0].position < w[1].position));
+    for expected in &recorded.users {
+        let of_user: Vec<&Event> = feed
+            .iter()
+            .map(|e| &e.event)
+            .filter(|e| e.user_id == expected.id)
+            .collect();
+        let history: Vec<&Event> = expected.history.iter().collect();
+        assert_eq!(of_user, history, "the feed's events of {}", expected.id);
+    }
     (recorded.users.len(), events)
 }

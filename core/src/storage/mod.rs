@@ -46,6 +46,7 @@
 
 mod commit;
 mod durability;
+mod feed;
 mod files;
 mod mark;
 mod paging;
@@ -58,6 +59,7 @@ mod writer;
 
 pub use commit::{append, Actor, CheckActor, Commit, Conflict, Decide, Decision, Update};
 pub use durability::Durability;
+pub use feed::FeedSignal;
 pub use files::{check_private, create_private_dir, create_private_file, open_private_file};
 pub use mark::{AcceptedLoss, CommitMark, Loss, Recorded, Seal};
 pub use paging::page_of;

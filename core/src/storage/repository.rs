@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::event::Event;
+use crate::feed::FeedEvent;
 use crate::id::{OrgId, UserId};
 use crate::query::{HistoryQuery, ListQuery, Page};
 use crate::state::UserState;
@@ -89,6 +90,24 @@ pub trait UserRepository: Send + Sync + fmt::Debug {
     /// # Errors
     /// Unavailable or Internal for backend faults.
     async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>>;
+
+    /// The change feed: up to `limit` committed events after `after`, in
+    /// position order. Positions are assigned inside the commit, strictly
+    /// increasing in commit order, so a reader that checkpoints the last
+    /// position it saw never skips an event committed later.
+    ///
+    /// # Errors
+    /// Internal (`USER-CORRUPT`) when a stored event cannot be decoded.
+    async fn feed(&self, after: u64, limit: u32) -> Result<Vec<FeedEvent>>;
+
+    /// Resolves once an event after `after` is committed (at once if one
+    /// is), without polling and without a particular async runtime. An
+    /// adapter whose database other processes write may look for their
+    /// commits at a bounded interval, and says so.
+    ///
+    /// # Errors
+    /// Unavailable or Internal for backend faults.
+    async fn wait_for_events(&self, after: u64) -> Result<()>;
 }
 
 /// Shared ownership forwards every method.
@@ -121,6 +140,14 @@ impl<T: UserRepository + ?Sized> UserRepository for Arc<T> {
     async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
         (**self).organisations(after, limit).await
     }
+
+    async fn feed(&self, after: u64, limit: u32) -> Result<Vec<FeedEvent>> {
+        (**self).feed(after, limit).await
+    }
+
+    async fn wait_for_events(&self, after: u64) -> Result<()> {
+        (**self).wait_for_events(after).await
+    }
 }
 
 /// A boxed repository forwards every method.
@@ -152,5 +179,13 @@ impl<T: UserRepository + ?Sized> UserRepository for Box<T> {
 
     async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
         (**self).organisations(after, limit).await
+    }
+
+    async fn feed(&self, after: u64, limit: u32) -> Result<Vec<FeedEvent>> {
+        (**self).feed(after, limit).await
+    }
+
+    async fn wait_for_events(&self, after: u64) -> Result<()> {
+        (**self).wait_for_events(after).await
     }
 }

@@ -68,4 +68,10 @@ impl UserRepository for OnDisk {
     async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
         self.repo.organisations(after, limit).await
     }
+    async fn feed(&self, after: u64, limit: u32) -> Result<Vec<userstate::FeedEvent>> {
+        self.repo.feed(after, limit).await
+    }
+    async fn wait_for_events(&self, after: u64) -> Result<()> {
+        self.repo.wait_for_events(after).await
+    }
 }

@@ -94,6 +94,12 @@ impl UserRepository for TempRepo {
     async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
         self.repo.organisations(after, limit).await
     }
+    async fn feed(&self, after: u64, limit: u32) -> Result<Vec<userstate::FeedEvent>> {
+        self.repo.feed(after, limit).await
+    }
+    async fn wait_for_events(&self, after: u64) -> Result<()> {
+        self.repo.wait_for_events(after).await
+    }
 }
 
 /// Two independently opened handles on one file (each with its own writer
@@ -161,6 +167,12 @@ impl UserRepository for TwoHandles {
     }
     async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
         self.handle().organisations(after, limit).await
+    }
+    async fn feed(&self, after: u64, limit: u32) -> Result<Vec<userstate::FeedEvent>> {
+        self.handle().feed(after, limit).await
+    }
+    async fn wait_for_events(&self, after: u64) -> Result<()> {
+        self.handle().wait_for_events(after).await
     }
 }
 
