@@ -617,26 +617,31 @@ impl UserService {
     }
 
     /// The feed as a live `Stream` from `query.after` (a consumer's
-    /// checkpoint): every event the query selects and the caller may see,
-    /// as it commits, without polling (see
-    /// [`UserRepository::wait_for_events`]). Ends at the first error, which
-    /// it yields; dropping the stream frees what it holds.
-    pub fn follow<'a>(
-        &'a self,
-        caller: &'a Caller,
+    /// checkpoint): every event the query selects and `caller` may see, as
+    /// it commits, without polling (see
+    /// [`UserRepository::wait_for_events`]). Owns what it needs (a clone
+    /// of the service), so a host can hand it to a response or a task. Ends
+    /// at the first error, which it yields; dropping it frees what it holds.
+    pub fn follow(
+        &self,
+        caller: Caller,
         query: FeedQuery,
-    ) -> impl futures_util::Stream<Item = Result<FeedEvent>> + 'a {
+    ) -> impl futures_util::Stream<Item = Result<FeedEvent>> + Send + 'static {
         struct Follow {
+            service: UserService,
+            caller: Caller,
             query: FeedQuery,
             buffered: std::vec::IntoIter<FeedEvent>,
             failed: bool,
         }
         let start = Follow {
+            service: self.clone(),
+            caller,
             query,
             buffered: Vec::new().into_iter(),
             failed: false,
         };
-        futures_util::stream::unfold(start, move |mut follow| async move {
+        futures_util::stream::unfold(start, |mut follow| async move {
             loop {
                 if follow.failed {
                     return None;
@@ -644,7 +649,7 @@ impl UserService {
                 if let Some(event) = follow.buffered.next() {
                     return Some((Ok(event), follow));
                 }
-                let page = match self.feed(caller, &follow.query).await {
+                let page = match follow.service.feed(&follow.caller, &follow.query).await {
                     Ok(page) => page,
                     Err(error) => {
                         follow.failed = true;
@@ -655,7 +660,12 @@ impl UserService {
                 follow.query.after = page.checkpoint;
                 follow.buffered = page.events.into_iter();
                 if !moved {
-                    if let Err(error) = self.repository.wait_for_events(follow.query.after).await {
+                    let waited = follow
+                        .service
+                        .repository
+                        .wait_for_events(follow.query.after)
+                        .await;
+                    if let Err(error) = waited {
                         follow.failed = true;
                         return Some((Err(error), follow));
                     }

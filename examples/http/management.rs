@@ -458,7 +458,7 @@ async fn changes(
 /// reason, expiry and cause, an unlock's cause and whether it reset the
 /// lockout escalation, the reason of any command that gave one, a check's
 /// factor.
-fn payload(payload: &EventPayload) -> Value {
+pub(crate) fn payload(payload: &EventPayload) -> Value {
     match payload {
         EventPayload::Added { state } => {
             json!({ "state": UserState::from(*state).api_name() })

@@ -20,6 +20,8 @@
 //! | `PUT /management/v1/policies/lockout` (a [`userstate::LockoutPolicy`]) | `user.write` | `{"orgId","policy"}` |
 //! | `GET /management/v1/policies/lockout` | `user.read` | `{"orgId","policy"}` |
 //! | `POST /resources/v3alpha/users/{id}/_lock`, `/_unlock` | `user.write` | v3alpha details |
+//! | `POST /admin/v1/events/_search` `{"sequence"?,"limit"?,"asc"?,"aggregateId"?,"eventTypes"?,"resourceOwner"?}` | `user.read` (events of the organisations where it is held) | `{"events":[{"editor","aggregate","sequence","creationDate","payload","type"}]}` |
+//! | `GET /admin/v1/events/_stream?after=N` | as the search | server-sent events, one per event, as the search shows it |
 //! | `POST /zitadel.user.v2.UserService/{LockUser,UnlockUser,DeactivateUser,ReactivateUser,DeleteUser,GetUserByID}` `{"userId"}` | as above | `{"details"}`, `GetUserByID`: `{"details","user"}` |
 //!
 //! Errors are the seeds' body (`{"code":9,"message":...,"details":[...]}`)
@@ -34,6 +36,7 @@ mod body;
 mod connect;
 mod demo;
 mod error;
+mod events;
 mod management;
 mod path;
 mod resources;
@@ -105,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .merge(management::routes())
         .merge(resources::routes())
         .merge(connect::routes())
+        .merge(events::routes())
         .fallback(|| async { HttpError::route_not_found() })
         .method_not_allowed_fallback(|| async { HttpError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

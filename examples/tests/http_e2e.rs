@@ -1421,3 +1421,88 @@ async fn every_lifecycle_command_can_say_why_and_changes_show_it() {
         ]
     );
 }
+
+#[tokio::test]
+async fn the_event_api_searches_the_feed_by_position_and_scope() {
+    let s = Server::start().await;
+    s.create(ADMIN, "alice", "USER_STATE_ACTIVE").await;
+    s.create(GLOBEX, "gina", "USER_STATE_ACTIVE").await;
+    s.tick();
+    let (status, _) = s.post_empty(ACME_ALICE_LOCK, ADMIN).await;
+    assert_eq!(status, 200);
+    let search = "/admin/v1/events/_search";
+    let (status, all) = s.post(search, ROOT, json!({})).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["events"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        all["events"][2],
+        json!({
+            "editor": {"userId": "acme-admin"},
+            "aggregate": {"id": "alice", "type": "user", "resourceOwner": "acme"},
+            "sequence": "3",
+            "creationDate": T1,
+            "payload": {"cause": "command"},
+            "type": {"type": "user.locked"},
+        })
+    );
+    // acme's reader sees acme's events only, from a position, by type.
+    let (status, acme) = s
+        .post(
+            search,
+            READER,
+            json!({"sequence": "1", "eventTypes": ["user.locked"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{acme}");
+    let sequences: Vec<&str> = acme["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sequence"].as_str().unwrap())
+        .collect();
+    assert_eq!(sequences, ["3"]);
+    let (status, past) = s.post(search, ROOT, json!({"sequence": "99"})).await;
+    assert_eq!((status, past), (200, json!({"events": []})));
+    let (status, body) = s.post(search, ROOT, json!({"limit": 1001})).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = s
+        .post(search, READER, json!({"resourceOwner": "globex"}))
+        .await;
+    assert_eq!(status, 403, "{body}");
+}
+
+#[tokio::test]
+async fn the_event_stream_delivers_a_lock_made_by_another_client() {
+    let s = Server::start().await;
+    s.create(ADMIN, "alice", "USER_STATE_ACTIVE").await;
+    let mut response = s
+        .request(
+            Method::GET,
+            "/admin/v1/events/_stream?after=1",
+            Some(READER),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let (status, _) = s.post_empty(ACME_ALICE_LOCK, ADMIN).await;
+    assert_eq!(status, 200);
+    let mut received = String::new();
+    while !received.contains("user.locked") {
+        let chunk = response.chunk().await.unwrap().expect("the stream goes on");
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(received.contains("id: 2"), "{received}");
+    assert!(
+        received.contains(r#""aggregate":{"id":"alice""#),
+        "{received}"
+    );
+    assert!(
+        !received.contains("user.added"),
+        "after=1 skips the creation: {received}"
+    );
+}

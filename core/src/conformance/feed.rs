@@ -100,12 +100,12 @@ pub async fn feed_equals_the_union_of_all_histories(repo: Arc<dyn UserRepository
     );
 }
 
-/// Writers on 8 threads commit 2,000 events while a reader follows the
+/// Writers on 8 threads commit 2,008 events while a reader follows the
 /// feed, checkpointing the last position it read and waiting for more:
 /// it sees every committed event exactly once and never skips one.
 pub async fn feed_followed_during_concurrent_writes_misses_nothing(repo: Arc<dyn UserRepository>) {
     const WRITERS: usize = 8;
-    const CYCLES: usize = 62; // 2 events per cycle, 1 to create: 125 per writer
+    const CYCLES: usize = 125; // 2 events a cycle and 1 to create: 2,008 in all
     let f = Fixture::new(repo);
     let expected = WRITERS * (1 + 2 * CYCLES);
     let reader = {
@@ -218,7 +218,7 @@ pub async fn feed_through_the_service_is_scoped_filtered_and_followed(
         event_types: vec!["user.locked".to_owned()],
         ..FeedQuery::after(root.checkpoint, 100)
     };
-    let mut stream = Box::pin(s.follow(&f.acme_reader, follow));
+    let mut stream = Box::pin(s.follow(f.acme_reader.clone(), follow));
     let dave = user("dave");
     let write = async {
         s.create(&f.acme_admin, &dave, InitialState::Active)
