@@ -37,16 +37,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The follower reads the feed as a service account of its own.
     let reactor = Caller::new(UserId::new("session-revoker")?, org.clone());
     let grants = InMemoryAuthorizer::new();
-    grants.grant(&admin.user_id, &org, [Permission::Read, Permission::Write]);
+    grants.grant(
+        &admin.user_id,
+        &org,
+        [Permission::Read, Permission::Write, Permission::PolicyWrite],
+    );
     grants.grant(&reactor.user_id, &org, [Permission::Read]);
     let service = UserService::new(repository, Arc::new(grants));
-    service.lockout_policies().set_org(
-        &org,
-        LockoutPolicy {
-            max_password_attempts: 3,
-            ..LockoutPolicy::default()
-        },
-    )?;
+    // Stored in the database, so every process on it locks alike.
+    let policy = LockoutPolicy {
+        max_password_attempts: 3,
+        ..LockoutPolicy::default()
+    };
+    service.set_lockout_policy(&admin, policy).await?;
 
     let checkpoint_file = checkpoint_path(&path);
     let checkpoint = read_checkpoint(&checkpoint_file)?;

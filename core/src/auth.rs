@@ -25,6 +25,10 @@ pub enum Permission {
     /// `user.delete`: remove.
     #[serde(rename = "user.delete")]
     Delete,
+    /// `policy.write`: change the organisation's lockout policy (the
+    /// instance default needs it instance-wide).
+    #[serde(rename = "policy.write")]
+    PolicyWrite,
 }
 
 impl Permission {
@@ -34,6 +38,7 @@ impl Permission {
             Permission::Read => "user.read",
             Permission::Write => "user.write",
             Permission::Delete => "user.delete",
+            Permission::PolicyWrite => "policy.write",
         }
     }
 
@@ -42,10 +47,15 @@ impl Permission {
     /// # Errors
     /// InvalidArgument for an unknown name.
     pub fn parse(name: &str) -> Result<Self> {
-        [Permission::Read, Permission::Write, Permission::Delete]
-            .into_iter()
-            .find(|p| p.as_str() == name)
-            .ok_or_else(|| Error::invalid(ids::INVALID_NAME, "unknown permission"))
+        [
+            Permission::Read,
+            Permission::Write,
+            Permission::Delete,
+            Permission::PolicyWrite,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == name)
+        .ok_or_else(|| Error::invalid(ids::INVALID_NAME, "unknown permission"))
     }
 }
 

@@ -85,7 +85,10 @@ pub use error::{ids, Attempts, Error, ErrorKind, Result};
 pub use event::{Event, EventPayload, LockCause, UnlockCause};
 pub use feed::{FeedEvent, FeedPage, FeedQuery};
 pub use id::{OrgId, Reason, UserId, MAX_ID_BYTES, MAX_REASON_CHARS};
-pub use lockout::{Factor, FailedChecks, LockoutPolicies, LockoutPolicy};
+pub use lockout::{
+    Factor, FailedChecks, LockoutPolicies, LockoutPolicy, PolicyInForce, StoredPolicies,
+    StoredPolicy,
+};
 pub use memory::InMemoryRepository;
 pub use query::{
     walk_pages, Cursor, HistoryQuery, ListQuery, Page, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,

@@ -153,6 +153,64 @@ impl Default for LockoutPolicy {
     }
 }
 
+/// A lockout policy as a repository stores it: the policy, and who changed
+/// it and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredPolicy {
+    /// The policy.
+    pub policy: LockoutPolicy,
+    /// The caller that set it.
+    pub changed_by: crate::id::UserId,
+    /// When, by the service's clock.
+    pub changed_at: Timestamp,
+}
+
+/// What a repository stores for one organisation: its own policy and the
+/// instance default, either of which may be missing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredPolicies {
+    /// The organisation's own policy.
+    pub org: Option<StoredPolicy>,
+    /// The instance default.
+    pub default: Option<StoredPolicy>,
+}
+
+/// The lockout policy in force for an organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyInForce {
+    /// The organisation.
+    pub org: OrgId,
+    /// The policy in force.
+    pub policy: LockoutPolicy,
+    /// True when the organisation has no policy of its own: the instance
+    /// default (stored, or the built-in one that never locks) is in force.
+    pub is_default: bool,
+    /// Who set the policy in force and when; `None` for the built-in one.
+    pub changed: Option<(crate::id::UserId, Timestamp)>,
+}
+
+impl StoredPolicies {
+    /// The policy in force for `org`: its own, else the stored default,
+    /// else [`LockoutPolicy::default`] (never lock).
+    pub fn in_force(self, org: &OrgId) -> PolicyInForce {
+        let (stored, is_default) = match (self.org, self.default) {
+            (Some(own), _) => (Some(own), false),
+            (None, default) => (default, true),
+        };
+        PolicyInForce {
+            org: org.clone(),
+            policy: stored
+                .as_ref()
+                .map_or_else(LockoutPolicy::default, |s| s.policy.clone()),
+            is_default,
+            changed: stored.map(|s| (s.changed_by, s.changed_at)),
+        }
+    }
+}
+
 impl std::str::FromStr for Factor {
     type Err = Error;
     fn from_str(name: &str) -> Result<Self> {

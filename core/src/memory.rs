@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::feed::FeedEvent;
 use crate::id::{OrgId, UserId};
+use crate::lockout::{StoredPolicies, StoredPolicy};
 use crate::query::{HistoryQuery, ListQuery, Page};
 use crate::state::UserState;
 use crate::storage::{page_of, Commit, Decision, FeedSignal, Scope, Update, UserRepository};
@@ -36,6 +37,8 @@ struct Tables {
     /// Every committed event in commit order; an event's position is its
     /// index plus one.
     feed: Vec<Event>,
+    /// Lockout policies by organisation; `None`: the instance default.
+    policies: HashMap<Option<OrgId>, StoredPolicy>,
 }
 
 impl InMemoryRepository {
@@ -185,6 +188,19 @@ impl UserRepository for InMemoryRepository {
 
     async fn wait_for_events(&self, after: u64) -> Result<()> {
         self.signal.wait(after).await;
+        Ok(())
+    }
+
+    async fn policies(&self, org: &OrgId) -> Result<StoredPolicies> {
+        let t = self.tables();
+        Ok(StoredPolicies {
+            org: t.policies.get(&Some(org.clone())).cloned(),
+            default: t.policies.get(&None).cloned(),
+        })
+    }
+
+    async fn set_policy(&self, org: Option<&OrgId>, policy: StoredPolicy) -> Result<()> {
+        self.tables().policies.insert(org.cloned(), policy);
         Ok(())
     }
 

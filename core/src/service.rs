@@ -14,7 +14,7 @@ use crate::error::{ids, Error, ErrorKind, Result};
 use crate::event::{Event, EventPayload};
 use crate::feed::{FeedEvent, FeedPage, FeedQuery};
 use crate::id::{OrgId, Reason, UserId};
-use crate::lockout::{Factor, LockoutPolicies, LockoutPolicy};
+use crate::lockout::{Factor, LockoutPolicies, LockoutPolicy, PolicyInForce, StoredPolicy};
 use crate::query::{walk_pages, Cursor, HistoryQuery, ListQuery, Page, MAX_PAGE_SIZE};
 use crate::state::{InitialState, UserState};
 use crate::storage::{Actor, Commit, Decide, Decision, Scope, Update, UserRepository};
@@ -34,7 +34,8 @@ pub struct UserService {
     repository: Arc<dyn UserRepository>,
     authorizer: Arc<dyn Authorizer>,
     clock: Arc<dyn Clock>,
-    policies: Arc<LockoutPolicies>,
+    /// `None`: the repository's stored policies.
+    policies: Option<Arc<LockoutPolicies>>,
     conflict_retries: u32,
     caller_check: bool,
 }
@@ -47,7 +48,7 @@ impl UserService {
             repository,
             authorizer,
             clock: Arc::new(SystemClock),
-            policies: Arc::new(LockoutPolicies::default()),
+            policies: None,
             conflict_retries: DEFAULT_CONFLICT_RETRIES,
             caller_check: true,
         }
@@ -72,15 +73,102 @@ impl UserService {
         self.clock.now()
     }
 
-    /// Uses `policies` for automatic locking (the default never locks).
+    /// Uses `policies`, kept in this process's memory, for automatic
+    /// locking instead of the policies the repository stores (for tests and
+    /// demos: a restart or another process does not see them).
     pub fn with_lockout_policies(mut self, policies: Arc<LockoutPolicies>) -> Self {
-        self.policies = policies;
+        self.policies = Some(policies);
         self
     }
 
-    /// The lockout policies in force; change them through this handle.
-    pub fn lockout_policies(&self) -> &Arc<LockoutPolicies> {
-        &self.policies
+    /// The in-memory policies of [`UserService::with_lockout_policies`];
+    /// `None` when the stored policies are in force (the default).
+    pub fn lockout_policies(&self) -> Option<&Arc<LockoutPolicies>> {
+        self.policies.as_ref()
+    }
+
+    /// The lockout policy in force for `org`: stored (as committed by any
+    /// handle or process) or in memory.
+    async fn policy_in_force(&self, org: &OrgId) -> Result<PolicyInForce> {
+        match &self.policies {
+            Some(memory) => Ok(PolicyInForce {
+                org: org.clone(),
+                policy: memory.policy_for(org),
+                is_default: false,
+                changed: None,
+            }),
+            None => Ok(self.repository.policies(org).await?.in_force(org)),
+        }
+    }
+
+    /// The lockout policy in force for the caller's target organisation:
+    /// its own, or the instance default. Needs `user.read` there (the
+    /// policy shapes what reads and checks show).
+    ///
+    /// # Errors
+    /// PermissionDenied without `user.read` or when the caller's own user
+    /// cannot log in; Internal for a stored policy that cannot be decoded.
+    pub async fn lockout_policy(&self, caller: &Caller) -> Result<PolicyInForce> {
+        self.authorize(caller, Permission::Read).await?;
+        self.check_caller(caller).await?;
+        self.policy_in_force(caller.target()).await
+    }
+
+    /// Sets the lockout policy of the caller's target organisation, in force
+    /// for the next command of every handle and process on the repository.
+    /// Needs `policy.write` there.
+    ///
+    /// # Errors
+    /// InvalidArgument for an inconsistent policy; PermissionDenied without
+    /// `policy.write` or when the caller's own user cannot log in.
+    pub async fn set_lockout_policy(
+        &self,
+        caller: &Caller,
+        policy: LockoutPolicy,
+    ) -> Result<PolicyInForce> {
+        policy.validate()?;
+        self.authorize(caller, Permission::PolicyWrite).await?;
+        self.check_caller(caller).await?;
+        let org = caller.target();
+        match &self.policies {
+            Some(memory) => memory.set_org(org, policy)?,
+            None => {
+                let stored = StoredPolicy {
+                    policy,
+                    changed_by: caller.user_id.clone(),
+                    changed_at: self.clock.now(),
+                };
+                self.repository.set_policy(Some(org), stored).await?;
+            }
+        }
+        self.policy_in_force(org).await
+    }
+
+    /// Sets the instance default, in force for every organisation without a
+    /// policy of its own. Needs `policy.write` instance-wide.
+    ///
+    /// # Errors
+    /// As [`UserService::set_lockout_policy`].
+    pub async fn set_default_lockout_policy(
+        &self,
+        caller: &Caller,
+        policy: LockoutPolicy,
+    ) -> Result<()> {
+        policy.validate()?;
+        self.authorize_everywhere(caller, Permission::PolicyWrite)
+            .await?;
+        self.check_caller(caller).await?;
+        match &self.policies {
+            Some(memory) => memory.set_default(policy),
+            None => {
+                let stored = StoredPolicy {
+                    policy,
+                    changed_by: caller.user_id.clone(),
+                    changed_at: self.clock.now(),
+                };
+                self.repository.set_policy(None, stored).await
+            }
+        }
     }
 
     /// Replaces the clock (tests use a [`crate::ManualClock`]).
@@ -288,7 +376,12 @@ impl UserService {
             self.authorize(caller, command.permission()).await?;
             caller.target().clone()
         };
-        let policy = self.policies.policy_for(&org);
+        // Only a check is decided under the lockout policy.
+        let policy = if matches!(command, Command::RecordCheck { .. }) {
+            self.policy_in_force(&org).await?.policy
+        } else {
+            LockoutPolicy::default()
+        };
         // Creation must see the users of every organisation, to keep ids
         // unique; every other command sees its target organisation's only.
         let scope = if creating {

@@ -24,7 +24,7 @@ fn fixture() -> Fixture {
 fn lockout_after_max_failed_password_checks() {
     block_on(async {
         let f = fixture();
-        f.acme_policy(policy(3, 0));
+        f.acme_policy(policy(3, 0)).await;
         let id = f.user_in_state("guessed", UserState::Active).await;
 
         let first = f.check(&id, Factor::Password, false).await;
@@ -94,7 +94,7 @@ fn lockout_after_max_failed_password_checks() {
 fn otp_failures_are_counted_per_factor() {
     block_on(async {
         let f = fixture();
-        f.acme_policy(policy(2, 2));
+        f.acme_policy(policy(2, 2)).await;
         let id = f.user_in_state("otp", UserState::Active).await;
         for factor in [Factor::Totp, Factor::Sms, Factor::Email] {
             let r = f.check(&id, factor, false).await;
@@ -130,7 +130,7 @@ fn otp_failures_are_counted_per_factor() {
 fn successes_password_changes_and_unlocks_reset_counters() {
     block_on(async {
         let f = fixture();
-        f.acme_policy(policy(3, 3));
+        f.acme_policy(policy(3, 3)).await;
         let id = f.user_in_state("resets", UserState::Active).await;
 
         let quiet = f.check(&id, Factor::Password, true).await;
@@ -197,14 +197,12 @@ fn policies_per_organisation_and_zero_limits() {
             );
         }
 
-        f.service
-            .lockout_policies()
-            .set_default(policy(4, 0))
-            .expect("default");
+        f.default_policy(policy(4, 0)).await;
         f.acme_policy(LockoutPolicy {
             show_attempts: false,
             ..policy(2, 0)
-        });
+        })
+        .await;
         let acme_user = f.user_in_state("acme-user", UserState::Active).await;
         let r = f.check(&acme_user, Factor::Password, false).await;
         let err = r.error().expect("error");
@@ -269,7 +267,8 @@ fn temporary_lockouts_expire_grow_and_turn_permanent() {
             max_lock_duration_ms: Some(3_000),
             permanent_after: 3,
             ..policy(1, 0)
-        });
+        })
+        .await;
         let id = f.user_in_state("temporary", UserState::Active).await;
         let mut expiries = Vec::new();
         for round in 0..4 {

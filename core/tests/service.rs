@@ -83,6 +83,16 @@ impl UserRepository for RivalLocksFirst {
     async fn wait_for_events(&self, after: u64) -> userstate::Result<()> {
         self.inner.wait_for_events(after).await
     }
+    async fn policies(&self, org: &OrgId) -> userstate::Result<userstate::StoredPolicies> {
+        self.inner.policies(org).await
+    }
+    async fn set_policy(
+        &self,
+        org: Option<&OrgId>,
+        policy: userstate::StoredPolicy,
+    ) -> userstate::Result<()> {
+        self.inner.set_policy(org, policy).await
+    }
 }
 
 /// Every update fails with `error`.
@@ -131,6 +141,16 @@ impl UserRepository for AlwaysFails {
         Ok(Vec::new())
     }
     async fn wait_for_events(&self, _: u64) -> userstate::Result<()> {
+        Err(self.error.clone())
+    }
+    async fn policies(&self, _: &OrgId) -> userstate::Result<userstate::StoredPolicies> {
+        Ok(userstate::StoredPolicies::default())
+    }
+    async fn set_policy(
+        &self,
+        _: Option<&OrgId>,
+        _: userstate::StoredPolicy,
+    ) -> userstate::Result<()> {
         Err(self.error.clone())
     }
 }

@@ -11,7 +11,12 @@ use userstate::{
 
 use super::{AppState, Tokens};
 
-const ALL: &[Permission] = &[Permission::Read, Permission::Write, Permission::Delete];
+const ALL: &[Permission] = &[
+    Permission::Read,
+    Permission::Write,
+    Permission::Delete,
+    Permission::PolicyWrite,
+];
 
 /// A demo token: the token, its acting user and organisation, and whether its
 /// grants hold in that organisation or in every one.

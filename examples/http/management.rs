@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use userstate::wire::{DetailsBody, V1Details};
 use userstate::{
     Command, Error, EventPayload, Factor, FailedChecks, HistoryQuery, InitialState, ListQuery,
-    LockCause, LockRequest, LockoutPolicy, OrgId, Permission, Reason, Timestamp, User, UserId,
+    LockCause, LockRequest, LockoutPolicy, OrgId, PolicyInForce, Reason, Timestamp, User, UserId,
     UserState, MAX_PAGE_SIZE,
 };
 
@@ -552,47 +552,88 @@ async fn record_check(
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct PolicyReply {
-    org_id: OrgId,
-    policy: LockoutPolicy,
+    policy: PolicyView,
+    details: PolicyDetails,
 }
 
-/// `PUT /management/v1/policies/lockout`: sets the lockout policy of the
-/// target organisation (the org header's, by default the caller's own);
-/// needs `user.write` there. The body is a [`LockoutPolicy`] in camelCase,
-/// missing fields take their defaults, unknown ones are refused. Policies
-/// live in the server's memory: a restart returns to the default.
+/// A lockout policy in ZITADEL's `GetLockoutPolicy` shape where its fields
+/// exist (64-bit integers as strings, `showLockoutFailure`, `isDefault`);
+/// the library's other fields keep their names.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PolicyView {
+    max_password_attempts: String,
+    max_otp_attempts: String,
+    show_lockout_failure: bool,
+    is_default: bool,
+    lock_duration_ms: Option<u64>,
+    duration_growth: u32,
+    max_lock_duration_ms: Option<u64>,
+    permanent_after: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changed_by: Option<UserId>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PolicyDetails {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    change_date: Option<Timestamp>,
+    resource_owner: OrgId,
+}
+
+impl From<PolicyInForce> for PolicyReply {
+    fn from(in_force: PolicyInForce) -> Self {
+        let p = in_force.policy;
+        let (changed_by, change_date) = match in_force.changed {
+            Some((by, at)) => (Some(by), Some(at)),
+            None => (None, None),
+        };
+        PolicyReply {
+            policy: PolicyView {
+                max_password_attempts: p.max_password_attempts.to_string(),
+                max_otp_attempts: p.max_otp_attempts.to_string(),
+                show_lockout_failure: p.show_attempts,
+                is_default: in_force.is_default,
+                lock_duration_ms: p.lock_duration_ms,
+                duration_growth: p.duration_growth,
+                max_lock_duration_ms: p.max_lock_duration_ms,
+                permanent_after: p.permanent_after,
+                changed_by,
+            },
+            details: PolicyDetails {
+                change_date,
+                resource_owner: in_force.org,
+            },
+        }
+    }
+}
+
+/// `PUT /management/v1/policies/lockout`: sets and stores the lockout
+/// policy of the target organisation (the org header's, by default the
+/// caller's own), in force for the next command of every process on the
+/// database and after restarts; needs `policy.write` there. The body is a
+/// [`LockoutPolicy`] in camelCase; missing fields take their defaults,
+/// unknown ones are refused. Answers the policy now in force.
 async fn set_lockout_policy(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     JsonBody(fields): JsonBody<Map<String, Value>>,
 ) -> Reply<PolicyReply> {
     let policy = parse_policy(fields)?;
-    policy.validate()?;
-    state.authorize(&caller, Permission::Write).await?;
-    let org = caller.target().clone();
-    state
-        .service()
-        .lockout_policies()
-        .set_org(&org, policy.clone())?;
-    Ok(Json(PolicyReply {
-        org_id: org,
-        policy,
-    }))
+    let in_force = state.service().set_lockout_policy(&caller, policy).await?;
+    Ok(Json(in_force.into()))
 }
 
 /// `GET /management/v1/policies/lockout`: the policy in force for the target
-/// organisation (its own or the instance default); needs `user.read`.
+/// organisation (its own, or the instance default, `isDefault`); needs
+/// `user.read`.
 async fn get_lockout_policy(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
 ) -> Reply<PolicyReply> {
-    state.authorize(&caller, Permission::Read).await?;
-    let org = caller.target().clone();
-    let policy = state.service().lockout_policies().policy_for(&org);
-    Ok(Json(PolicyReply {
-        org_id: org,
-        policy,
-    }))
+    let in_force = state.service().lockout_policy(&caller).await?;
+    Ok(Json(in_force.into()))
 }
 
 /// The core type fills missing fields with defaults and ignores unknown ones;

@@ -17,8 +17,8 @@
 //! | `POST /management/v1/users/{id}/_unlock`, `/_deactivate`, `/_reactivate` | `user.write` | v1 details |
 //! | `DELETE /management/v1/users/{id}` | `user.delete` | v1 details |
 //! | `POST /management/v1/users/{id}/_record_check` `{"factor","succeeded"}` | `user.write` | `{"details","state","failedAttempts","remainingAttempts"?,"locked"}` |
-//! | `PUT /management/v1/policies/lockout` (a [`userstate::LockoutPolicy`]) | `user.write` | `{"orgId","policy"}` |
-//! | `GET /management/v1/policies/lockout` | `user.read` | `{"orgId","policy"}` |
+//! | `PUT /management/v1/policies/lockout` (a [`userstate::LockoutPolicy`]) | `policy.write` | `{"policy":{"maxPasswordAttempts","maxOtpAttempts","showLockoutFailure","isDefault",...},"details"}` |
+//! | `GET /management/v1/policies/lockout` | `user.read` | as the PUT |
 //! | `POST /resources/v3alpha/users/{id}/_lock`, `/_unlock` | `user.write` | v3alpha details |
 //! | `POST /admin/v1/events/_search` `{"sequence"?,"limit"?,"asc"?,"aggregateId"?,"eventTypes"?,"resourceOwner"?}` | `user.read` (events of the organisations where it is held) | `{"events":[{"editor","aggregate","sequence","creationDate","payload","type"}]}` |
 //! | `GET /admin/v1/events/_stream?after=N` | as the search | server-sent events, one per event, as the search shows it |
@@ -50,7 +50,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
-use userstate::{Caller, Clock, Error, Permission, UserRepository, UserService};
+use userstate::{Clock, UserRepository, UserService};
 
 pub use auth::{Tokens, ORG_HEADER};
 pub use demo::{demo, demo_curl_commands};
@@ -91,12 +91,6 @@ impl AppState {
     /// The accepted tokens.
     pub fn tokens(&self) -> &Tokens {
         &self.tokens
-    }
-
-    /// Checks a permission for what the service itself does not guard (the
-    /// lockout policies), by the service's own rule.
-    async fn authorize(&self, caller: &Caller, permission: Permission) -> Result<(), Error> {
-        self.service.authorize(caller, permission).await
     }
 }
 

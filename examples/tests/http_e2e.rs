@@ -34,7 +34,7 @@ const ROOT: &str = "root-token";
 
 const TOKENS: &str = r#"{
     "acme-admin-token": {"userId": "acme-admin", "orgId": "acme",
-                         "grants": {"acme": ["user.read", "user.write", "user.delete"]}},
+                         "grants": {"acme": ["user.read", "user.write", "user.delete", "policy.write"]}},
     "acme-reader-token": {"userId": "acme-reader", "orgId": "acme",
                           "grants": {"acme": ["user.read"]}},
     "acme-writer-token": {"userId": "acme-writer", "orgId": "acme",
@@ -390,7 +390,7 @@ async fn a_missing_permission_is_forbidden() {
                 .json(&json!({"maxPasswordAttempts": 3}))
         )
         .await,
-        (403, denied("user.write"))
+        (403, denied("policy.write"))
     );
     let check = json!({"factor": "password", "succeeded": false});
     assert_eq!(
@@ -1094,21 +1094,26 @@ async fn failed_checks_up_to_the_policy_limit_lock_the_user() {
             .json(&body)
     };
     let policy = json!({
-        "maxPasswordAttempts": 3,
-        "maxOtpAttempts": 0,
-        "lockDurationMs": null,
-        "durationGrowth": 1,
-        "maxLockDurationMs": null,
-        "permanentAfter": 0,
-        "showAttempts": true,
+        "policy": {
+            "maxPasswordAttempts": "3",
+            "maxOtpAttempts": "0",
+            "showLockoutFailure": true,
+            "isDefault": false,
+            "lockDurationMs": null,
+            "durationGrowth": 1,
+            "maxLockDurationMs": null,
+            "permanentAfter": 0,
+            "changedBy": "acme-admin",
+        },
+        "details": {"changeDate": T0, "resourceOwner": "acme"},
     });
     assert_eq!(
         s.send(put_policy(json!({"maxPasswordAttempts": 3}))).await,
-        (200, json!({"orgId": "acme", "policy": policy}))
+        (200, policy.clone())
     );
     assert_eq!(
         s.get("/management/v1/policies/lockout", READER).await,
-        (200, json!({"orgId": "acme", "policy": policy}))
+        (200, policy)
     );
     assert_eq!(
         s.send(put_policy(json!({"maxPasswordAttempt": 3}))).await,
@@ -1130,8 +1135,22 @@ async fn failed_checks_up_to_the_policy_limit_lock_the_user() {
     );
     // globex keeps the default.
     let (_, globex) = s.get("/management/v1/policies/lockout", GLOBEX).await;
-    assert_eq!(globex["orgId"], "globex");
-    assert_eq!(globex["policy"]["maxPasswordAttempts"], 0);
+    assert_eq!(
+        globex,
+        json!({
+            "policy": {
+                "maxPasswordAttempts": "0",
+                "maxOtpAttempts": "0",
+                "showLockoutFailure": true,
+                "isDefault": true,
+                "lockDurationMs": null,
+                "durationGrowth": 1,
+                "maxLockDurationMs": null,
+                "permanentAfter": 0,
+            },
+            "details": {"resourceOwner": "globex"},
+        })
+    );
 
     // A success resets the count.
     s.tick();

@@ -8,7 +8,7 @@
 //! | 1 | 0.1.0 | `userstate.snapshots`, `userstate.events` | the core types' postcard ([`record::v1`]) |
 //! | 2 | (development) | `userstate.snapshots.v2`, `userstate.events.v2` | the adapter's own ([`crate::record`]) |
 //! | 3 | (development) | the same, and `userstate.losses` | the same, and the count of committed events |
-//! | 4 | this release | the same, and `userstate.feed` | the same |
+//! | 4 | this release | the same, `userstate.feed` and `userstate.policies` | the same, and lockout policies |
 //!
 //! All keep the index trees `userstate.by_org_state` and `userstate.by_org`,
 //! whose keys did not change.
@@ -18,7 +18,8 @@ use userstate::{Error, Result};
 
 use crate::error::from_sled;
 use crate::layout::{
-    self, BY_ORG, BY_ORG_STATE, COMMITTED_KEY, EVENTS, FEED, FORMAT_KEY, LOSSES, SNAPSHOTS,
+    self, BY_ORG, BY_ORG_STATE, COMMITTED_KEY, EVENTS, FEED, FORMAT_KEY, LOSSES, POLICIES,
+    SNAPSHOTS,
 };
 use crate::record::{self, v1};
 
@@ -30,7 +31,7 @@ const V1_SNAPSHOTS: &str = "userstate.snapshots";
 const V1_EVENTS: &str = "userstate.events";
 
 /// Every tree name a userstate database of any format may hold.
-const OUR_TREES: [&str; 8] = [
+const OUR_TREES: [&str; 9] = [
     V1_SNAPSHOTS,
     V1_EVENTS,
     SNAPSHOTS,
@@ -39,6 +40,7 @@ const OUR_TREES: [&str; 8] = [
     BY_ORG,
     LOSSES,
     FEED,
+    POLICIES,
 ];
 
 /// Records an upgrade writes per batch, so memory stays bounded whatever

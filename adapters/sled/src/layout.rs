@@ -11,6 +11,7 @@
 //! | `userstate.by_org` | org id, 0x00, user id (existing users only) | empty |
 //! | `userstate.losses` | big-endian u64, from 1 | a loss accepted at open |
 //! | `userstate.feed` | feed position as big-endian u64, from 1 | the event's key in `userstate.events.v2` |
+//! | `userstate.policies` | org id (empty: the instance default) | the lockout policy's record |
 //!
 //! sled's default tree holds the format version (`userstate.format`) and
 //! the count of committed events (`userstate.committed`, big-endian u64),
@@ -48,6 +49,9 @@ pub(crate) const BY_ORG: &str = "userstate.by_org";
 pub(crate) const LOSSES: &str = "userstate.losses";
 /// The change feed: each event's key by position (format 4).
 pub(crate) const FEED: &str = "userstate.feed";
+/// The lockout policies by organisation id; the empty key is the instance
+/// default (format 4).
+pub(crate) const POLICIES: &str = "userstate.policies";
 
 /// The open trees of a database of the current format: cheap to clone into
 /// the reader threads and the writer.
@@ -60,6 +64,7 @@ pub(crate) struct Trees {
     pub(crate) by_org: Tree,
     pub(crate) losses: Tree,
     pub(crate) feed: Tree,
+    pub(crate) policies: Tree,
 }
 
 impl Trees {
@@ -76,9 +81,16 @@ impl Trees {
             by_org: tree(BY_ORG)?,
             losses: tree(LOSSES)?,
             feed: tree(FEED)?,
+            policies: tree(POLICIES)?,
             db,
         })
     }
+}
+
+/// The key of `org`'s lockout policy; the empty key is the instance
+/// default (organisation ids are never empty).
+pub(crate) fn policy_key(org: Option<&OrgId>) -> &[u8] {
+    org.map_or(&[][..], |org| org.as_str().as_bytes())
 }
 
 /// The key of feed `position`.

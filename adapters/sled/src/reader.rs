@@ -13,7 +13,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use userstate::storage::{page_of, AcceptedLoss, Scope};
 use userstate::{
-    Error, Event, FeedEvent, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserState,
+    Error, Event, FeedEvent, HistoryQuery, ListQuery, OrgId, Page, Result, StoredPolicies,
+    StoredPolicy, User, UserId, UserState,
 };
 
 use crate::error::from_sled;
@@ -221,6 +222,22 @@ pub(crate) fn feed(trees: &Trees, after: u64, limit: u32) -> Result<Vec<FeedEven
             })
         })
         .collect()
+}
+
+/// The lockout policies stored for `org` and the instance default.
+///
+/// # Errors
+/// Corrupt when a policy cannot be read or decoded.
+pub(crate) fn policies(trees: &Trees, org: &OrgId) -> Result<StoredPolicies> {
+    let read = |org: Option<&OrgId>| -> Result<Option<StoredPolicy>> {
+        guarded(|| trees.policies.get(layout::policy_key(org)))?
+            .map(|bytes| crate::record::decode_policy(org, &bytes))
+            .transpose()
+    };
+    Ok(StoredPolicies {
+        org: read(Some(org))?,
+        default: read(None)?,
+    })
 }
 
 /// How many users of `org` the index holds in `state` (`None`: all but

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use userstate::storage::{AcceptedLoss, Loss};
 use userstate::{
-    Error, Event, EventPayload, Factor, FailedChecks, InitialState, Lock, LockCause, OrgId, Reason,
-    Result, Timestamp, UnlockCause, User, UserId, UserState,
+    Error, Event, EventPayload, Factor, FailedChecks, InitialState, Lock, LockCause, LockoutPolicy,
+    OrgId, Reason, Result, StoredPolicy, Timestamp, UnlockCause, User, UserId, UserState,
 };
 
 /// The record format this build writes.
@@ -487,6 +487,67 @@ pub(crate) fn event_org(bytes: &[u8]) -> Option<OrgId> {
     }
     let (prefix, _): (Prefix, _) = postcard::take_from_bytes(body).ok()?;
     OrgId::from_stored(prefix.org).ok()
+}
+
+/// A stored lockout policy (`userstate.policies`), who set it and when.
+#[derive(Debug, Serialize, Deserialize)]
+struct PolicyRecord {
+    max_password_attempts: u32,
+    max_otp_attempts: u32,
+    lock_duration_ms: Option<u64>,
+    duration_growth: u32,
+    max_lock_duration_ms: Option<u64>,
+    permanent_after: u32,
+    show_attempts: bool,
+    changed_by: String,
+    changed_at: i64,
+}
+
+/// The record of `policy`.
+///
+/// # Errors
+/// Internal if postcard refuses it (it does not for these types).
+pub(crate) fn encode_policy(policy: &StoredPolicy) -> Result<Vec<u8>> {
+    let p = &policy.policy;
+    encode(&PolicyRecord {
+        max_password_attempts: p.max_password_attempts,
+        max_otp_attempts: p.max_otp_attempts,
+        lock_duration_ms: p.lock_duration_ms,
+        duration_growth: p.duration_growth,
+        max_lock_duration_ms: p.max_lock_duration_ms,
+        permanent_after: p.permanent_after,
+        show_attempts: p.show_attempts,
+        changed_by: policy.changed_by.as_str().to_owned(),
+        changed_at: policy.changed_at.unix_millis(),
+    })
+}
+
+/// The policy stored under the key of `org` (`None`: the instance default).
+///
+/// # Errors
+/// Corrupt when the record does not decode or is inconsistent.
+pub(crate) fn decode_policy(org: Option<&OrgId>, bytes: &[u8]) -> Result<StoredPolicy> {
+    let whose = org.map_or_else(
+        || "the instance default lockout policy".to_owned(),
+        |org| format!("the lockout policy of {org}"),
+    );
+    let corrupt = |e: Error| Error::corrupt(format!("{whose} cannot be decoded: {}", e.message()));
+    let r: PolicyRecord = decode(bytes).map_err(corrupt)?;
+    let policy = LockoutPolicy {
+        max_password_attempts: r.max_password_attempts,
+        max_otp_attempts: r.max_otp_attempts,
+        lock_duration_ms: r.lock_duration_ms,
+        duration_growth: r.duration_growth,
+        max_lock_duration_ms: r.max_lock_duration_ms,
+        permanent_after: r.permanent_after,
+        show_attempts: r.show_attempts,
+    };
+    policy.validate().map_err(corrupt)?;
+    Ok(StoredPolicy {
+        policy,
+        changed_by: UserId::from_stored(r.changed_by).map_err(corrupt)?,
+        changed_at: Timestamp::from_unix_millis(r.changed_at).map_err(corrupt)?,
+    })
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {

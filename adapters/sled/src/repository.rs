@@ -12,7 +12,8 @@ use userstate::storage::{
     Verification, WorkerPool, WriterStats,
 };
 use userstate::{
-    Event, FeedEvent, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserState,
+    Event, FeedEvent, HistoryQuery, ListQuery, OrgId, Page, Result, StoredPolicies, StoredPolicy,
+    User, UserId, UserState,
 };
 
 use crate::engine::{self, DATA_FILE};
@@ -269,6 +270,22 @@ impl UserRepository for SledRepository {
     async fn wait_for_events(&self, after: u64) -> Result<()> {
         self.inner.signal.wait(after).await;
         Ok(())
+    }
+
+    async fn policies(&self, org: &OrgId) -> Result<StoredPolicies> {
+        let org = org.clone();
+        self.inner
+            .readers
+            .run(move |trees| reader::policies(trees, &org))
+            .await
+    }
+
+    async fn set_policy(&self, org: Option<&OrgId>, policy: StoredPolicy) -> Result<()> {
+        let org = org.cloned();
+        self.inner
+            .writer
+            .exclusive(move |writer| writer.set_policy(org.as_ref(), &policy))
+            .await
     }
 
     async fn count(&self, org: &OrgId, state: Option<UserState>) -> Result<u64> {

@@ -124,6 +124,29 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Stores `policy` as `org`'s (`None`: the instance default), synced
+    /// when durable.
+    ///
+    /// # Errors
+    /// sled errors as mapped by [`from_sled`]; Unavailable when the sync fails.
+    pub(crate) fn set_policy(
+        &mut self,
+        org: Option<&userstate::OrgId>,
+        policy: &userstate::StoredPolicy,
+    ) -> Result<()> {
+        let bytes = record::encode_policy(policy)?;
+        self.trees
+            .policies
+            .insert(layout::policy_key(org), bytes)
+            .map_err(from_sled)?;
+        match self.durability {
+            Durability::Durable => self.sync(),
+            Durability::Relaxed => Ok(()),
+        }
+    }
+}
+
 impl BatchWriter for Writer {
     fn commit(&mut self, batch: Vec<Update>) -> Vec<Result<User>> {
         if let Some(failure) = &self.failure {

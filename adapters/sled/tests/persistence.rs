@@ -211,3 +211,13 @@ fn the_feed_resumes_from_a_checkpoint_after_reopening() {
         ),
     );
 }
+
+#[test]
+fn the_lockout_policy_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    block_on(userstate::conformance::policy_survives_reopening(
+        &path,
+        |path| Arc::new(SledOptions::new().open(path).expect("open")),
+    ));
+}

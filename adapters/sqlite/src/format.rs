@@ -308,7 +308,7 @@ fn users_after(conn: &Connection, after: &str) -> Result<Vec<UserRow>> {
 }
 
 /// Version 4: a feed position on every event, unique and covered by the
-/// row's checksum. Events already stored get positions in the order they
+/// row's checksum, and the table of stored lockout policies. Events already stored get positions in the order they
 /// were written (by time, then user and sequence, so each user's events
 /// keep their order); each row's checksum is checked before it is
 /// rewritten, so damage is not sealed in.
@@ -320,7 +320,12 @@ fn positions_of_format_4(conn: &Connection) -> Result<()> {
                       ROW_NUMBER() OVER (ORDER BY created_at, user_id, sequence) AS n
                FROM events) AS ranked
          WHERE events.user_id = ranked.user_id AND events.sequence = ranked.sequence;
-         CREATE UNIQUE INDEX events_by_position ON events (position);",
+         CREATE UNIQUE INDEX events_by_position ON events (position);
+         CREATE TABLE policies (
+             org      TEXT    NOT NULL PRIMARY KEY,
+             record   TEXT    NOT NULL,
+             checksum INTEGER NOT NULL
+         ) STRICT, WITHOUT ROWID;",
     )
     .map_err(from_sqlite)?;
     let mut after = 0i64;

@@ -85,6 +85,13 @@ pub(crate) const COUNT_EXISTING: &str =
 /// per organisation, however many users each has.
 pub(crate) const NEXT_ORG: &str = "SELECT MIN(org) FROM users WHERE org > ?1";
 
+/// A stored lockout policy; the key `''` is the instance default.
+pub(crate) const POLICY: &str = "SELECT record, checksum FROM policies WHERE org = ?1";
+
+pub(crate) const SET_POLICY: &str =
+    "INSERT INTO policies (org, record, checksum) VALUES (?1, ?2, ?3)
+     ON CONFLICT (org) DO UPDATE SET record = excluded.record, checksum = excluded.checksum";
+
 pub(crate) const INSERT_EVENT: &str = "INSERT INTO events
      (user_id, sequence, org, event_type, created_at, creator, payload, checksum, position)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";

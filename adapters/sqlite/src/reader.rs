@@ -13,14 +13,14 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use userstate::storage::{page_of, AcceptedLoss, Loss, Scope};
 use userstate::{
-    Error, Event, FeedEvent, HistoryQuery, ListQuery, OrgId, Page, Result, Timestamp, User, UserId,
-    UserState,
+    Error, Event, FeedEvent, HistoryQuery, ListQuery, OrgId, Page, Result, StoredPolicies,
+    StoredPolicy, Timestamp, User, UserId, UserState,
 };
 
 use crate::error::from_sqlite;
 use crate::layout::{
     AN_EVENT_ORG, COUNT_EXISTING, COUNT_IN_STATE, FEED, HISTORY, LIST_EXISTING, LIST_IN_STATE,
-    LOAD, LOSSES, NEXT_ORG,
+    LOAD, LOSSES, NEXT_ORG, POLICY,
 };
 use crate::record::{
     decode_event, decode_user, from_column, snapshot_org, EventRow, StateName, UserRow,
@@ -209,6 +209,35 @@ pub(crate) fn feed(conn: &Connection, after: u64, limit: u32) -> Result<Vec<Feed
             })
         })
         .collect()
+}
+
+/// The lockout policies stored for `org` and the instance default, read
+/// in one transaction.
+///
+/// # Errors
+/// Corrupt for a row that does not match its checksum or decode.
+pub(crate) fn policies(conn: &Connection, org: &OrgId) -> Result<StoredPolicies> {
+    let read = |key: &str| -> Result<Option<StoredPolicy>> {
+        let row: Option<(String, i64)> = conn
+            .prepare_cached(POLICY)
+            .and_then(|mut select| {
+                select
+                    .query_row(params![key], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+            .map_err(from_sqlite)?;
+        row.map(|(stored, checksum)| crate::record::decode_policy(key, &stored, checksum))
+            .transpose()
+    };
+    conn.execute_batch("BEGIN").map_err(from_sqlite)?;
+    let both = read(crate::record::policy_key(Some(org))).and_then(|own| {
+        Ok(StoredPolicies {
+            org: own,
+            default: read(crate::record::policy_key(None))?,
+        })
+    });
+    let _ = conn.execute_batch("COMMIT");
+    both
 }
 
 /// How many users of `org` are stored in `state` (`None`: all but

@@ -25,8 +25,8 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use userstate::{
-    Error, Event, EventPayload, Factor, FailedChecks, InitialState, Lock, LockCause, OrgId, Reason,
-    Result, Timestamp, UnlockCause, User, UserId, UserState,
+    Error, Event, EventPayload, Factor, FailedChecks, InitialState, Lock, LockCause, LockoutPolicy,
+    OrgId, Reason, Result, StoredPolicy, Timestamp, UnlockCause, User, UserId, UserState,
 };
 
 /// A `users` row.
@@ -737,6 +737,95 @@ pub(crate) fn from_column(value: i64) -> Result<u64> {
 /// A stored sequence, which is never below 1.
 fn from_sequence(value: i64) -> Option<u64> {
     u64::try_from(value).ok().filter(|s| *s > 0)
+}
+
+/// A `policies` row's record: a lockout policy, who set it and when.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PolicyRecord {
+    max_password_attempts: u32,
+    max_otp_attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lock_duration_ms: Option<u64>,
+    duration_growth: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_lock_duration_ms: Option<u64>,
+    permanent_after: u32,
+    show_attempts: bool,
+    changed_by: String,
+    changed_at: i64,
+}
+
+/// The `policies` row key of `org`: the empty text for the instance
+/// default (organisation ids are never empty).
+pub(crate) fn policy_key(org: Option<&OrgId>) -> &str {
+    org.map_or("", OrgId::as_str)
+}
+
+/// The CRC-32 of a `policies` row's key and record.
+pub(crate) fn policy_checksum(key: &str, record: &str) -> i64 {
+    let mut crc = crc32fast::Hasher::new();
+    field(&mut crc, key.as_bytes());
+    field(&mut crc, record.as_bytes());
+    i64::from(crc.finalize())
+}
+
+/// The record and checksum of `policy` under `key`.
+///
+/// # Errors
+/// Internal if it cannot be encoded.
+pub(crate) fn encode_policy(key: &str, policy: &StoredPolicy) -> Result<(String, i64)> {
+    let p = &policy.policy;
+    let record = to_json(&PolicyRecord {
+        max_password_attempts: p.max_password_attempts,
+        max_otp_attempts: p.max_otp_attempts,
+        lock_duration_ms: p.lock_duration_ms,
+        duration_growth: p.duration_growth,
+        max_lock_duration_ms: p.max_lock_duration_ms,
+        permanent_after: p.permanent_after,
+        show_attempts: p.show_attempts,
+        changed_by: policy.changed_by.as_str().to_owned(),
+        changed_at: policy.changed_at.unix_millis(),
+    })?;
+    let checksum = policy_checksum(key, &record);
+    Ok((record, checksum))
+}
+
+/// The policy a `policies` row holds.
+///
+/// # Errors
+/// Corrupt when the checksum does not match or the record does not decode.
+pub(crate) fn decode_policy(key: &str, record: &str, checksum: i64) -> Result<StoredPolicy> {
+    let whose = if key.is_empty() {
+        "the instance default lockout policy".to_owned()
+    } else {
+        format!("the lockout policy of {key}")
+    };
+    let corrupt = |why: String| Error::corrupt(format!("{whose} {why}"));
+    if policy_checksum(key, record) != checksum {
+        return Err(corrupt("does not match its checksum".to_owned()));
+    }
+    let r: PolicyRecord =
+        from_json(record).map_err(|e| corrupt(format!("cannot be decoded: {}", e.message())))?;
+    let policy = LockoutPolicy {
+        max_password_attempts: r.max_password_attempts,
+        max_otp_attempts: r.max_otp_attempts,
+        lock_duration_ms: r.lock_duration_ms,
+        duration_growth: r.duration_growth,
+        max_lock_duration_ms: r.max_lock_duration_ms,
+        permanent_after: r.permanent_after,
+        show_attempts: r.show_attempts,
+    };
+    policy
+        .validate()
+        .map_err(|e| corrupt(format!("is inconsistent: {}", e.message())))?;
+    Ok(StoredPolicy {
+        policy,
+        changed_by: UserId::from_stored(r.changed_by)
+            .map_err(|e| corrupt(format!("names no valid user: {}", e.message())))?,
+        changed_at: Timestamp::from_unix_millis(r.changed_at)
+            .map_err(|e| corrupt(format!("has an invalid time: {}", e.message())))?,
+    })
 }
 
 fn to_json(value: &impl Serialize) -> Result<String> {

@@ -13,7 +13,8 @@ use userstate::storage::{
     Verification, WorkerPool, WriterStats,
 };
 use userstate::{
-    Event, FeedEvent, HistoryQuery, ListQuery, OrgId, Page, Result, User, UserId, UserState,
+    Event, FeedEvent, HistoryQuery, ListQuery, OrgId, Page, Result, StoredPolicies, StoredPolicy,
+    User, UserId, UserState,
 };
 
 use crate::engine;
@@ -266,6 +267,22 @@ impl UserRepository for SqliteRepository {
     async fn wait_for_events(&self, after: u64) -> Result<()> {
         self.inner.signal.wait(after).await;
         Ok(())
+    }
+
+    async fn policies(&self, org: &OrgId) -> Result<StoredPolicies> {
+        let org = org.clone();
+        self.inner
+            .readers
+            .run(move |conn| reader::policies(conn, &org))
+            .await
+    }
+
+    async fn set_policy(&self, org: Option<&OrgId>, policy: StoredPolicy) -> Result<()> {
+        let org = org.cloned();
+        self.inner
+            .writer
+            .exclusive(move |writer| writer.set_policy(org.as_ref(), &policy))
+            .await
     }
 
     async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {

@@ -14,7 +14,9 @@ use userstate::storage::{
 use userstate::{Error, Result, User};
 
 use crate::error::{from_sqlite, is_key_violation};
-use crate::layout::{ADD_COMMITTED, INSERT_EVENT, INSERT_USER, LAST_POSITION, UPDATE_USER};
+use crate::layout::{
+    ADD_COMMITTED, INSERT_EVENT, INSERT_USER, LAST_POSITION, SET_POLICY, UPDATE_USER,
+};
 use crate::reader;
 use crate::record;
 
@@ -76,6 +78,27 @@ impl Writer {
                 "readers kept the checkpoint from finishing past the busy timeout",
             ))
         }
+    }
+}
+
+impl Writer {
+    /// Stores `policy` as `org`'s (`None`: the instance default), in a
+    /// transaction of its own, durable as commands are.
+    ///
+    /// # Errors
+    /// As SQLite answers.
+    pub(crate) fn set_policy(
+        &mut self,
+        org: Option<&userstate::OrgId>,
+        policy: &userstate::StoredPolicy,
+    ) -> Result<()> {
+        let key = record::policy_key(org);
+        let (stored, checksum) = record::encode_policy(key, policy)?;
+        self.conn
+            .prepare_cached(SET_POLICY)
+            .and_then(|mut set| set.execute(params![key, stored, checksum]))
+            .map_err(from_sqlite)?;
+        Ok(())
     }
 }
 

@@ -288,3 +288,13 @@ fn the_feed_resumes_from_a_checkpoint_after_reopening() {
         ),
     );
 }
+
+#[test]
+fn the_lockout_policy_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(dir.path());
+    block_on(userstate::conformance::policy_survives_reopening(
+        &path,
+        |path| Arc::new(SqliteOptions::new().open(path).expect("open")),
+    ));
+}

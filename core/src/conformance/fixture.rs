@@ -17,11 +17,11 @@ pub const T0: i64 = 1_718_261_077_424;
 ///
 /// | caller | organisation | grants |
 /// |---|---|---|
-/// | `acme_admin` | acme | read, write, delete in acme |
+/// | `acme_admin` | acme | read, write, delete, policy.write in acme |
 /// | `acme_writer` | acme | read, write in acme |
 /// | `acme_reader` | acme | read in acme |
 /// | `globex_admin` | globex | read, write, delete in globex |
-/// | `root` | root-org | read, write, delete everywhere |
+/// | `root` | root-org | read, write, delete, policy.write everywhere |
 /// | `nobody` | acme | none |
 #[derive(Debug, Clone)]
 pub struct Fixture {
@@ -65,11 +65,15 @@ impl Fixture {
         let root = caller("root", &org("root-org"));
         let nobody = caller("nobody", &acme);
         use Permission::*;
-        grants.grant(&acme_admin.user_id, &acme, [Read, Write, Delete]);
+        grants.grant(
+            &acme_admin.user_id,
+            &acme,
+            [Read, Write, Delete, PolicyWrite],
+        );
         grants.grant(&acme_writer.user_id, &acme, [Read, Write]);
         grants.grant(&acme_reader.user_id, &acme, [Read]);
         grants.grant(&globex_admin.user_id, &globex, [Read, Write, Delete]);
-        grants.grant_instance(&root.user_id, [Read, Write, Delete]);
+        grants.grant_instance(&root.user_id, [Read, Write, Delete, PolicyWrite]);
         let clock = ManualClock::new(at(T0));
         let grants = Arc::new(grants);
         let service =
@@ -145,11 +149,19 @@ impl Fixture {
         }
     }
 
-    /// Sets acme's lockout policy.
-    pub fn acme_policy(&self, policy: LockoutPolicy) {
+    /// Sets acme's lockout policy, as the acme admin, in the repository.
+    pub async fn acme_policy(&self, policy: LockoutPolicy) {
         self.service
-            .lockout_policies()
-            .set_org(&self.acme, policy)
+            .set_lockout_policy(&self.acme_admin, policy)
+            .await
+            .expect("valid policy");
+    }
+
+    /// Sets the instance default lockout policy, as root, in the repository.
+    pub async fn default_policy(&self, policy: LockoutPolicy) {
+        self.service
+            .set_default_lockout_policy(&self.root, policy)
+            .await
             .expect("valid policy");
     }
 

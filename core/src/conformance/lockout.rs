@@ -13,7 +13,7 @@ use crate::{
 /// checks refused on the locked user write nothing.
 pub async fn lockout_failure_and_lock_are_one_commit(repo: Arc<dyn UserRepository>) {
     let f = Fixture::new(repo);
-    f.acme_policy(policy(3, 0));
+    f.acme_policy(policy(3, 0)).await;
     let id = f.user_in_state("guessed", UserState::Active).await;
     for (n, sequence) in [(1, 2), (2, 3)] {
         let record = f.check(&id, Factor::Password, false).await;
@@ -58,7 +58,7 @@ pub async fn concurrent_failures_are_counted_exactly(repo: Arc<dyn UserRepositor
     const THREADS: usize = 8;
     const TRIES: usize = 3;
     let f = Fixture::new(repo);
-    f.acme_policy(policy(5, 0));
+    f.acme_policy(policy(5, 0)).await;
     let id = f.user_in_state("hammered", UserState::Active).await;
     let barrier = Arc::new(Barrier::new(THREADS));
     let jobs = (0..THREADS)
@@ -124,7 +124,8 @@ pub async fn admin_unlock_resets_escalation_and_expiry_does_not(repo: Arc<dyn Us
         duration_growth: 2,
         permanent_after: 2,
         ..policy(1, 0)
-    });
+    })
+    .await;
     let lock_expiry_after_failure = |id: crate::UserId| {
         let f = f.clone();
         async move {
@@ -176,4 +177,105 @@ pub async fn admin_unlock_resets_escalation_and_expiry_does_not(repo: Arc<dyn Us
     assert_eq!(seen, [(1, Some(1_000)), (2, Some(2_000)), (3, None)]);
     f.assert_snapshot_is_replay(&unlocked).await;
     f.assert_snapshot_is_replay(&expiring).await;
+}
+
+/// Lockout policies are stored: set through one service, they are in
+/// force for the next check through any other service on the repository,
+/// with who set them and when; the organisation's own wins over the
+/// instance default; `policy.write` guards them.
+pub async fn policy_is_stored_and_in_force_for_every_service(repo: Arc<dyn UserRepository>) {
+    let f = Fixture::new(repo);
+    let other = Fixture::new(f.repo.clone());
+    let before = other
+        .service
+        .lockout_policy(&other.acme_reader)
+        .await
+        .unwrap();
+    assert!(before.is_default && before.changed.is_none());
+    assert_eq!(before.policy, crate::LockoutPolicy::default());
+
+    f.acme_policy(policy(2, 0)).await;
+    f.default_policy(policy(4, 0)).await;
+    let in_force = other
+        .service
+        .lockout_policy(&other.acme_reader)
+        .await
+        .unwrap();
+    assert_eq!(in_force.policy, policy(2, 0));
+    assert!(!in_force.is_default);
+    assert_eq!(
+        in_force.changed,
+        Some((
+            f.acme_admin.user_id.clone(),
+            crate::conformance::at(crate::conformance::T0)
+        ))
+    );
+    let globex = other
+        .service
+        .lockout_policy(&other.globex_admin)
+        .await
+        .unwrap();
+    assert_eq!((globex.policy, globex.is_default), (policy(4, 0), true));
+
+    // The other service locks by the stored policy.
+    let id = other
+        .user_in_state("stored-policy", UserState::Active)
+        .await;
+    assert!(!other.check(&id, Factor::Password, false).await.locked);
+    let second = other.check(&id, Factor::Password, false).await;
+    assert!(second.locked, "locked at the stored limit of 2");
+
+    let denied = f
+        .service
+        .set_lockout_policy(&f.acme_writer, policy(1, 0))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.kind(), ErrorKind::PermissionDenied);
+    let denied = f
+        .service
+        .set_default_lockout_policy(&f.acme_admin, policy(1, 0))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        denied.kind(),
+        ErrorKind::PermissionDenied,
+        "the default needs an instance grant"
+    );
+    let invalid = crate::LockoutPolicy {
+        duration_growth: 0,
+        ..policy(1, 0)
+    };
+    let refused = f
+        .service
+        .set_lockout_policy(&f.acme_admin, invalid)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        other
+            .service
+            .lockout_policy(&other.acme_reader)
+            .await
+            .unwrap()
+            .policy,
+        policy(2, 0),
+        "refused changes change nothing"
+    );
+}
+
+/// A policy set before a reopen of `path` is in force after it.
+pub async fn policy_survives_reopening(
+    path: &std::path::Path,
+    open: impl Fn(&std::path::Path) -> Arc<dyn UserRepository>,
+) {
+    {
+        let f = Fixture::new(open(path));
+        f.acme_policy(policy(3, 0)).await;
+        f.default_policy(policy(5, 1)).await;
+    }
+    let f = Fixture::new(open(path));
+    let acme = f.service.lockout_policy(&f.acme_reader).await.unwrap();
+    assert_eq!((acme.policy, acme.is_default), (policy(3, 0), false));
+    let globex = f.service.lockout_policy(&f.globex_admin).await.unwrap();
+    assert_eq!((globex.policy, globex.is_default), (policy(5, 1), true));
 }

@@ -45,7 +45,8 @@ pub use futures::executor::block_on;
 pub use isolation::tenant_isolation_matrix;
 pub use lockout::{
     admin_unlock_resets_escalation_and_expiry_does_not, concurrent_failures_are_counted_exactly,
-    lockout_failure_and_lock_are_one_commit,
+    lockout_failure_and_lock_are_one_commit, policy_is_stored_and_in_force_for_every_service,
+    policy_survives_reopening,
 };
 pub use model::{model_check_bytes, model_test, model_test_cases};
 pub use race::{concurrent_commands_keep_history_exact, concurrent_locks_one_wins};
@@ -89,6 +90,7 @@ macro_rules! conformance_tests {
             lockout_failure_and_lock_are_one_commit,
             concurrent_failures_are_counted_exactly,
             admin_unlock_resets_escalation_and_expiry_does_not,
+            policy_is_stored_and_in_force_for_every_service,
             caller_state_that_cannot_log_in_is_refused,
             caller_state_expired_lock_does_not_count,
             caller_state_of_someone_else_does_not_count,

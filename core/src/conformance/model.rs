@@ -554,8 +554,8 @@ async fn run_case(
 ) -> Result<(), TestCaseError> {
     let real = Real::new(repo);
     let s = &real.fixture.service;
-    s.lockout_policies()
-        .set_default(policies()[initial_policy].clone())
+    s.set_default_lockout_policy(&real.fixture.root, policies()[initial_policy].clone())
+        .await
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let mut model = Model {
         users: BTreeMap::new(),
@@ -596,15 +596,17 @@ async fn run_case(
             }
             Op::SetPolicy { org, policy } => {
                 let chosen = policies()[*policy].clone();
-                let policies = s.lockout_policies();
+                let root = real.fixture.root.clone();
                 match org {
                     Some(org) => {
                         model.org_policy[*org] = Some(*policy);
-                        policies.set_org(&real.orgs[*org], chosen)
+                        s.set_lockout_policy(&root.in_org(real.orgs[*org].clone()), chosen)
+                            .await
+                            .map(drop)
                     }
                     None => {
                         model.default_policy = *policy;
-                        policies.set_default(chosen)
+                        s.set_default_lockout_policy(&root, chosen).await
                     }
                 }
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;

@@ -38,7 +38,8 @@ pub async fn snapshot_equals_replay(repo: Arc<dyn UserRepository>) {
         max_lock_duration_ms: Some(5_000),
         permanent_after: 2,
         show_attempts: true,
-    });
+    })
+    .await;
     let a = f.user_in_state("replay-active", UserState::Active).await;
     let b = f.user_in_state("replay-initial", UserState::Initial).await;
     let check = |id: &UserId, factor, succeeded| {

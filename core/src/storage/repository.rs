@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::event::Event;
 use crate::feed::FeedEvent;
 use crate::id::{OrgId, UserId};
+use crate::lockout::{StoredPolicies, StoredPolicy};
 use crate::query::{HistoryQuery, ListQuery, Page};
 use crate::state::UserState;
 use crate::storage::{Scope, Update};
@@ -108,6 +109,20 @@ pub trait UserRepository: Send + Sync + fmt::Debug {
     /// # Errors
     /// Unavailable or Internal for backend faults.
     async fn wait_for_events(&self, after: u64) -> Result<()>;
+
+    /// The lockout policies stored for `org`: its own and the instance
+    /// default, read together, as committed by any handle or process.
+    ///
+    /// # Errors
+    /// Internal (`USER-CORRUPT`) when a stored policy cannot be decoded.
+    async fn policies(&self, org: &OrgId) -> Result<StoredPolicies>;
+
+    /// Stores `policy` as `org`'s (`None`: the instance default), replacing
+    /// what was there, durably as the repository stores commands.
+    ///
+    /// # Errors
+    /// Unavailable or Internal for backend faults.
+    async fn set_policy(&self, org: Option<&OrgId>, policy: StoredPolicy) -> Result<()>;
 }
 
 /// Shared ownership forwards every method.
@@ -148,6 +163,14 @@ impl<T: UserRepository + ?Sized> UserRepository for Arc<T> {
     async fn wait_for_events(&self, after: u64) -> Result<()> {
         (**self).wait_for_events(after).await
     }
+
+    async fn policies(&self, org: &OrgId) -> Result<StoredPolicies> {
+        (**self).policies(org).await
+    }
+
+    async fn set_policy(&self, org: Option<&OrgId>, policy: StoredPolicy) -> Result<()> {
+        (**self).set_policy(org, policy).await
+    }
 }
 
 /// A boxed repository forwards every method.
@@ -187,5 +210,13 @@ impl<T: UserRepository + ?Sized> UserRepository for Box<T> {
 
     async fn wait_for_events(&self, after: u64) -> Result<()> {
         (**self).wait_for_events(after).await
+    }
+
+    async fn policies(&self, org: &OrgId) -> Result<StoredPolicies> {
+        (**self).policies(org).await
+    }
+
+    async fn set_policy(&self, org: Option<&OrgId>, policy: StoredPolicy) -> Result<()> {
+        (**self).set_policy(org, policy).await
     }
 }

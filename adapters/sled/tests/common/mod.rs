@@ -74,4 +74,10 @@ impl UserRepository for OnDisk {
     async fn wait_for_events(&self, after: u64) -> Result<()> {
         self.repo.wait_for_events(after).await
     }
+    async fn policies(&self, org: &OrgId) -> Result<userstate::StoredPolicies> {
+        self.repo.policies(org).await
+    }
+    async fn set_policy(&self, org: Option<&OrgId>, policy: userstate::StoredPolicy) -> Result<()> {
+        self.repo.set_policy(org, policy).await
+    }
 }

@@ -100,6 +100,12 @@ impl UserRepository for TempRepo {
     async fn wait_for_events(&self, after: u64) -> Result<()> {
         self.repo.wait_for_events(after).await
     }
+    async fn policies(&self, org: &OrgId) -> Result<userstate::StoredPolicies> {
+        self.repo.policies(org).await
+    }
+    async fn set_policy(&self, org: Option<&OrgId>, policy: userstate::StoredPolicy) -> Result<()> {
+        self.repo.set_policy(org, policy).await
+    }
 }
 
 /// Two independently opened handles on one file (each with its own writer
@@ -173,6 +179,12 @@ impl UserRepository for TwoHandles {
     }
     async fn wait_for_events(&self, after: u64) -> Result<()> {
         self.handle().wait_for_events(after).await
+    }
+    async fn policies(&self, org: &OrgId) -> Result<userstate::StoredPolicies> {
+        self.handle().policies(org).await
+    }
+    async fn set_policy(&self, org: Option<&OrgId>, policy: userstate::StoredPolicy) -> Result<()> {
+        self.handle().set_policy(org, policy).await
     }
 }
 
