@@ -165,6 +165,18 @@ impl Fixture {
             .expect("valid policy");
     }
 
+    /// The feed's last position after `after` (`after` when nothing follows).
+    pub async fn feed_after(&self, after: u64) -> u64 {
+        let mut last = after;
+        loop {
+            let page = self.repo.feed(last, MAX_PAGE_SIZE).await.expect("feed");
+            match page.last() {
+                Some(entry) => last = entry.position,
+                None => return last,
+            }
+        }
+    }
+
     /// Records a check on `id` as the acme admin.
     pub async fn check(&self, id: &UserId, factor: Factor, succeeded: bool) -> CheckRecord {
         self.service
