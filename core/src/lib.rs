@@ -93,7 +93,7 @@ pub use memory::InMemoryRepository;
 pub use query::{
     walk_pages, Cursor, HistoryQuery, ListQuery, Page, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
 };
-pub use service::{CheckRecord, UserService, DEFAULT_CONFLICT_RETRIES};
+pub use service::{CheckRecord, UserService, DEFAULT_CONFLICT_RETRIES, FEED_SCAN_PAGES};
 pub use state::{InitialState, UserState};
 pub use storage::UserRepository;
 pub use timestamp::Timestamp;

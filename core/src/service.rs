@@ -26,6 +26,10 @@ use crate::user::User;
 /// writer made progress.
 pub const DEFAULT_CONFLICT_RETRIES: u32 = 15;
 
+/// Pages of [`MAX_PAGE_SIZE`] events that one [`UserService::feed`] call
+/// reads at most, whatever its filters leave.
+pub const FEED_SCAN_PAGES: u32 = 10;
+
 /// The entry point: user lifecycle commands and reads, for a caller.
 ///
 /// Cheap to clone; clones share the repository, authoriser and clock.
@@ -655,7 +659,10 @@ impl UserService {
     /// `query.after` that the query selects, of organisations where the
     /// caller holds `user.read` (an instance-wide grant sees all), in
     /// position order, and the checkpoint to read on from. A position past
-    /// the end is an empty page.
+    /// the end is an empty page. One call reads at most
+    /// [`FEED_SCAN_PAGES`] pages of the repository's feed, so a page may
+    /// hold fewer events than the limit (even none) while the feed goes
+    /// on: read on from its checkpoint.
     ///
     /// # Errors
     /// InvalidArgument for a bad page size; PermissionDenied without
@@ -674,7 +681,11 @@ impl UserService {
         let mut readable: std::collections::HashMap<OrgId, bool> = Default::default();
         let mut events = Vec::new();
         let mut checkpoint = query.after;
-        while events.len() < query.limit as usize {
+        // A caller that sees little of a large feed gets a checkpoint after
+        // a bounded scan rather than one request that reads everything.
+        let mut scans = 0;
+        while events.len() < query.limit as usize && scans < FEED_SCAN_PAGES {
+            scans += 1;
             let batch = self.repository.feed(checkpoint, MAX_PAGE_SIZE).await?;
             let Some(last) = batch.last().map(|e| e.position) else {
                 break;

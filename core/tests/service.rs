@@ -318,3 +318,43 @@ fn a_lock_for_a_duration_expires_from_its_events_time_on_the_services_clock() {
         }
     });
 }
+
+/// A reader that sees little of a large feed gets its events page by page
+/// from checkpoints after bounded scans, never one unbounded read, and
+/// misses nothing.
+#[test]
+fn the_feed_of_a_narrow_reader_is_read_in_bounded_scans() {
+    use userstate::{FeedQuery, FEED_SCAN_PAGES, MAX_PAGE_SIZE};
+    let (admin, grants) = admin_and_grants();
+    let globex = OrgId::new("globex").unwrap();
+    let writer = Caller::new(UserId::new("globex-admin").unwrap(), globex.clone());
+    grants.grant(&writer.user_id, &globex, [Permission::Write]);
+    let service = UserService::new(Arc::new(InMemoryRepository::new()), grants);
+    block_on(async {
+        let others = (FEED_SCAN_PAGES * MAX_PAGE_SIZE) as usize + 5;
+        for i in 0..others {
+            let id = UserId::new(format!("g{i}")).unwrap();
+            service
+                .create(&writer, &id, InitialState::Active)
+                .await
+                .unwrap();
+        }
+        let mine = UserId::new("a-mine").unwrap();
+        service
+            .create(&admin, &mine, InitialState::Active)
+            .await
+            .unwrap();
+        let first = service
+            .feed(&admin, &FeedQuery::after(0, 10))
+            .await
+            .unwrap();
+        assert!(first.events.is_empty());
+        assert_eq!(first.checkpoint, u64::from(FEED_SCAN_PAGES * MAX_PAGE_SIZE));
+        let next = service
+            .feed(&admin, &FeedQuery::after(first.checkpoint, 10))
+            .await
+            .unwrap();
+        assert_eq!(next.events.len(), 1);
+        assert_eq!(next.events[0].event.user_id, mine);
+    });
+}
