@@ -1,6 +1,7 @@
 //! Checking a whole database: every snapshot and event decoded, every
 //! snapshot against the replay of its history, every index entry against
-//! the users, and the events against the count of committed ones. sled
+//! the users, the feed against the events (each once, each user's in
+//! sequence order), and the events against the count of committed ones. sled
 //! checks every page it reads against its checksum, so the walk also
 //! reads back every page of the trees.
 
@@ -108,6 +109,7 @@ pub(crate) fn everything(trees: &Trees) -> Result<Verification> {
             ),
         }
     }
+    feed(trees, events, &mut found);
     match layout::committed(&trees.db) {
         Ok(committed) if committed == events => {}
         Ok(committed) => found(
@@ -132,4 +134,52 @@ fn history_of(trees: &Trees, id: &UserId) -> Result<Vec<Event>> {
             decode_event(id, sequence, bytes)
         })
         .collect()
+}
+
+/// The feed names every stored event exactly once, each an event that is
+/// stored, and each user's in sequence order: with as many entries as
+/// events, that is every event once.
+fn feed(trees: &Trees, events: u64, found: &mut impl FnMut(Option<&UserId>, String)) {
+    let mut last_sequence: std::collections::HashMap<UserId, u64> = Default::default();
+    let mut entries = 0u64;
+    let mut walk = trees.feed.iter();
+    loop {
+        let (key, event_key) = match guarded(|| walk.next().transpose()) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => break,
+            Err(e) => {
+                found(None, format!("the feed cannot be read on: {}", e.message()));
+                return;
+            }
+        };
+        entries += 1;
+        let named = layout::position_of_key(&key)
+            .and_then(|position| Ok((position, layout::event_of_key(&event_key)?)));
+        let (position, (id, sequence)) = match named {
+            Ok(named) => named,
+            Err(e) => {
+                found(None, format!("a feed entry is unreadable: {}", e.message()));
+                continue;
+            }
+        };
+        if !guarded(|| trees.events.contains_key(&event_key)).unwrap_or(false) {
+            found(
+                Some(&id),
+                format!("the feed names event {sequence} at {position}, which is not stored"),
+            );
+        }
+        let previous = last_sequence.insert(id.clone(), sequence);
+        if previous.is_some_and(|previous| previous >= sequence) {
+            found(
+                Some(&id),
+                format!("the feed holds event {sequence} at {position} out of sequence order"),
+            );
+        }
+    }
+    if entries != events {
+        found(
+            None,
+            format!("the feed holds {entries} entries, but {events} events are stored"),
+        );
+    }
 }

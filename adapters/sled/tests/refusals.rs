@@ -248,3 +248,20 @@ fn a_clean_close_seals_the_data_file_and_the_next_open_needs_no_copy() {
         "the seal is of the data file as sled left it"
     );
 }
+
+#[test]
+fn a_feed_that_lost_an_entry_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("users");
+    database(&db, 0..3);
+    {
+        let raw = sled::open(&db).unwrap();
+        let feed = raw.open_tree("userstate.feed").unwrap();
+        assert!(feed.remove(2u64.to_be_bytes()).unwrap().is_some());
+        raw.flush().unwrap();
+    }
+    // Followers would skip the event for ever: the open refuses instead.
+    let err = SledRepository::open(&db).unwrap_err();
+    assert_eq!(err.id(), ids::CORRUPT, "{err}");
+    assert!(err.message().contains("feed"), "{err}");
+}

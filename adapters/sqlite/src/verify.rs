@@ -1,6 +1,7 @@
 //! Checking a whole database: SQLite's own checks of its pages, then every
 //! row decoded against its checksum, every snapshot against the replay of
-//! its history, and the count of events against what was committed.
+//! its history, each user's feed positions in sequence order, and the count
+//! of events against what was committed.
 
 use rusqlite::{params, Connection};
 use userstate::storage::{check_user, Finding, Verification};
@@ -108,6 +109,28 @@ fn read_everything(conn: &Connection, verification: &mut Verification) -> Result
         verification.findings.push(Finding {
             user: UserId::from_stored(orphan).ok(),
             problem: "the user has stored events but no stored snapshot".to_owned(),
+        });
+    }
+    // The feed: every event at a position (unique by its index), each
+    // user's in sequence order.
+    let out_of_order: Vec<(String, i64)> = conn
+        .prepare(
+            "SELECT user_id, sequence FROM (
+                 SELECT user_id, sequence, position,
+                        LAG(position) OVER (PARTITION BY user_id ORDER BY sequence) AS before
+                 FROM events)
+             WHERE position <= 0 OR before >= position",
+        )
+        .and_then(|mut select| {
+            select
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(from_sqlite)?;
+    for (user, sequence) in out_of_order {
+        verification.findings.push(Finding {
+            user: UserId::from_stored(user).ok(),
+            problem: format!("event {sequence} has no feed position after its predecessor's"),
         });
     }
     let committed: i64 = conn
