@@ -58,14 +58,10 @@ pub(crate) async fn page(
         }
         _ => return repo.list(org, query).await,
     };
-    let mut users: Vec<User> = users.into_iter().map(|u| u.in_force(now)).collect();
-    let next = if users.len() > limit {
-        users.truncate(limit);
-        users.last().map(|u| Cursor::after_user(&u.id))
-    } else {
-        None
-    };
-    Ok(Page { items: users, next })
+    let users: Vec<User> = users.into_iter().map(|u| u.in_force(now)).collect();
+    Ok(Page::of_probe(users, query.limit, |u| {
+        Cursor::after_user(&u.id)
+    }))
 }
 
 /// How many users of `org` are in `state` at `now` (`None`: all that exist).

@@ -82,6 +82,26 @@ pub struct Page<T> {
     pub next: Option<Cursor>,
 }
 
+impl<T> Page<T> {
+    /// The page of `limit` items that `items` (read with one more than
+    /// `limit`, to learn whether another page follows) begins with, its
+    /// cursor made from the last item on it.
+    pub(crate) fn of_probe(
+        mut items: Vec<T>,
+        limit: u32,
+        cursor: impl FnOnce(&T) -> Cursor,
+    ) -> Self {
+        let limit = limit as usize;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(cursor)
+        } else {
+            None
+        };
+        Page { items, next }
+    }
+}
+
 /// Which users of an organisation to list, and where the page starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

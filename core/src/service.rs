@@ -137,11 +137,7 @@ impl UserService {
         match &self.policies {
             Some(memory) => memory.set_org(org, policy)?,
             None => {
-                let stored = StoredPolicy {
-                    policy,
-                    changed_by: caller.user_id.clone(),
-                    changed_at: self.clock.now(),
-                };
+                let stored = self.stored_policy(caller, policy);
                 self.repository.set_policy(Some(org), stored).await?;
             }
         }
@@ -165,13 +161,18 @@ impl UserService {
         match &self.policies {
             Some(memory) => memory.set_default(policy),
             None => {
-                let stored = StoredPolicy {
-                    policy,
-                    changed_by: caller.user_id.clone(),
-                    changed_at: self.clock.now(),
-                };
+                let stored = self.stored_policy(caller, policy);
                 self.repository.set_policy(None, stored).await
             }
+        }
+    }
+
+    /// `policy` as stored when `caller` sets it now.
+    fn stored_policy(&self, caller: &Caller, policy: LockoutPolicy) -> StoredPolicy {
+        StoredPolicy {
+            policy,
+            changed_by: caller.user_id.clone(),
+            changed_at: self.clock.now(),
         }
     }
 
@@ -526,20 +527,13 @@ impl UserService {
             limit: limit + 1,
             ..query
         };
-        let mut events = self
+        let events = self
             .repository
             .history(user, &Scope::Org(found.org_id), probe)
             .await?;
-        let next = if events.len() > limit as usize {
-            events.truncate(limit as usize);
-            events.last().map(|e| Cursor::after_sequence(e.sequence))
-        } else {
-            None
-        };
-        Ok(Page {
-            items: events,
-            next,
-        })
+        Ok(Page::of_probe(events, limit, |e| {
+            Cursor::after_sequence(e.sequence)
+        }))
     }
 
     /// Every event of the user, oldest first, page after page.
@@ -642,17 +636,11 @@ impl UserService {
             .map_err(|_| Error::invalid(ids::INVALID_QUERY, "cursor is not one this read gave"))?;
         self.authorize_everywhere(caller, Permission::Read).await?;
         self.check_caller(caller).await?;
-        let mut orgs = self
+        let orgs = self
             .repository
             .organisations(after.as_ref(), limit + 1)
             .await?;
-        let next = if orgs.len() > limit as usize {
-            orgs.truncate(limit as usize);
-            orgs.last().map(Cursor::after_org)
-        } else {
-            None
-        };
-        Ok(Page { items: orgs, next })
+        Ok(Page::of_probe(orgs, limit, Cursor::after_org))
     }
 
     /// A page of the change feed for `caller`: the events after

@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// Every event of the feed after `after`, page by page.
-async fn whole_feed(repo: &dyn UserRepository, after: u64) -> Vec<FeedEvent> {
+pub(crate) async fn whole_feed(repo: &dyn UserRepository, after: u64) -> Vec<FeedEvent> {
     let mut all: Vec<FeedEvent> = Vec::new();
     loop {
         let from = all.last().map_or(after, |e| e.position);

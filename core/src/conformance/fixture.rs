@@ -167,14 +167,8 @@ impl Fixture {
 
     /// The feed's last position after `after` (`after` when nothing follows).
     pub async fn feed_after(&self, after: u64) -> u64 {
-        let mut last = after;
-        loop {
-            let page = self.repo.feed(last, MAX_PAGE_SIZE).await.expect("feed");
-            match page.last() {
-                Some(entry) => last = entry.position,
-                None => return last,
-            }
-        }
+        let feed = super::feed::whole_feed(self.repo.as_ref(), after).await;
+        feed.last().map_or(after, |entry| entry.position)
     }
 
     /// Records a check on `id` as the acme admin.

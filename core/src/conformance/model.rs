@@ -794,20 +794,7 @@ async fn run_case(
         );
     }
     // The feed holds exactly the model's events, each user's in order.
-    let mut feed = Vec::new();
-    loop {
-        let after = feed.last().map_or(0, |e: &crate::FeedEvent| e.position);
-        let page = real
-            .fixture
-            .repo
-            .feed(after, crate::MAX_PAGE_SIZE)
-            .await
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        if page.is_empty() {
-            break;
-        }
-        feed.extend(page);
-    }
+    let feed = super::feed::whole_feed(real.fixture.repo.as_ref(), 0).await;
     let events: u64 = model.users.values().map(|u| u.sequence).sum();
     check!(
         feed.len() as u64 == events && feed.windows(2).all(|w| w[0].position < w[1].position),

@@ -106,15 +106,7 @@ pub async fn assert_reads_back(repo: Arc<dyn UserRepository>, recorded: &str) ->
         );
     }
     // The upgrade gave every stored event a position, each user's in order.
-    let mut feed: Vec<crate::FeedEvent> = Vec::new();
-    loop {
-        let after = feed.last().map_or(0, |e| e.position);
-        let page = repo.feed(after, 100).await.expect("feed");
-        if page.is_empty() {
-            break;
-        }
-        feed.extend(page);
-    }
+    let feed = super::feed::whole_feed(repo.as_ref(), 0).await;
     assert_eq!(feed.len(), events, "every stored event is in the feed");
     assert!(feed.windows(2).all(|w| w[0].position < w[1].position));
     for expected in &recorded.users {
