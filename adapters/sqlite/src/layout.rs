@@ -2,7 +2,7 @@
 //! and the statements that read and write them.
 //!
 //! ```sql
-//! users  (id PRIMARY KEY, org, state, sequence, snapshot, checksum)  -- snapshot: record::UserRecord
+//! users  (id PRIMARY KEY, org, state, sequence, snapshot, checksum)  -- snapshot: the core's JSON record (userstate::storage::json)
 //! events (user_id, sequence, org, event_type, created_at, creator, payload, checksum,
 //!         PRIMARY KEY (user_id, sequence))                            -- payload: the type's record
 //! INDEX users_by_org_state ON users (org, state, id)

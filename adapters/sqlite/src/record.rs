@@ -1,4 +1,6 @@
-//! What a row holds: this adapter's own record types, never the core's, so a
+//! What a row holds. The columns and checksums are this adapter's own; the
+//! JSON in them is the core's record format ([`json`]), which other
+//! adapters that store JSON text share. The tests here pin its bytes, so a
 //! change to the core cannot change what is on disk unnoticed.
 //!
 //! Record format 2 (schema version 2). A `users` row keeps the user's id,
@@ -8,26 +10,22 @@
 //! keeps the type, time, creator and organisation in columns and the type's
 //! own fields in `payload`, a JSON object (`{}` for types without fields).
 //! Times are integer milliseconds since the Unix epoch; names are
-//! lower-case words fixed here. JSON keeps a row readable in the `sqlite3`
-//! shell and queryable with SQLite's JSON functions, for whoever audits a
-//! history by hand.
-//!
-//! ```text
-//! users.snapshot  {"org":"acme","state":"locked","sequence":2,"createdAt":1718261077431,
-//!                  "changedAt":1718261078523,"lock":{"lockedAt":1718261078523,
-//!                  "previousState":"active","cause":"command","reason":"left the company"}}
-//! events.payload  {"cause":"lockout","expiresAt":1718261138550}      (user.locked)
-//! ```
+//! lower-case words fixed by [`json`]. JSON keeps a row readable in the
+//! `sqlite3` shell and queryable with SQLite's JSON functions, for whoever
+//! audits a history by hand.
 //!
 //! Format 1 (release 0.1.0) stored the core types' own JSON; [`v1`] reads it
 //! for the upgrade in [`crate::format`] and nowhere else.
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use userstate::storage::json;
 use userstate::{
-    Error, Event, EventPayload, Factor, FailedChecks, InitialState, Lock, LockCause, LockoutPolicy,
-    OrgId, Reason, Result, StoredPolicy, Timestamp, UnlockCause, User, UserId, UserState,
+    Error, Event, EventPayload, Factor, FailedChecks, InitialState, Lock, LockCause, OrgId, Reason,
+    Result, StoredPolicy, Timestamp, UnlockCause, User, UserId, UserState,
 };
+
+pub(crate) use json::encode_payload;
 
 /// A `users` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,50 +97,12 @@ fn field(crc: &mut crc32fast::Hasher, bytes: &[u8]) {
 /// # Errors
 /// Internal if a value is beyond SQLite's integer range or cannot be encoded.
 pub(crate) fn encode_user(user: &User) -> Result<UserRow> {
-    let User {
-        id,
-        org_id,
-        state,
-        lock,
-        sequence,
-        created_at,
-        changed_at,
-        failed_checks,
-        lockouts,
-    } = user;
-    let FailedChecks {
-        password,
-        totp,
-        sms,
-        email,
-    } = *failed_checks;
-    let record = UserRecord {
-        org: org_id.as_str().to_owned(),
-        state: StateName::from(*state),
-        sequence: *sequence,
-        created_at: created_at.unix_millis(),
-        changed_at: changed_at.unix_millis(),
-        lock: lock.as_ref().map(|lock| LockRecord {
-            locked_at: lock.locked_at.unix_millis(),
-            previous_state: StateName::from(lock.previous_state),
-            cause: CauseName::from(lock.cause),
-            reason: lock.reason.as_ref().map(|r| r.as_str().to_owned()),
-            expires_at: lock.expires_at.map(Timestamp::unix_millis),
-        }),
-        failed_checks: Counts {
-            password,
-            totp,
-            sms,
-            email,
-        },
-        lockouts: *lockouts,
-    };
     let mut row = UserRow {
-        id: id.as_str().to_owned(),
-        org: org_id.as_str().to_owned(),
-        state: StateName::from(*state).as_str().to_owned(),
-        sequence: to_column(*sequence)?,
-        snapshot: to_json(&record)?,
+        id: user.id.as_str().to_owned(),
+        org: user.org_id.as_str().to_owned(),
+        state: StateName::from(user.state).as_str().to_owned(),
+        sequence: to_column(user.sequence)?,
+        snapshot: json::encode_snapshot(user)?,
         checksum: 0,
     };
     row.checksum = user_checksum(&row);
@@ -167,73 +127,27 @@ pub(crate) fn decode_user(row: &UserRow) -> Result<User> {
 /// The organisation a damaged `users` row may belong to, besides its
 /// column: the copy in its snapshot, if that still decodes.
 pub(crate) fn snapshot_org(row: &UserRow) -> Option<OrgId> {
-    let record: UserRecord = from_json(&row.snapshot).ok()?;
-    OrgId::from_stored(record.org).ok()
+    json::snapshot_org(&row.snapshot)
 }
 
 /// [`decode_user`] without the checksum: for rows of a format without one,
 /// which an upgrade checks before it writes their checksum.
 ///
 /// # Errors
-/// Corrupt when a column or the snapshot does not decode.
+/// Corrupt when a column or the snapshot does not decode, or the snapshot
+/// disagrees with the columns.
 pub(crate) fn decode_user_fields(row: &UserRow) -> Result<User> {
-    let corrupt = |e: Error| {
-        Error::corrupt(format!(
-            "the stored snapshot of user {} cannot be decoded: {}",
-            row.id,
-            e.message()
-        ))
-        .with_source(e)
-    };
-    let record: UserRecord = from_json(&row.snapshot).map_err(corrupt)?;
-    let agrees = record.org == row.org
-        && record.state.as_str() == row.state
-        && i64::try_from(record.sequence).ok() == Some(row.sequence);
+    let user = json::decode_snapshot(&row.id, &row.snapshot)?;
+    let agrees = user.org_id.as_str() == row.org
+        && StateName::from(user.state).as_str() == row.state
+        && i64::try_from(user.sequence).ok() == Some(row.sequence);
     if !agrees {
         return Err(Error::corrupt(format!(
             "the stored snapshot of user {} disagrees with its row",
             row.id
         )));
     }
-    let lock = record
-        .lock
-        .map(|lock| -> Result<Lock> {
-            Ok(Lock {
-                reason: lock.reason.map(Reason::new).transpose()?,
-                expires_at: lock
-                    .expires_at
-                    .map(Timestamp::from_unix_millis)
-                    .transpose()?,
-                locked_at: Timestamp::from_unix_millis(lock.locked_at)?,
-                previous_state: lock.previous_state.into(),
-                cause: lock.cause.try_into()?,
-            })
-        })
-        .transpose()
-        .map_err(corrupt)?;
-    let Counts {
-        password,
-        totp,
-        sms,
-        email,
-    } = record.failed_checks;
-    Ok(User {
-        id: UserId::from_stored(row.id.as_str()).map_err(corrupt)?,
-        org_id: OrgId::from_stored(record.org).map_err(corrupt)?,
-        state: record.state.into(),
-        lock,
-        sequence: from_sequence(row.sequence)
-            .ok_or_else(|| corrupt(Error::corrupt("a sequence below 1")))?,
-        created_at: Timestamp::from_unix_millis(record.created_at).map_err(corrupt)?,
-        changed_at: Timestamp::from_unix_millis(record.changed_at).map_err(corrupt)?,
-        failed_checks: FailedChecks {
-            password,
-            totp,
-            sms,
-            email,
-        },
-        lockouts: record.lockouts,
-    })
+    Ok(user)
 }
 
 /// The `events` row of `event` at feed `position` (0: none, as rows of
@@ -269,73 +183,6 @@ pub(crate) fn encode_event(event: &Event) -> Result<EventRow> {
     Ok(row)
 }
 
-/// The `event_type` and `payload` columns of `payload`.
-///
-/// # Errors
-/// Internal if it cannot be encoded.
-pub(crate) fn encode_payload(payload: &EventPayload) -> Result<(&'static str, String)> {
-    let text = |reason: &Option<Reason>| reason.as_ref().map(|r| r.as_str().to_owned());
-    let reasoned = |reason: &Option<Reason>| {
-        to_json(&Reasoned {
-            reason: text(reason),
-        })
-    };
-    Ok(match payload {
-        EventPayload::Added { state } => (
-            ADDED,
-            to_json(&Added {
-                state: StateName::from(UserState::from(*state)),
-            })?,
-        ),
-        EventPayload::Initialized => (INITIALIZED, EMPTY.to_owned()),
-        EventPayload::Locked {
-            reason,
-            expires_at,
-            cause,
-        } => (
-            LOCKED,
-            to_json(&Locked {
-                cause: CauseName::from(*cause),
-                reason: reason.as_ref().map(|r| r.as_str().to_owned()),
-                expires_at: expires_at.map(Timestamp::unix_millis),
-            })?,
-        ),
-        EventPayload::Unlocked {
-            cause,
-            reason,
-            resets_escalation,
-        } => (
-            UNLOCKED,
-            to_json(&Unlocked {
-                cause: CauseName::from(*cause),
-                reason: text(reason),
-                resets_escalation: *resets_escalation,
-            })?,
-        ),
-        EventPayload::Deactivated { reason } => (DEACTIVATED, reasoned(reason)?),
-        EventPayload::Reactivated { reason } => (REACTIVATED, reasoned(reason)?),
-        EventPayload::Removed { reason } => (REMOVED, reasoned(reason)?),
-        EventPayload::CheckSucceeded { factor } => {
-            check(*factor, PASSWORD_SUCCEEDED, OTP_SUCCEEDED)?
-        }
-        EventPayload::CheckFailed { factor } => check(*factor, PASSWORD_FAILED, OTP_FAILED)?,
-        EventPayload::PasswordChanged => (PASSWORD_CHANGED, EMPTY.to_owned()),
-    })
-}
-
-/// A check's type and payload: the password's has no fields, an OTP
-/// factor's names the factor.
-fn check(
-    factor: Factor,
-    password: &'static str,
-    otp: &'static str,
-) -> Result<(&'static str, String)> {
-    match FactorName::from(factor) {
-        FactorName::Password => Ok((password, EMPTY.to_owned())),
-        factor => Ok((otp, to_json(&OtpCheck { factor })?)),
-    }
-}
-
 /// The event a row of `user`'s history stores.
 ///
 /// # Errors
@@ -365,7 +212,7 @@ pub(crate) fn decode_event_fields(user: &UserId, row: &EventRow) -> Result<Event
         ))
         .with_source(e)
     };
-    let payload = decode_payload(&row.event_type, &row.payload).map_err(corrupt)?;
+    let payload = json::decode_payload(&row.event_type, &row.payload).map_err(corrupt)?;
     Ok(Event {
         user_id: user.clone(),
         org_id: OrgId::from_stored(row.org.as_str()).map_err(corrupt)?,
@@ -377,343 +224,22 @@ pub(crate) fn decode_event_fields(user: &UserId, row: &EventRow) -> Result<Event
     })
 }
 
-/// The reason of an event whose payload holds nothing else.
-fn reason_of(payload: &str) -> Result<Option<Reason>> {
-    let Reasoned { reason } = from_json(payload)?;
-    reason.map(Reason::new).transpose()
-}
-
-fn decode_payload(event_type: &str, payload: &str) -> Result<EventPayload> {
-    let otp = |factor: FactorName| match factor {
-        FactorName::Password => Err(Error::corrupt("an OTP check names the password")),
-        otp => Ok(Factor::from(otp)),
-    };
-    Ok(match event_type {
-        ADDED => {
-            let Added { state } = from_json(payload)?;
-            EventPayload::Added {
-                state: initial_state(state)?,
-            }
-        }
-        INITIALIZED => empty(payload, EventPayload::Initialized)?,
-        LOCKED => {
-            let Locked {
-                cause,
-                reason,
-                expires_at,
-            } = from_json(payload)?;
-            EventPayload::Locked {
-                reason: reason.map(Reason::new).transpose()?,
-                expires_at: expires_at.map(Timestamp::from_unix_millis).transpose()?,
-                cause: cause.try_into()?,
-            }
-        }
-        UNLOCKED => {
-            let Unlocked {
-                cause,
-                reason,
-                resets_escalation,
-            } = from_json(payload)?;
-            EventPayload::Unlocked {
-                cause: cause.try_into()?,
-                reason: reason.map(Reason::new).transpose()?,
-                resets_escalation,
-            }
-        }
-        DEACTIVATED => EventPayload::Deactivated {
-            reason: reason_of(payload)?,
-        },
-        REACTIVATED => EventPayload::Reactivated {
-            reason: reason_of(payload)?,
-        },
-        REMOVED => EventPayload::Removed {
-            reason: reason_of(payload)?,
-        },
-        PASSWORD_SUCCEEDED => empty(
-            payload,
-            EventPayload::CheckSucceeded {
-                factor: Factor::Password,
-            },
-        )?,
-        PASSWORD_FAILED => empty(
-            payload,
-            EventPayload::CheckFailed {
-                factor: Factor::Password,
-            },
-        )?,
-        OTP_SUCCEEDED => {
-            let OtpCheck { factor } = from_json(payload)?;
-            EventPayload::CheckSucceeded {
-                factor: otp(factor)?,
-            }
-        }
-        OTP_FAILED => {
-            let OtpCheck { factor } = from_json(payload)?;
-            EventPayload::CheckFailed {
-                factor: otp(factor)?,
-            }
-        }
-        PASSWORD_CHANGED => empty(payload, EventPayload::PasswordChanged)?,
-        _ => return Err(Error::corrupt("unknown event type")),
-    })
-}
-
-/// The state a user is created in: only `active` or `initial`.
-fn initial_state(state: StateName) -> Result<InitialState> {
-    match state {
-        StateName::Active => Ok(InitialState::Active),
-        StateName::Initial => Ok(InitialState::Initial),
-        _ => Err(Error::corrupt("a user added in a state it cannot start in")),
-    }
-}
-
-fn empty(payload: &str, event: EventPayload) -> Result<EventPayload> {
-    let Empty {} = from_json(payload)?;
-    Ok(event)
-}
-
-// The `event_type` column: fixed here, the same words the seeds' servers use.
-const ADDED: &str = "user.added";
-const INITIALIZED: &str = "user.initialized";
-const LOCKED: &str = "user.locked";
-const UNLOCKED: &str = "user.unlocked";
-const DEACTIVATED: &str = "user.deactivated";
-const REACTIVATED: &str = "user.reactivated";
-const REMOVED: &str = "user.removed";
-const PASSWORD_SUCCEEDED: &str = "user.password.check.succeeded";
-const PASSWORD_FAILED: &str = "user.password.check.failed";
-const OTP_SUCCEEDED: &str = "user.otp.check.succeeded";
-const OTP_FAILED: &str = "user.otp.check.failed";
-const PASSWORD_CHANGED: &str = "user.password.changed";
-const EMPTY: &str = "{}";
-
-/// `users.snapshot`: the user but its id (the row's key). The organisation,
-/// state and sequence repeat their columns, for the check at decoding.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct UserRecord {
-    org: String,
-    state: StateName,
-    sequence: u64,
-    created_at: i64,
-    changed_at: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    lock: Option<LockRecord>,
-    #[serde(default, skip_serializing_if = "Counts::is_zero")]
-    failed_checks: Counts,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    lockouts: u32,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct LockRecord {
-    locked_at: i64,
-    previous_state: StateName,
-    cause: CauseName,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    expires_at: Option<i64>,
-}
-
-/// Failed checks per factor; zeros are left out.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Counts {
-    #[serde(default, skip_serializing_if = "is_zero")]
-    password: u32,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    totp: u32,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    sms: u32,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    email: u32,
-}
-
-impl Counts {
-    fn is_zero(&self) -> bool {
-        [self.password, self.totp, self.sms, self.email] == [0; 4]
-    }
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Empty {}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Added {
-    state: StateName,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Locked {
-    cause: CauseName,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    expires_at: Option<i64>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Unlocked {
-    cause: CauseName,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-    /// Written only when true: unlocks stored before kept the escalation.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    resets_escalation: bool,
-}
-
-/// The payload of a deactivation, reactivation or removal: `{}`, or the
-/// reason given.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Reasoned {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OtpCheck {
-    factor: FactorName,
-}
-
-/// The states as stored, in the `state` column and in records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum StateName {
-    Initial,
-    Active,
-    Locked,
-    Inactive,
-    Deleted,
-}
+/// A state as the `state` column stores it: the snapshot's word
+/// ([`json::state_name`]), so that the two can be compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StateName(UserState);
 
 impl StateName {
     /// The word in the `state` column; `deleted` is also in the partial
     /// index `users_by_org`'s condition.
     pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            StateName::Initial => "initial",
-            StateName::Active => "active",
-            StateName::Locked => "locked",
-            StateName::Inactive => "inactive",
-            StateName::Deleted => "deleted",
-        }
+        json::state_name(self.0)
     }
 }
 
 impl From<UserState> for StateName {
     fn from(state: UserState) -> Self {
-        match state {
-            UserState::Initial => StateName::Initial,
-            UserState::Active => StateName::Active,
-            UserState::Locked => StateName::Locked,
-            UserState::Inactive => StateName::Inactive,
-            UserState::Deleted => StateName::Deleted,
-        }
-    }
-}
-
-impl From<StateName> for UserState {
-    fn from(state: StateName) -> Self {
-        match state {
-            StateName::Initial => UserState::Initial,
-            StateName::Active => UserState::Active,
-            StateName::Locked => UserState::Locked,
-            StateName::Inactive => UserState::Inactive,
-            StateName::Deleted => UserState::Deleted,
-        }
-    }
-}
-
-/// Why a user was locked or unlocked, as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum CauseName {
-    Command,
-    Lockout,
-    Expired,
-}
-
-impl From<LockCause> for CauseName {
-    fn from(cause: LockCause) -> Self {
-        match cause {
-            LockCause::Command => CauseName::Command,
-            LockCause::Lockout => CauseName::Lockout,
-        }
-    }
-}
-
-impl From<UnlockCause> for CauseName {
-    fn from(cause: UnlockCause) -> Self {
-        match cause {
-            UnlockCause::Command => CauseName::Command,
-            UnlockCause::Expired => CauseName::Expired,
-        }
-    }
-}
-
-impl TryFrom<CauseName> for LockCause {
-    type Error = Error;
-    fn try_from(cause: CauseName) -> Result<Self> {
-        match cause {
-            CauseName::Command => Ok(LockCause::Command),
-            CauseName::Lockout => Ok(LockCause::Lockout),
-            CauseName::Expired => Err(Error::corrupt("a lock cannot be caused by an expiry")),
-        }
-    }
-}
-
-impl TryFrom<CauseName> for UnlockCause {
-    type Error = Error;
-    fn try_from(cause: CauseName) -> Result<Self> {
-        match cause {
-            CauseName::Command => Ok(UnlockCause::Command),
-            CauseName::Expired => Ok(UnlockCause::Expired),
-            CauseName::Lockout => Err(Error::corrupt("an unlock cannot be caused by a lockout")),
-        }
-    }
-}
-
-/// The factors as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum FactorName {
-    Password,
-    Totp,
-    Sms,
-    Email,
-}
-
-impl From<Factor> for FactorName {
-    fn from(factor: Factor) -> Self {
-        match factor {
-            Factor::Password => FactorName::Password,
-            Factor::Totp => FactorName::Totp,
-            Factor::Sms => FactorName::Sms,
-            Factor::Email => FactorName::Email,
-        }
-    }
-}
-
-impl From<FactorName> for Factor {
-    fn from(factor: FactorName) -> Self {
-        match factor {
-            FactorName::Password => Factor::Password,
-            FactorName::Totp => Factor::Totp,
-            FactorName::Sms => Factor::Sms,
-            FactorName::Email => Factor::Email,
-        }
+        StateName(state)
     }
 }
 
@@ -739,23 +265,6 @@ fn from_sequence(value: i64) -> Option<u64> {
     u64::try_from(value).ok().filter(|s| *s > 0)
 }
 
-/// A `policies` row's record: a lockout policy, who set it and when.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PolicyRecord {
-    max_password_attempts: u32,
-    max_otp_attempts: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    lock_duration_ms: Option<u64>,
-    duration_growth: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    max_lock_duration_ms: Option<u64>,
-    permanent_after: u32,
-    show_attempts: bool,
-    changed_by: String,
-    changed_at: i64,
-}
-
 /// The `policies` row key of `org`: the empty text for the instance
 /// default (organisation ids are never empty).
 pub(crate) fn policy_key(org: Option<&OrgId>) -> &str {
@@ -775,18 +284,7 @@ pub(crate) fn policy_checksum(key: &str, record: &str) -> i64 {
 /// # Errors
 /// Internal if it cannot be encoded.
 pub(crate) fn encode_policy(key: &str, policy: &StoredPolicy) -> Result<(String, i64)> {
-    let p = &policy.policy;
-    let record = to_json(&PolicyRecord {
-        max_password_attempts: p.max_password_attempts,
-        max_otp_attempts: p.max_otp_attempts,
-        lock_duration_ms: p.lock_duration_ms,
-        duration_growth: p.duration_growth,
-        max_lock_duration_ms: p.max_lock_duration_ms,
-        permanent_after: p.permanent_after,
-        show_attempts: p.show_attempts,
-        changed_by: policy.changed_by.as_str().to_owned(),
-        changed_at: policy.changed_at.unix_millis(),
-    })?;
+    let record = json::encode_policy(policy)?;
     let checksum = policy_checksum(key, &record);
     Ok((record, checksum))
 }
@@ -801,41 +299,13 @@ pub(crate) fn decode_policy(key: &str, record: &str, checksum: i64) -> Result<St
     } else {
         format!("the lockout policy of {key}")
     };
-    let corrupt = |why: String| Error::corrupt(format!("{whose} {why}"));
     if policy_checksum(key, record) != checksum {
-        return Err(corrupt("does not match its checksum".to_owned()));
+        return Err(Error::corrupt(format!(
+            "{whose} does not match its checksum"
+        )));
     }
-    let r: PolicyRecord =
-        from_json(record).map_err(|e| corrupt(format!("cannot be decoded: {}", e.message())))?;
-    let policy = LockoutPolicy {
-        max_password_attempts: r.max_password_attempts,
-        max_otp_attempts: r.max_otp_attempts,
-        lock_duration_ms: r.lock_duration_ms,
-        duration_growth: r.duration_growth,
-        max_lock_duration_ms: r.max_lock_duration_ms,
-        permanent_after: r.permanent_after,
-        show_attempts: r.show_attempts,
-    };
-    policy
-        .validate()
-        .map_err(|e| corrupt(format!("is inconsistent: {}", e.message())))?;
-    Ok(StoredPolicy {
-        policy,
-        changed_by: UserId::from_stored(r.changed_by)
-            .map_err(|e| corrupt(format!("names no valid user: {}", e.message())))?,
-        changed_at: Timestamp::from_unix_millis(r.changed_at)
-            .map_err(|e| corrupt(format!("has an invalid time: {}", e.message())))?,
-    })
-}
-
-fn to_json(value: &impl Serialize) -> Result<String> {
-    serde_json::to_string(value)
-        .map_err(|e| Error::internal("a record cannot be encoded as JSON").with_source(e))
-}
-
-fn from_json<T: DeserializeOwned>(text: &str) -> Result<T> {
-    serde_json::from_str(text)
-        .map_err(|e| Error::corrupt("a stored record does not decode").with_source(e))
+    // The core's message says what is wrong, worded to follow whose it is.
+    json::decode_policy(record).map_err(|e| Error::corrupt(format!("{whose} {}", e.message())))
 }
 
 /// Record format 1: the JSON that release 0.1.0 wrote, the core types'
@@ -860,7 +330,7 @@ pub(crate) mod v1 {
         let stored: UserV1 = from_json(&row.snapshot).map_err(corrupt)?;
         let agrees = stored.id == row.id
             && stored.org_id == row.org
-            && stored.state.as_str() == row.state
+            && StateName::from(UserState::from(stored.state)).as_str() == row.state
             && i64::try_from(stored.sequence).ok() == Some(row.sequence);
         if !agrees {
             return Err(Error::corrupt(format!(
@@ -885,7 +355,7 @@ pub(crate) mod v1 {
             })
             .transpose()
             .map_err(corrupt)?;
-        let Counts {
+        let CountsV1 {
             password,
             totp,
             sms,
@@ -948,8 +418,9 @@ pub(crate) mod v1 {
             },
             PayloadV1::PasswordChanged => EventPayload::PasswordChanged,
         };
-        // The type column of format 1 repeats the payload's type.
-        if encode_event_type(&decoded) != event_type {
+        // The type column of format 1 repeats the payload's type, the same
+        // names format 2 gives it.
+        if json::encode_payload(&decoded)?.0 != event_type {
             return Err(Error::corrupt(
                 "a format-1 payload is not of its row's type",
             ));
@@ -957,25 +428,18 @@ pub(crate) mod v1 {
         Ok(decoded)
     }
 
-    fn encode_event_type(payload: &EventPayload) -> &'static str {
-        match payload {
-            EventPayload::Added { .. } => ADDED,
-            EventPayload::Initialized => INITIALIZED,
-            EventPayload::Locked { .. } => LOCKED,
-            EventPayload::Unlocked { .. } => UNLOCKED,
-            EventPayload::Deactivated { .. } => DEACTIVATED,
-            EventPayload::Reactivated { .. } => REACTIVATED,
-            EventPayload::Removed { .. } => REMOVED,
-            EventPayload::CheckSucceeded {
-                factor: Factor::Password,
-            } => PASSWORD_SUCCEEDED,
-            EventPayload::CheckSucceeded { .. } => OTP_SUCCEEDED,
-            EventPayload::CheckFailed {
-                factor: Factor::Password,
-            } => PASSWORD_FAILED,
-            EventPayload::CheckFailed { .. } => OTP_FAILED,
-            EventPayload::PasswordChanged => PASSWORD_CHANGED,
+    /// The state a user is created in: only `active` or `initial`.
+    fn initial_state(state: StateV1) -> Result<InitialState> {
+        match state {
+            StateV1::Active => Ok(InitialState::Active),
+            StateV1::Initial => Ok(InitialState::Initial),
+            _ => Err(Error::corrupt("a user added in a state it cannot start in")),
         }
+    }
+
+    fn from_json<T: DeserializeOwned>(text: &str) -> Result<T> {
+        serde_json::from_str(text)
+            .map_err(|e| Error::corrupt("a stored record does not decode").with_source(e))
     }
 
     #[derive(Debug, Deserialize)]
@@ -983,13 +447,13 @@ pub(crate) mod v1 {
     struct UserV1 {
         id: String,
         org_id: String,
-        state: StateName,
+        state: StateV1,
         lock: Option<LockV1>,
         sequence: u64,
         created_at: String,
         changed_at: String,
         #[serde(default)]
-        failed_checks: Counts,
+        failed_checks: CountsV1,
         #[serde(default)]
         lockouts: u32,
     }
@@ -1000,42 +464,131 @@ pub(crate) mod v1 {
         reason: Option<String>,
         expires_at: Option<String>,
         locked_at: String,
-        previous_state: StateName,
+        previous_state: StateV1,
         #[serde(default = "command")]
-        cause: CauseName,
+        cause: CauseV1,
     }
 
     #[derive(Debug, Deserialize)]
     #[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
     enum PayloadV1 {
         Added {
-            state: StateName,
+            state: StateV1,
         },
         Initialized,
         Locked {
             reason: Option<String>,
             expires_at: Option<String>,
             #[serde(default = "command")]
-            cause: CauseName,
+            cause: CauseV1,
         },
         Unlocked {
             #[serde(default = "command")]
-            cause: CauseName,
+            cause: CauseV1,
         },
         Deactivated,
         Reactivated,
         Removed,
         CheckSucceeded {
-            factor: FactorName,
+            factor: FactorV1,
         },
         CheckFailed {
-            factor: FactorName,
+            factor: FactorV1,
         },
         PasswordChanged,
     }
 
-    fn command() -> CauseName {
-        CauseName::Command
+    fn command() -> CauseV1 {
+        CauseV1::Command
+    }
+
+    // The names as format 1 wrote them, kept here rather than taken from
+    // the core's current format so that they stay frozen with it.
+
+    /// Failed checks per factor.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct CountsV1 {
+        #[serde(default)]
+        password: u32,
+        #[serde(default)]
+        totp: u32,
+        #[serde(default)]
+        sms: u32,
+        #[serde(default)]
+        email: u32,
+    }
+
+    #[derive(Debug, Clone, Copy, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum StateV1 {
+        Initial,
+        Active,
+        Locked,
+        Inactive,
+        Deleted,
+    }
+
+    impl From<StateV1> for UserState {
+        fn from(state: StateV1) -> Self {
+            match state {
+                StateV1::Initial => UserState::Initial,
+                StateV1::Active => UserState::Active,
+                StateV1::Locked => UserState::Locked,
+                StateV1::Inactive => UserState::Inactive,
+                StateV1::Deleted => UserState::Deleted,
+            }
+        }
+    }
+
+    #[derive(Debug, Clone, Copy, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum CauseV1 {
+        Command,
+        Lockout,
+        Expired,
+    }
+
+    impl TryFrom<CauseV1> for LockCause {
+        type Error = Error;
+        fn try_from(cause: CauseV1) -> Result<Self> {
+            match cause {
+                CauseV1::Command => Ok(LockCause::Command),
+                CauseV1::Lockout => Ok(LockCause::Lockout),
+                CauseV1::Expired => Err(Error::corrupt("a lock cannot be caused by an expiry")),
+            }
+        }
+    }
+
+    impl TryFrom<CauseV1> for UnlockCause {
+        type Error = Error;
+        fn try_from(cause: CauseV1) -> Result<Self> {
+            match cause {
+                CauseV1::Command => Ok(UnlockCause::Command),
+                CauseV1::Expired => Ok(UnlockCause::Expired),
+                CauseV1::Lockout => Err(Error::corrupt("an unlock cannot be caused by a lockout")),
+            }
+        }
+    }
+
+    #[derive(Debug, Clone, Copy, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum FactorV1 {
+        Password,
+        Totp,
+        Sms,
+        Email,
+    }
+
+    impl From<FactorV1> for Factor {
+        fn from(factor: FactorV1) -> Self {
+            match factor {
+                FactorV1::Password => Factor::Password,
+                FactorV1::Totp => Factor::Totp,
+                FactorV1::Sms => Factor::Sms,
+                FactorV1::Email => Factor::Email,
+            }
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! The storage contract, for those who write a storage adapter: the
 //! [`UserRepository`] trait, what a command hands it ([`Update`], [`Decide`],
-//! [`Decision`], [`Commit`], [`Scope`]), the [`Conflict`] signal, and the
+//! [`Decision`], [`Commit`], [`Scope`]), the [`Conflict`] signal, the
 //! parts every adapter needs the same way ([`GroupCommit`], [`WorkerPool`],
 //! [`page_of`], [`Durability`], [`WriterStats`], [`CommitMark`], the private
-//! files, [`TemporaryDir`]).
+//! files, [`TemporaryDir`]), and the record format adapters that store JSON
+//! text share ([`json`]).
 //!
 //! A host only needs [`UserRepository`] (re-exported at the crate root) to
 //! hold a backend as `Arc<dyn UserRepository>`.
@@ -48,6 +49,7 @@ mod commit;
 mod durability;
 mod feed;
 mod files;
+pub mod json;
 mod mark;
 mod paging;
 mod repository;
