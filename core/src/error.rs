@@ -136,6 +136,20 @@ impl Error {
         Error::new(ErrorKind::Unavailable, ids::UNAVAILABLE, message)
     }
 
+    /// Adapters: the backend went away after the commit was sent, so the
+    /// command may have applied or not (kind Unavailable, id
+    /// [`ids::OUTCOME_UNKNOWN`]). It never applied in part: re-reading the
+    /// user tells which.
+    pub fn outcome_unknown(message: impl Into<Cow<'static, str>>) -> Self {
+        Error::new(ErrorKind::Unavailable, ids::OUTCOME_UNKNOWN, message)
+    }
+
+    /// Whether the command this error answers may have applied
+    /// ([`Error::outcome_unknown`]); every other error means it did not.
+    pub fn is_outcome_unknown(&self) -> bool {
+        self.id == ids::OUTCOME_UNKNOWN
+    }
+
     /// Adapters: stored data cannot be decoded or is of an unknown format.
     pub fn corrupt(message: impl Into<Cow<'static, str>>) -> Self {
         Error::new(ErrorKind::Internal, ids::CORRUPT, message)
@@ -228,6 +242,9 @@ pub mod ids {
     pub const ABORTED: &str = "USER-ABORTED";
     /// The backend is unreachable or busy.
     pub const UNAVAILABLE: &str = "USER-UNAVAILABLE";
+    /// The backend went away after a commit was sent: it may or may not
+    /// have applied (never half); reading the user tells.
+    pub const OUTCOME_UNKNOWN: &str = "USER-OUTCOME-UNKNOWN";
     /// Stored data cannot be decoded or has an unknown format version.
     pub const CORRUPT: &str = "USER-CORRUPT";
     /// Another backend fault.
