@@ -62,19 +62,37 @@ CREATE TABLE {schema}.policies (
 /// Corrupt for a schema of a newer version, or tables without a version;
 /// Unavailable when the server cannot be reached; Internal for other
 /// failures (the transaction is rolled back: nothing is half created).
-pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<i64> {
+pub(crate) async fn migrate(client: &Client, schema: &str) -> Result<i64> {
+    client.batch_execute("BEGIN").await.map_err(from_postgres)?;
+    match migrate_in_transaction(client, schema).await {
+        Ok(version) => {
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(from_postgres)?;
+            Ok(version)
+        }
+        Err(error) => {
+            // The error says what went wrong, whether or not this reaches
+            // the server (a connection that is gone rolls back anyway).
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(error)
+        }
+    }
+}
+
+async fn migrate_in_transaction(client: &Client, schema: &str) -> Result<i64> {
     let quoted = quote(schema)?;
-    let transaction = client.transaction().await.map_err(from_postgres)?;
     // Other processes opening the same database wait here for this one.
-    transaction
+    client
         .execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&schema])
         .await
         .map_err(from_postgres)?;
-    transaction
+    client
         .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
         .await
         .map_err(from_postgres)?;
-    let tables: i64 = transaction
+    let tables: i64 = client
         .query_one(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1",
             &[&schema],
@@ -82,8 +100,8 @@ pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<i64> {
         .await
         .map_err(from_postgres)?
         .get(0);
-    let version = if tables == 0 {
-        transaction
+    if tables == 0 {
+        client
             .batch_execute(&format!(
                 "CREATE TABLE {quoted}.meta (key text NOT NULL PRIMARY KEY, value bigint NOT NULL);
                  {}
@@ -92,31 +110,30 @@ pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<i64> {
             ))
             .await
             .map_err(from_postgres)?;
-        SCHEMA_VERSION
-    } else {
-        let found = transaction
-            .query_opt(
-                &format!("SELECT value FROM {quoted}.meta WHERE key = 'schema_version'"),
-                &[],
-            )
-            .await
-            .map_err(|_| no_version(schema))?
-            .ok_or_else(|| no_version(schema))?;
-        let version: i64 = found.get(0);
-        if version > SCHEMA_VERSION {
-            return Err(Error::corrupt(format!(
-                "schema {schema} is of version {version}, newer than this release reads \
-                 ({SCHEMA_VERSION}): use a newer userstate-postgres"
-            )));
-        }
-        if version < 1 {
-            return Err(Error::corrupt(format!(
-                "schema {schema} records an unknown version {version}"
-            )));
-        }
-        version
-    };
-    transaction.commit().await.map_err(from_postgres)?;
+        return Ok(SCHEMA_VERSION);
+    }
+    // A missing `meta` table fails the statement, which ends the
+    // transaction: the caller rolls it back.
+    let found = client
+        .query_opt(
+            &format!("SELECT value FROM {quoted}.meta WHERE key = 'schema_version'"),
+            &[],
+        )
+        .await
+        .map_err(|_| no_version(schema))?
+        .ok_or_else(|| no_version(schema))?;
+    let version: i64 = found.get(0);
+    if version > SCHEMA_VERSION {
+        return Err(Error::corrupt(format!(
+            "schema {schema} is of version {version}, newer than this release reads \
+             ({SCHEMA_VERSION}): use a newer userstate-postgres"
+        )));
+    }
+    if version < 1 {
+        return Err(Error::corrupt(format!(
+            "schema {schema} records an unknown version {version}"
+        )));
+    }
     Ok(version)
 }
 

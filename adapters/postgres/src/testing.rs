@@ -55,20 +55,7 @@ impl TestDatabase {
 /// Under `CI=true` when no server can be had, and when the cluster refuses
 /// to create the database.
 pub fn database() -> Option<TestDatabase> {
-    let server = match server() {
-        Ok(server) => server,
-        Err(why) if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("CI=true needs PostgreSQL for these tests: {why}")
-        }
-        Err(why) => {
-            static SAID: OnceLock<()> = OnceLock::new();
-            // Straight to stderr: the test harness captures eprintln!.
-            SAID.get_or_init(|| {
-                let _ = writeln!(std::io::stderr(), "skipping the PostgreSQL tests: {why}");
-            });
-            return None;
-        }
-    };
+    let server = reachable()?;
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let name = format!(
         "userstate_test_{}_{}",
@@ -84,6 +71,32 @@ pub fn database() -> Option<TestDatabase> {
         connection: format!("{} dbname={name}", server.base),
         name,
     })
+}
+
+/// Whether the tests have a server: `false` (after one printed line) when
+/// no PostgreSQL can be had outside CI.
+///
+/// # Panics
+/// Under `CI=true` when no server can be had.
+pub fn available() -> bool {
+    reachable().is_some()
+}
+
+fn reachable() -> Option<&'static Server> {
+    match server() {
+        Ok(server) => Some(server),
+        Err(why) if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!("CI=true needs PostgreSQL for these tests: {why}")
+        }
+        Err(why) => {
+            static SAID: OnceLock<()> = OnceLock::new();
+            // Straight to stderr: the test harness captures eprintln!.
+            SAID.get_or_init(|| {
+                let _ = writeln!(std::io::stderr(), "skipping the PostgreSQL tests: {why}");
+            });
+            None
+        }
+    }
 }
 
 /// How to reach the server the tests use, without a database name.
