@@ -20,6 +20,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
@@ -107,17 +108,31 @@ where
     R: Into<Arc<dyn UserRepository>>,
     F: Fn(&Path) -> R,
 {
-    let cycles = std::env::var(CYCLES_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cycles);
     let dir = std::env::temp_dir().join(format!(
         "userstate-kill-{}-{}",
         std::process::id(),
         seed() % 1_000_000
     ));
     std::fs::create_dir_all(&dir).expect("temporary folder");
-    let db = dir.join("db");
+    run_parent_at(child_test, cycles, dir.join("db"), open);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// [`run_parent`] on the database at `location` (whatever `open`
+/// understands: a path, a connection string), which should be empty.
+///
+/// # Panics
+/// As [`run_parent`].
+pub fn run_parent_at<R, F>(child_test: &str, cycles: u32, location: impl AsRef<OsStr>, open: F)
+where
+    R: Into<Arc<dyn UserRepository>>,
+    F: Fn(&Path) -> R,
+{
+    let cycles = std::env::var(CYCLES_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cycles);
+    let db = Path::new(location.as_ref());
     let exe = std::env::current_exe().expect("test binary");
     let mut rng = seed();
     let mut acknowledged: BTreeMap<UserId, u64> = BTreeMap::new();
@@ -131,7 +146,7 @@ where
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env(DB_ENV, &db)
+            .env(DB_ENV, db)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -164,10 +179,9 @@ where
         let _ = child.wait();
         assert!(acks > 0, "cycle {cycle}: the child acknowledged nothing");
         total_acks += acks;
-        let repo = open(&db).into();
+        let repo = open(db).into();
         futures::executor::block_on(verify(&repo, &acknowledged, cycle));
     }
-    let _ = std::fs::remove_dir_all(&dir);
     eprintln!("kill test: {cycles} cycles, {total_acks} acknowledged commands, all present");
 }
 

@@ -25,6 +25,7 @@ mod isolation;
 pub mod kill;
 mod lockout;
 mod model;
+pub mod processes;
 mod race;
 mod reads;
 mod replay;
