@@ -56,21 +56,10 @@ impl TestDatabase {
 /// to create the database.
 pub fn database() -> Option<TestDatabase> {
     let server = reachable()?;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "userstate_test_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let admin = format!("{} dbname=postgres", server.base);
-    let created = run_sql(&admin, &format!("CREATE DATABASE {name}"));
-    if let Err(e) = created {
-        panic!("the test cluster cannot create a database: {e}");
+    match create_database(&server.base) {
+        Ok(db) => Some(db),
+        Err(e) => panic!("the test cluster cannot create a database: {e}"),
     }
-    Some(TestDatabase {
-        connection: format!("{} dbname={name}", server.base),
-        name,
-    })
 }
 
 /// Whether the tests have a server: `false` (after one printed line) when
@@ -102,7 +91,7 @@ fn reachable() -> Option<&'static Server> {
 /// How to reach the server the tests use, without a database name.
 struct Server {
     base: String,
-    _cluster: Option<Cluster>,
+    _cluster: Option<TestCluster>,
 }
 
 fn server() -> Result<&'static Server, String> {
@@ -113,7 +102,7 @@ fn server() -> Result<&'static Server, String> {
                 base: url,
                 _cluster: None,
             }),
-            Err(_) => Cluster::start().map(|cluster| Server {
+            Err(_) => TestCluster::start().map(|cluster| Server {
                 base: cluster.base(),
                 _cluster: Some(cluster),
             }),
@@ -122,16 +111,55 @@ fn server() -> Result<&'static Server, String> {
         .map_err(Clone::clone)
 }
 
-/// A cluster in a temporary folder, stopped by its keeper when the test
-/// binary's end closes the keeper's pipe.
-struct Cluster {
+/// A cluster of a test's own, for tests that stop, crash and restart the
+/// server or cut it off. It lives in a private temporary folder and is
+/// stopped and removed when dropped, or by its keeper when the test binary
+/// ends however it ends.
+///
+/// ```no_run
+/// use userstate_postgres::testing::TestCluster;
+/// let cluster = TestCluster::start().unwrap();
+/// let db = cluster.create_database().unwrap();
+/// cluster.stop("immediate").unwrap(); // a crash
+/// cluster.restart().unwrap();
+/// # drop(db);
+/// ```
+#[derive(Debug)]
+pub struct TestCluster {
+    bin: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
     socket_dir: PathBuf,
+    netns: Option<String>,
+    server_options: String,
+    tcp: Option<String>,
+    as_root: bool,
     _keeper: Mutex<Child>,
     _dir: tempfile::TempDir,
 }
 
-impl Cluster {
-    fn start() -> Result<Cluster, String> {
+impl TestCluster {
+    /// A new cluster on a Unix socket in its folder only.
+    ///
+    /// # Errors
+    /// Why no cluster can be had: no server binaries, initdb or the start
+    /// failed.
+    pub fn start() -> Result<TestCluster, String> {
+        TestCluster::create(None)
+    }
+
+    /// A new cluster run inside the network namespace `netns` (which must
+    /// exist), listening on `address` port 5432 there besides its Unix
+    /// socket: the socket stays reachable from outside the namespace, for
+    /// checks while the network is cut.
+    ///
+    /// # Errors
+    /// As [`TestCluster::start`].
+    pub fn start_in_namespace(netns: &str, address: &str) -> Result<TestCluster, String> {
+        TestCluster::create(Some((netns.to_owned(), address.to_owned())))
+    }
+
+    fn create(network: Option<(String, String)>) -> Result<TestCluster, String> {
         let bin = server_binaries()?;
         let dir = tempfile::Builder::new()
             .prefix("userstate-postgres-")
@@ -151,16 +179,27 @@ impl Cluster {
                 return Err("cannot give the cluster's folder to the postgres account".into());
             }
         }
-        let run = |program: &Path| -> Command {
-            if as_root {
-                let mut command = Command::new("runuser");
-                command.args(["-u", "postgres", "--"]).arg(program);
-                command
-            } else {
-                Command::new(program)
-            }
+        let (netns, listen) = match network {
+            Some((netns, address)) => (Some(netns), address),
+            None => (None, String::new()),
         };
-        let initdb = run(&bin.join("initdb"))
+        let mut cluster = TestCluster {
+            bin,
+            log: dir.path().join("server.log"),
+            data,
+            server_options: format!(
+                "-k {} -p 5432 -c listen_addresses={listen} -c fsync=on -c synchronous_commit=on",
+                socket_dir.display()
+            ),
+            tcp: (!listen.is_empty()).then(|| format!("host={listen} port=5432 user=postgres")),
+            socket_dir,
+            netns,
+            as_root,
+            _keeper: Mutex::new(Command::new("true").spawn().map_err(|e| e.to_string())?),
+            _dir: dir,
+        };
+        let initdb = cluster
+            .run("initdb")
             .args([
                 "-A",
                 "trust",
@@ -171,7 +210,7 @@ impl Cluster {
                 "--no-instructions",
                 "-D",
             ])
-            .arg(&data)
+            .arg(&cluster.data)
             .stdout(Stdio::null())
             .output()
             .map_err(|e| format!("initdb: {e}"))?;
@@ -181,54 +220,150 @@ impl Cluster {
                 String::from_utf8_lossy(&initdb.stderr).trim()
             ));
         }
-        let options = format!(
-            "-k {} -p 5432 -c listen_addresses= -c fsync=on -c synchronous_commit=on",
-            socket_dir.display()
-        );
-        let started = run(&bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-o", &options, "-l"])
-            .arg(dir.path().join("server.log"))
-            .args(["-w", "start"])
-            .stdout(Stdio::null())
-            .output()
-            .map_err(|e| format!("pg_ctl start: {e}"))?;
-        if !started.status.success() {
-            let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
-            return Err(format!(
-                "the cluster did not start: {} {}",
-                String::from_utf8_lossy(&started.stderr).trim(),
-                log.trim()
-            ));
+        // Host-based access for TCP clients: trust, as for the socket.
+        if cluster.tcp.is_some() {
+            let hba = cluster.data.join("pg_hba.conf");
+            let mut rules = std::fs::read_to_string(&hba).map_err(|e| e.to_string())?;
+            rules.push_str("\nhost all all 0.0.0.0/0 trust\n");
+            std::fs::write(&hba, rules).map_err(|e| e.to_string())?;
         }
+        cluster.restart()?;
         // Stops the cluster and removes its folder once its stdin closes:
         // when this binary ends.
         let stop = format!(
-            "read _ignored; {} -D {} -m fast stop >/dev/null 2>&1; rm -rf {}",
-            bin.join("pg_ctl").display(),
-            data.display(),
-            dir.path().display()
+            "read _ignored; {} -D {} -m immediate stop >/dev/null 2>&1; rm -rf {}",
+            cluster.bin.join("pg_ctl").display(),
+            cluster.data.display(),
+            cluster._dir.path().display()
         );
-        let mut keeper = run(Path::new("sh"))
+        let keeper = cluster
+            .command(Path::new("sh"))
             .args(["-c", &stop])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("the cluster's keeper: {e}"))?;
-        // Nothing is ever written: only the pipe's end matters.
-        let _ = keeper.stdin.as_mut().map(|stdin| stdin.flush());
-        Ok(Cluster {
-            socket_dir,
-            _keeper: Mutex::new(keeper),
-            _dir: dir,
-        })
+        cluster._keeper = Mutex::new(keeper);
+        Ok(cluster)
     }
 
-    fn base(&self) -> String {
+    /// The key=value connection string of the server over its Unix
+    /// socket, without a database name.
+    pub fn base(&self) -> String {
         format!("host={} port=5432 user=postgres", self.socket_dir.display())
     }
+
+    /// The same over TCP, for a cluster in a namespace.
+    pub fn tcp_base(&self) -> Option<&str> {
+        self.tcp.as_deref()
+    }
+
+    /// A fresh, empty database on the cluster.
+    ///
+    /// # Errors
+    /// When the server refuses.
+    pub fn create_database(&self) -> Result<TestDatabase, String> {
+        create_database(&self.base())
+    }
+
+    /// Stops the server: `mode` is pg_ctl's, `immediate` being a crash (no
+    /// checkpoint, recovery from the log at the next start).
+    ///
+    /// # Errors
+    /// When pg_ctl fails.
+    pub fn stop(&self, mode: &str) -> Result<(), String> {
+        let stopped = self
+            .run("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", mode, "-w", "stop"])
+            .stdout(Stdio::null())
+            .output()
+            .map_err(|e| format!("pg_ctl stop: {e}"))?;
+        if stopped.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "pg_ctl stop failed: {}",
+                String::from_utf8_lossy(&stopped.stderr).trim()
+            ))
+        }
+    }
+
+    /// Starts the server (again), and waits until it accepts connections.
+    ///
+    /// # Errors
+    /// When it does not start.
+    pub fn restart(&self) -> Result<(), String> {
+        let started = self
+            .run("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-o", &self.server_options, "-l"])
+            .arg(&self.log)
+            .args(["-w", "start"])
+            .stdout(Stdio::null())
+            .output()
+            .map_err(|e| format!("pg_ctl start: {e}"))?;
+        if started.status.success() {
+            return Ok(());
+        }
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        Err(format!(
+            "the cluster did not start: {} {}",
+            String::from_utf8_lossy(&started.stderr).trim(),
+            log.trim()
+        ))
+    }
+
+    /// A command for one of the server's programs, as the account and in
+    /// the namespace the cluster runs in.
+    fn run(&self, program: &str) -> Command {
+        self.command(&self.bin.join(program))
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        let mut words: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(netns) = &self.netns {
+            words.extend(["ip".into(), "netns".into(), "exec".into(), netns.into()]);
+        }
+        if self.as_root {
+            words.extend([
+                "runuser".into(),
+                "-u".into(),
+                "postgres".into(),
+                "--".into(),
+            ]);
+        }
+        words.push(program.into());
+        let mut command = Command::new(&words[0]);
+        command.args(&words[1..]);
+        command
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let _ = self.stop("immediate");
+    }
+}
+
+fn create_database(base: &str) -> Result<TestDatabase, String> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "userstate_test_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    run_sql(
+        &format!("{base} dbname=postgres"),
+        &format!("CREATE DATABASE {name}"),
+    )?;
+    Ok(TestDatabase {
+        connection: format!("{base} dbname={name}"),
+        name,
+    })
 }
 
 /// The folder of `initdb` and `pg_ctl`: `USERSTATE_POSTGRES_BIN`, else the
