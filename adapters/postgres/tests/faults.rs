@@ -7,10 +7,11 @@
 
 mod common;
 
+use common::{writers, Tally};
+
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::executor::block_on;
@@ -68,57 +69,6 @@ fn two_handles_keep_histories_exact() {
     let open =
         || -> Arc<dyn UserRepository> { options(db.connection_string()).open().unwrap().into() };
     processes::two_handles(open(), open());
-}
-
-/// What the writers have seen, shared with the test.
-#[derive(Default)]
-struct Tally {
-    acknowledged: Mutex<Vec<UserId>>,
-    unknown: Mutex<Vec<UserId>>,
-    failures: AtomicUsize,
-    changed: Condvar,
-}
-
-impl Tally {
-    /// Blocks until `done` holds of the acknowledged count and failures.
-    fn wait_until(&self, done: impl Fn(usize, usize) -> bool) {
-        let mut acknowledged = self.acknowledged.lock().unwrap();
-        while !done(acknowledged.len(), self.failures.load(Ordering::SeqCst)) {
-            acknowledged = self.changed.wait(acknowledged).unwrap();
-        }
-    }
-}
-
-/// Writers creating users until told to stop; each records its outcomes.
-fn writers(f: &Fixture, tally: &Arc<Tally>, stop: &Arc<AtomicBool>) -> Vec<thread::JoinHandle<()>> {
-    (0..4)
-        .map(|t| {
-            let (f, tally, stop) = (f.clone(), tally.clone(), stop.clone());
-            thread::spawn(move || {
-                for n in 0.. {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let id = UserId::new(format!("w{t}-{n}")).unwrap();
-                    let created =
-                        block_on(f.service.create(&f.acme_admin, &id, InitialState::Active));
-                    match created {
-                        Ok(_) => tally.acknowledged.lock().unwrap().push(id),
-                        Err(e) => {
-                            assert_eq!(e.kind(), ErrorKind::Unavailable, "{e:?}");
-                            if e.is_outcome_unknown() {
-                                tally.unknown.lock().unwrap().push(id);
-                            }
-                            tally.failures.fetch_add(1, Ordering::SeqCst);
-                            // Let the other writers and the test run.
-                            thread::yield_now();
-                        }
-                    }
-                    tally.changed.notify_all();
-                }
-            })
-        })
-        .collect()
 }
 
 /// Every acknowledged user is stored whole, and the schema verifies.
@@ -186,6 +136,66 @@ fn a_stopped_server_is_unavailable_and_the_same_repository_works_once_it_is_back
             .expect("a read once back")
             .id,
         alice
+    );
+    let verification = block_on(repo.verify()).expect("verify");
+    assert!(verification.is_sound(), "{:?}", verification.findings);
+}
+
+/// A commit whose answer never comes (the server waits for a synchronous
+/// standby that does not exist, so COMMIT is sent and hangs) is Unavailable
+/// with its outcome unknown; once the server lets it finish, re-reading the
+/// user shows it applied whole, and the repository goes on.
+#[test]
+fn a_commit_without_an_answer_is_unavailable_with_its_outcome_unknown() {
+    if !testing::available() {
+        return;
+    }
+    let cluster = TestCluster::start().expect("a cluster of the test's own");
+    let db = cluster.create_database().expect("a database");
+    let repo = PostgresOptions::new(db.connection_string())
+        .command_timeout(Duration::from_secs(1))
+        .open()
+        .expect("open");
+    let f = Fixture::new(repo.clone().into());
+    let admin = |sql: &str| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, connection) =
+                tokio_postgres::connect(db.connection_string(), tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+            let driver = tokio::spawn(connection);
+            client.batch_execute(sql).await.unwrap();
+            drop(client);
+            let _ = driver.await;
+        })
+    };
+    admin("ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
+    admin("SELECT pg_reload_conf()");
+    // The server applies the setting soon after the reload: until then
+    // commits are answered as usual.
+    let (carol, lost) = (0..)
+        .find_map(|n| {
+            let id = UserId::new(format!("carol-{n}")).unwrap();
+            let created = block_on(f.service.create(&f.acme_admin, &id, InitialState::Active));
+            created.err().map(|e| (id, e))
+        })
+        .unwrap();
+    assert_eq!(lost.kind(), ErrorKind::Unavailable, "{lost:?}");
+    assert!(lost.is_outcome_unknown(), "{lost:?}");
+
+    admin("ALTER SYSTEM RESET synchronous_standby_names");
+    admin("SELECT pg_reload_conf()");
+    // The repository works on; its next read of carol tells the outcome.
+    let dave = UserId::new("dave").unwrap();
+    block_on(f.service.create(&f.acme_admin, &dave, InitialState::Active)).expect("goes on");
+    let carol = block_on(repo.load(&carol, &Scope::Instance)).expect("read carol");
+    assert!(
+        carol.is_some(),
+        "the commit applied once the server let it finish"
     );
     let verification = block_on(repo.verify()).expect("verify");
     assert!(verification.is_sound(), "{:?}", verification.findings);

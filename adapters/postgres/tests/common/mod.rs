@@ -3,13 +3,18 @@
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::Instant;
 
 use async_trait::async_trait;
+use futures::executor::block_on;
+use userstate::conformance::Fixture;
 use userstate::storage::{Scope, Update};
 use userstate::{
-    Event, FeedEvent, HistoryQuery, ListQuery, OrgId, Page, Result, StoredPolicies, StoredPolicy,
-    User, UserId, UserRepository, UserState,
+    ErrorKind, Event, FeedEvent, HistoryQuery, InitialState, ListQuery, OrgId, Page, Result,
+    StoredPolicies, StoredPolicy, User, UserId, UserRepository, UserState,
 };
 use userstate_postgres::testing::{self, TestDatabase};
 use userstate_postgres::{Durability, PostgresOptions, PostgresRepository};
@@ -122,3 +127,63 @@ macro_rules! forward {
 
 forward!(TestRepo, self => self.repo);
 forward!(TwoHandles, self => self.pick());
+
+/// What the writers have seen, shared with the test.
+#[derive(Default)]
+pub struct Tally {
+    pub acknowledged: Mutex<Vec<UserId>>,
+    pub unknown: Mutex<Vec<UserId>>,
+    pub failures: AtomicUsize,
+    pub slowest_failure_ms: AtomicU64,
+    pub changed: Condvar,
+}
+
+impl Tally {
+    /// Blocks until `done` holds of the acknowledged count and failures.
+    pub fn wait_until(&self, done: impl Fn(usize, usize) -> bool) {
+        let mut acknowledged = self.acknowledged.lock().unwrap();
+        while !done(acknowledged.len(), self.failures.load(Ordering::SeqCst)) {
+            acknowledged = self.changed.wait(acknowledged).unwrap();
+        }
+    }
+}
+
+/// Four writers creating users `w{thread}-{n}` until told to stop; each
+/// records its outcomes, and only Unavailable may fail.
+pub fn writers(
+    f: &Fixture,
+    tally: &Arc<Tally>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<thread::JoinHandle<()>> {
+    (0..4)
+        .map(|t| {
+            let (f, tally, stop) = (f.clone(), tally.clone(), stop.clone());
+            thread::spawn(move || {
+                for n in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let id = UserId::new(format!("w{t}-{n}")).unwrap();
+                    let started = Instant::now();
+                    let created =
+                        block_on(f.service.create(&f.acme_admin, &id, InitialState::Active));
+                    match created {
+                        Ok(_) => tally.acknowledged.lock().unwrap().push(id),
+                        Err(e) => {
+                            assert_eq!(e.kind(), ErrorKind::Unavailable, "{e:?}");
+                            if e.is_outcome_unknown() {
+                                tally.unknown.lock().unwrap().push(id);
+                            }
+                            let took = started.elapsed().as_millis() as u64;
+                            tally.slowest_failure_ms.fetch_max(took, Ordering::SeqCst);
+                            tally.failures.fetch_add(1, Ordering::SeqCst);
+                            // Let the other writers and the test run.
+                            thread::yield_now();
+                        }
+                    }
+                    tally.changed.notify_all();
+                }
+            })
+        })
+        .collect()
+}
