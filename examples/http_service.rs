@@ -4,15 +4,19 @@
 //! ```text
 //! cargo run --example http_service -- --demo
 //! cargo run --example http_service -- --db memory --listen 127.0.0.1:9000 --tokens tokens.json
+//! cargo run --example http_service -- --db postgres://me@db.example/identity --tokens tokens.json
 //! ```
 //!
-//! Flags: `--db sqlite:PATH | sled:PATH | memory` (default: `http.sqlite3`
-//! in the examples' private folder, see `userstate_examples::backend::default_dir`),
-//! `--listen ADDR` (default 127.0.0.1:8080), `--tokens FILE` (see
-//! `userstate_examples::http::Tokens`), `--demo` (demo organisations, users and
-//! tokens, and curl commands to try). Logs go to stderr; `RUST_LOG` filters
-//! them (default `info`). Ctrl-C (or SIGTERM) stops it after the requests in
-//! flight.
+//! Flags: `--db sqlite:PATH | sled:PATH | postgres://URL | postgres:CONNSTRING | memory`
+//! (default: `http.sqlite3` in the examples' private folder, see
+//! `userstate_examples::backend::default_dir`; the specs are those of
+//! `userstate_examples::backend::open`), `--listen ADDR` (default
+//! 127.0.0.1:8080), `--tokens FILE` (see `userstate_examples::http::Tokens`),
+//! `--demo` (demo organisations, users and tokens, and curl commands to
+//! try). Several instances on one PostgreSQL database serve the same users,
+//! each command decided on what all of them committed. Logs go to stderr;
+//! `RUST_LOG` filters them (default `info`). Ctrl-C (or SIGTERM) stops it
+//! after the requests in flight.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -27,9 +31,13 @@ use userstate_examples::backend;
 use userstate_examples::http::{self, AppState, Tokens};
 
 const USAGE: &str = "\
-usage: http_service [--db sqlite:PATH | sled:PATH | memory] [--listen ADDR] [--tokens FILE] [--demo]
+usage: http_service [--db SPEC] [--listen ADDR] [--tokens FILE] [--demo]
 
-  --db SPEC      storage backend (default: sqlite:<local data dir>/userstate-examples/http.sqlite3)
+  --db SPEC      storage backend: sqlite:PATH, sled:PATH, memory,
+                 postgres://URL (or postgresql://URL) or postgres:CONNSTRING
+                 (libpq's key=value form, e.g. postgres:host=/run/postgresql dbname=users);
+                 several instances may share one PostgreSQL database
+                 (default: sqlite:<local data dir>/userstate-examples/http.sqlite3)
   --listen ADDR  address to serve on (default 127.0.0.1:8080)
   --tokens FILE  bearer tokens: {\"TOKEN\": {\"userId\", \"orgId\", \"grants\"?, \"instanceGrants\"?}}
   --demo         organisations acme and globex with users and tokens, and curl commands";
@@ -101,7 +109,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(options: Options) -> Result<(), String> {
-    let repository = open_backend(options.db.as_deref())?;
+    let repository = open_backend(options.db).await?;
     let tokens = match &options.tokens {
         Some(path) => Tokens::load(path)?,
         None => Tokens::new(),
@@ -134,14 +142,18 @@ async fn run(options: Options) -> Result<(), String> {
 }
 
 /// The backend `--db` names; without `--db`, an SQLite file in the
-/// examples' private data folder.
-fn open_backend(spec: Option<&str>) -> Result<Arc<dyn UserRepository>, String> {
+/// examples' private data folder. Opened on a blocking thread: opening
+/// waits for the file or the database server, which an async task may not.
+async fn open_backend(spec: Option<String>) -> Result<Arc<dyn UserRepository>, String> {
     let spec = match spec {
-        Some(spec) => spec.to_owned(),
+        Some(spec) => spec,
         None => backend::default_sqlite("http.sqlite3")?,
     };
-    let repository = backend::open(&spec)?;
-    tracing::info!(backend = %spec, "storage");
+    let shown = backend::redacted(&spec);
+    let repository = tokio::task::spawn_blocking(move || backend::open(&spec))
+        .await
+        .map_err(|e| format!("opening the backend: {e}"))??;
+    tracing::info!(backend = %shown, "storage");
     Ok(repository)
 }
 

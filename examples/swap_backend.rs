@@ -4,10 +4,13 @@
 //! cargo run --example swap_backend -- memory
 //! cargo run --example swap_backend -- sqlite:/tmp/users.sqlite3
 //! cargo run --example swap_backend -- sled:/tmp/users.sled
+//! cargo run --example swap_backend -- postgres://me@db.example/identity
+//! cargo run --example swap_backend -- 'postgres:host=/run/postgresql dbname=identity'
 //! ```
 //!
-//! Without an argument it runs on all three, the files in the examples'
-//! private folder (see `userstate_examples::backend::default_dir`).
+//! Without an argument it runs on memory, SQLite and sled, the files in the
+//! examples' private folder (see `userstate_examples::backend::default_dir`);
+//! PostgreSQL needs a server, so it runs only when named.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -43,6 +46,10 @@ async fn onboard_and_lock(repository: Arc<dyn UserRepository>) -> Result<(), use
 
 fn main() -> ExitCode {
     let specs: Vec<String> = match std::env::args().nth(1) {
+        Some(help) if help == "-h" || help == "--help" => {
+            println!("usage: swap_backend [SPEC]\n\n  SPEC  {}", backend::SPECS);
+            return ExitCode::SUCCESS;
+        }
         Some(spec) => vec![spec],
         None => {
             let dir = match backend::default_dir() {
@@ -60,7 +67,7 @@ fn main() -> ExitCode {
         }
     };
     for spec in specs {
-        println!("{spec}");
+        println!("{}", backend::redacted(&spec));
         let outcome = backend::open(&spec).and_then(|repo| {
             futures::executor::block_on(onboard_and_lock(repo)).map_err(|e| e.to_string())
         });

@@ -2,96 +2,19 @@
 //! policy set before a restart is in force after it, and a client
 //! following the event stream receives a lock another client makes.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
 
-use serde_json::{json, Value};
+use std::path::PathBuf;
 
-const TOKENS: &str = r#"{
-    "admin-token": {"userId": "acme-admin", "orgId": "acme",
-                    "grants": {"acme": ["user.read", "user.write", "policy.write"]}},
-    "reader-token": {"userId": "acme-reader", "orgId": "acme",
-                     "grants": {"acme": ["user.read"]}}
-}"#;
+use common::Service;
+use serde_json::json;
 
-/// A built example, beside this test binary's folder.
-fn example(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let profile = deps.parent().unwrap().parent().unwrap();
-    let path = profile.join("examples").join(name);
-    assert!(path.exists(), "{} is built by cargo test", path.display());
-    path
-}
-
-/// `http_service` on `db`, on a free loopback port, stopped when dropped.
-struct Service {
-    child: Child,
-    base: String,
-}
-
-impl Service {
-    fn start(db: &Path, tokens: &Path) -> Service {
-        let mut child = Command::new(example("http_service"))
-            .arg("--db")
-            .arg(format!("sqlite:{}", db.display()))
-            .args(["--listen", "127.0.0.1:0", "--tokens"])
-            .arg(tokens)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start http_service");
-        // The service logs the address it serves on before it accepts.
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let address = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|line| {
-                let (_, rest) = line.split_once("address=")?;
-                Some(rest.split_whitespace().next()?.to_owned())
-            })
-            .expect("http_service said where it serves");
-        // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
-        Service {
-            child,
-            base: format!("http://{address}"),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: Value,
-    ) -> (u16, Value) {
-        let response = reqwest::Client::new()
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn files() -> (tempfile::TempDir, PathBuf, PathBuf) {
+/// A temporary folder with the tokens file, and the SQLite spec of a
+/// database in it.
+fn files() -> (tempfile::TempDir, String, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let tokens = dir.path().join("tokens.json");
-    std::fs::write(&tokens, TOKENS).unwrap();
-    let db = dir.path().join("users.sqlite3");
+    let tokens = common::tokens_file(dir.path());
+    let db = format!("sqlite:{}", dir.path().join("users.sqlite3").display());
     (dir, db, tokens)
 }
 

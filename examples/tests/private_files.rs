@@ -4,20 +4,15 @@
 
 #![cfg(unix)]
 
+mod common;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// A built example, beside this test binary's folder.
-fn example(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let profile = deps.parent().unwrap().parent().unwrap();
-    let path = profile.join("examples").join(name);
-    assert!(path.exists(), "{} is built by cargo test", path.display());
-    path
-}
+use common::example;
 
 /// A home folder others may pass through (as most are), so that only the
 /// examples' own folder keeps them out.
