@@ -356,7 +356,7 @@ fn create_database(base: &str) -> Result<TestDatabase, String> {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    run_sql(
+    execute(
         &format!("{base} dbname=postgres"),
         &format!("CREATE DATABASE {name}"),
     )?;
@@ -403,8 +403,22 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// Runs one statement on `connection` on a runtime of its own.
-fn run_sql(connection: &str, sql: &str) -> Result<(), String> {
+/// Runs `statements` (one or several, as a simple query) on the database
+/// `connection` names, on a connection and runtime of their own: for tests
+/// that set a server up or look behind the adapter.
+///
+/// # Errors
+/// The server's or the connection's error, as text.
+pub fn execute(connection: &str, statements: &str) -> Result<(), String> {
+    query(connection, statements).map(|_| ())
+}
+
+/// Runs one query and returns the first column of its first row as text
+/// (`None` for no row or NULL).
+///
+/// # Errors
+/// As [`execute`].
+pub fn query(connection: &str, sql: &str) -> Result<Option<String>, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -414,9 +428,15 @@ fn run_sql(connection: &str, sql: &str) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let driver = tokio::spawn(connection);
-        let done = client.batch_execute(sql).await.map_err(|e| e.to_string());
+        let answered = client.simple_query(sql).await.map_err(|e| e.to_string());
         drop(client);
         let _ = driver.await;
-        done
+        Ok(answered?
+            .iter()
+            .find_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
+                _ => None,
+            })
+            .flatten())
     })
 }

@@ -157,22 +157,7 @@ fn a_commit_without_an_answer_is_unavailable_with_its_outcome_unknown() {
         .open()
         .expect("open");
     let f = Fixture::new(repo.clone().into());
-    let admin = |sql: &str| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let (client, connection) =
-                tokio_postgres::connect(db.connection_string(), tokio_postgres::NoTls)
-                    .await
-                    .unwrap();
-            let driver = tokio::spawn(connection);
-            client.batch_execute(sql).await.unwrap();
-            drop(client);
-            let _ = driver.await;
-        })
-    };
+    let admin = |sql: &str| testing::execute(db.connection_string(), sql).unwrap();
     admin("ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
     admin("SELECT pg_reload_conf()");
     // The server applies the setting soon after the reload: until then

@@ -67,27 +67,13 @@ fn create(
 
 /// Backends of this database waiting for a lock: B behind A's feed lock.
 fn waiting_for_a_lock(connection: &str) -> i64 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(connection, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        let driver = tokio::spawn(connection);
-        let row = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap();
-        drop(client);
-        let _ = driver.await;
-        row.get(0)
-    })
+    let count = testing::query(
+        connection,
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .unwrap();
+    count.and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 #[test]

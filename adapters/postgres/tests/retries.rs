@@ -12,25 +12,9 @@ use userstate::{InitialState, LockRequest, UserId, UserState};
 use userstate_postgres::testing;
 use userstate_postgres::PostgresOptions;
 
-fn sql(connection: &str, statements: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(connection, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        let driver = tokio::spawn(connection);
-        client.batch_execute(statements).await.unwrap();
-        drop(client);
-        let _ = driver.await;
-    });
-}
-
 /// Makes the next write of an event fail once with `code`.
 fn fail_next_write_with(connection: &str, code: &str) {
-    sql(
+    testing::execute(
         connection,
         &format!(
             "DROP TRIGGER IF EXISTS fail_once ON userstate.events;
@@ -47,7 +31,8 @@ fn fail_next_write_with(connection: &str, code: &str) {
              CREATE TRIGGER fail_once BEFORE INSERT ON userstate.events
                  FOR EACH STATEMENT EXECUTE FUNCTION userstate.fail_once();"
         ),
-    );
+    )
+    .unwrap();
 }
 
 #[test]

@@ -39,18 +39,20 @@ fn a_newer_or_foreign_schema_is_refused() {
     };
     let options = PostgresOptions::new(db.connection_string());
     options.migrate().unwrap();
-    sql(
+    testing::execute(
         db.connection_string(),
         "UPDATE userstate.meta SET value = 99 WHERE key = 'schema_version'",
-    );
+    )
+    .unwrap();
     let newer = options.migrate().unwrap_err();
     assert_eq!(newer.kind(), ErrorKind::Internal);
     assert!(newer.message().contains("newer"), "{newer}");
 
-    sql(
+    testing::execute(
         db.connection_string(),
         "CREATE SCHEMA other; CREATE TABLE other.t (x int)",
-    );
+    )
+    .unwrap();
     let foreign = options.clone().schema("other").migrate().unwrap_err();
     assert!(
         foreign.message().contains("another application"),
@@ -72,20 +74,4 @@ fn bad_names_and_unreachable_servers_are_typed_errors() {
     );
     let nobody = PostgresOptions::new("host=/nonexistent-socket-dir port=5432 user=x");
     assert_eq!(nobody.migrate().unwrap_err().kind(), ErrorKind::Unavailable);
-}
-
-fn sql(connection: &str, statements: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(connection, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        let driver = tokio::spawn(connection);
-        client.batch_execute(statements).await.unwrap();
-        drop(client);
-        driver.await.unwrap().unwrap();
-    });
 }
