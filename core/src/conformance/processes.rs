@@ -2,7 +2,10 @@
 //! one database (in one process, or in two) lock and unlock the same users
 //! from several threads each. Afterwards every history is exact: one event
 //! per acknowledged command, no gaps, only legal transitions, snapshot
-//! equal to the replay, and some history interleaves the two sides.
+//! equal to the replay, and some history interleaves the two sides. In the
+//! process race a reader follows the change feed meanwhile, checkpointing
+//! the last position it read and waiting for more: it sees every event of
+//! both processes exactly once, in the feed's order.
 //!
 //! An adapter whose database several processes share wires the process
 //! race up with two tests in one test binary (`location` is whatever its
@@ -25,17 +28,19 @@ use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
 use futures::executor::block_on;
 
+use super::feed::whole_feed;
 use super::fixture::{org, user};
 use crate::error::{ids, ErrorKind};
 use crate::storage::Scope;
 use crate::{
-    Caller, Event, HistoryQuery, InMemoryAuthorizer, InitialState, LockRequest, Permission, User,
-    UserId, UserRepository, UserService, MAX_PAGE_SIZE,
+    Caller, Event, FeedEvent, HistoryQuery, InMemoryAuthorizer, InitialState, LockRequest,
+    Permission, User, UserId, UserRepository, UserService, MAX_PAGE_SIZE,
 };
 
 /// The environment variable that tells the child where the database is.
@@ -139,6 +144,7 @@ where
             .filter_map(|line| parse_success(&line))
             .collect::<Vec<_>>()
     });
+    let follower = Follower::start(side.service.repository().clone());
     let mut go = child.stdin.take().expect("child stdin");
     writeln!(go, "go").expect("start the child");
     drop(go);
@@ -148,6 +154,7 @@ where
         child.wait().expect("the child").success(),
         "the child process failed"
     );
+    follower.check(&side);
     assert!(!theirs.is_empty(), "the child acknowledged nothing");
     successes.extend(theirs);
 
@@ -186,6 +193,57 @@ where
         writeln!(out, "{SUCCESS_MARK}{id} {kind} {sequence}").expect("stdout");
     }
     out.flush().expect("stdout");
+}
+
+/// A reader following the feed from the start while others write.
+struct Follower {
+    target: Arc<AtomicUsize>,
+    thread: thread::JoinHandle<Vec<FeedEvent>>,
+}
+
+impl Follower {
+    fn start(repo: Arc<dyn UserRepository>) -> Self {
+        let target = Arc::new(AtomicUsize::new(usize::MAX));
+        let wanted = target.clone();
+        let thread = thread::spawn(move || {
+            block_on(async {
+                let mut seen: Vec<FeedEvent> = Vec::new();
+                let mut checkpoint = 0;
+                while seen.len() < wanted.load(Ordering::SeqCst) {
+                    let page = repo.feed(checkpoint, 97).await.expect("feed");
+                    match page.last() {
+                        Some(last) => {
+                            checkpoint = last.position;
+                            seen.extend(page);
+                        }
+                        None => repo.wait_for_events(checkpoint).await.expect("wait"),
+                    }
+                }
+                seen
+            })
+        });
+        Follower { target, thread }
+    }
+
+    /// Once the writers are done: one more commit wakes the follower, which
+    /// must then have seen the whole feed, in order, each event once.
+    fn check(self, side: &Side) {
+        let count = |repo: &dyn UserRepository| block_on(whole_feed(repo, 0)).len();
+        let repo = side.service.repository().clone();
+        self.target.store(count(&*repo) + 1, Ordering::SeqCst);
+        block_on(side.service.create(
+            &side.admin,
+            &user("wakes-the-follower"),
+            InitialState::Active,
+        ))
+        .expect("the last commit");
+        let seen = self.thread.join().expect("the follower panicked");
+        let feed = block_on(whole_feed(&*repo, 0));
+        assert_eq!(
+            seen, feed,
+            "the follower saw every event of both processes once, in order"
+        );
+    }
 }
 
 fn create_users(side: &Side) {
