@@ -54,10 +54,13 @@
 //!   is back, without being rebuilt.
 //! - **Conflicts** of PostgreSQL-compatible distributed databases (SQLSTATE
 //!   40001, 40P01) and unique violations are answered as conflicts, which
-//!   the service retries by deciding again. CockroachDB and YugabyteDB are
-//!   not tested: the SQL keeps to what they document (no advisory locks
-//!   outside migration, arrays and `ON CONFLICT`), but nothing here proves
-//!   it runs on them.
+//!   the service retries by deciding again (a test injects both codes).
+//!   **CockroachDB and YugabyteDB were not tested**: nothing here shows
+//!   the adapter runs on them. Known differences: the schema is created
+//!   under `pg_advisory_xact_lock`, and commits wake readers with
+//!   `pg_notify`, which CockroachDB lacks as far as its documentation says;
+//!   the rest (arrays, `unnest`, `ON CONFLICT`, `FOR UPDATE`, `WITH
+//!   RECURSIVE`) is in what they document.
 //! - **Runtime**: the adapter drives tokio-postgres on a runtime of its own
 //!   (two threads), so callers need none: it works under tokio and under
 //!   `futures::executor::block_on` alike.
