@@ -38,7 +38,7 @@ fn main() {
         .measurement_time(Duration::from_secs(2))
         .configure_from_args();
     let runtime = fixture::runtime();
-    for adapter in Adapter::ALL {
+    for adapter in Adapter::EMBEDDED {
         for users in sizes() {
             bench_adapter(&mut criterion, &runtime, adapter, users);
         }

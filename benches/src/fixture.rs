@@ -15,6 +15,7 @@ use userstate::{
     Caller, Event, EventPayload, InMemoryAuthorizer, InMemoryRepository, InitialState, LockCause,
     OrgId, Permission, Timestamp, UserId, UserRepository, UserService,
 };
+use userstate_postgres::{PostgresOptions, PostgresRepository};
 use userstate_sled::{SledOptions, SledRepository};
 use userstate_sqlite::{SqliteOptions, SqliteRepository};
 
@@ -40,18 +41,31 @@ pub enum Adapter {
     Sqlite,
     /// `userstate-sled` on a directory.
     Sled,
+    /// `userstate-postgres` on a database of a PostgreSQL server, whose
+    /// connection string is kept in the benchmark's directory (see
+    /// [`database_path`]).
+    Postgres,
 }
 
 impl Adapter {
     /// Every adapter, in report order.
-    pub const ALL: [Adapter; 3] = [Adapter::Memory, Adapter::Sqlite, Adapter::Sled];
+    pub const ALL: [Adapter; 4] = [
+        Adapter::Memory,
+        Adapter::Sqlite,
+        Adapter::Sled,
+        Adapter::Postgres,
+    ];
 
-    /// `memory`, `sqlite` or `sled`.
+    /// The adapters that need no server: they run wherever the benches do.
+    pub const EMBEDDED: [Adapter; 3] = [Adapter::Memory, Adapter::Sqlite, Adapter::Sled];
+
+    /// `memory`, `sqlite`, `sled` or `postgres`.
     pub fn name(self) -> &'static str {
         match self {
             Adapter::Memory => "memory",
             Adapter::Sqlite => "sqlite",
             Adapter::Sled => "sled",
+            Adapter::Postgres => "postgres",
         }
     }
 
@@ -64,8 +78,14 @@ impl Adapter {
     pub fn modes(self) -> &'static [Mode] {
         match self {
             Adapter::Memory => &[Mode::Volatile],
-            Adapter::Sqlite | Adapter::Sled => &[Mode::Durable, Mode::Relaxed],
+            Adapter::Sqlite | Adapter::Sled | Adapter::Postgres => &[Mode::Durable, Mode::Relaxed],
         }
+    }
+
+    /// Whether the adapter has `inline_writes` (a lone caller's write on
+    /// its own thread).
+    pub fn has_inline_writes(self) -> bool {
+        matches!(self, Adapter::Sqlite | Adapter::Sled)
     }
 }
 
@@ -81,7 +101,7 @@ pub enum Mode {
     /// Synced to the device before the caller is answered.
     Durable,
     /// Answered before the sync (SQLite `synchronous = NORMAL`; sled without
-    /// a flush per command).
+    /// a flush per command; PostgreSQL `synchronous_commit = off`).
     Relaxed,
     /// In memory only.
     Volatile,
@@ -176,6 +196,8 @@ pub enum Handle {
     Sqlite(SqliteRepository),
     /// A sled directory.
     Sled(SledRepository),
+    /// A PostgreSQL schema.
+    Postgres(PostgresRepository),
 }
 
 impl Handle {
@@ -185,28 +207,67 @@ impl Handle {
             Handle::Memory(repo) => repo.clone(),
             Handle::Sqlite(repo) => Arc::new(repo.clone()),
             Handle::Sled(repo) => Arc::new(repo.clone()),
+            Handle::Postgres(repo) => repo.clone().into(),
         }
     }
 
-    /// Commands answered and the batches (SQLite transactions, sled syncs)
-    /// they shared so far: the group-commit batch is the ratio of the
+    /// Commands answered and the batches (SQLite and PostgreSQL
+    /// transactions, sled syncs) they shared so far: the group-commit batch is the ratio of the
     /// differences.
     pub fn commit_counters(&self) -> (u64, u64) {
         let stats = match self {
             Handle::Memory(_) => return (0, 0),
             Handle::Sqlite(repo) => repo.stats(),
             Handle::Sled(repo) => repo.stats(),
+            Handle::Postgres(repo) => repo.stats(),
         };
         (stats.commands, stats.batches)
     }
 }
 
-/// Where an adapter keeps its database inside a benchmark's directory.
+/// Where an adapter keeps its database inside a benchmark's directory;
+/// for PostgreSQL, the file that holds the database's connection string
+/// (see [`write_connection`]).
 pub fn database_path(adapter: Adapter, dir: &Path) -> PathBuf {
     match adapter {
         Adapter::Memory => dir.to_path_buf(),
         Adapter::Sqlite => dir.join("users.sqlite3"),
         Adapter::Sled => dir.join("users.sled"),
+        Adapter::Postgres => dir.join("postgres-connection"),
+    }
+}
+
+/// Keeps `connection`, the connection string of a PostgreSQL database, in
+/// `dir` for the processes that open the database there.
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn write_connection(dir: &Path, connection: &str) -> std::io::Result<()> {
+    std::fs::write(database_path(Adapter::Postgres, dir), connection)
+}
+
+/// The connection string [`write_connection`] kept in `dir`.
+///
+/// # Errors
+/// InvalidArgument when there is none.
+pub fn connection(dir: &Path) -> userstate::Result<String> {
+    let path = database_path(Adapter::Postgres, dir);
+    std::fs::read_to_string(&path)
+        .map(|text| text.trim().to_owned())
+        .map_err(|e| {
+            userstate::Error::new(
+                userstate::ErrorKind::InvalidArgument,
+                userstate::ids::INVALID_NAME,
+                format!("no PostgreSQL connection string in {}: {e}", path.display()),
+            )
+        })
+}
+
+/// The adapter's durability for `mode`.
+fn durability(mode: Mode) -> userstate::storage::Durability {
+    match mode {
+        Mode::Durable => userstate::storage::Durability::Durable,
+        _ => userstate::storage::Durability::Relaxed,
     }
 }
 
@@ -223,7 +284,8 @@ pub fn open(adapter: Adapter, mode: Mode, dir: &Path) -> userstate::Result<Handl
 /// [`open`], with the adapters' `inline_writes` option set to `inline`.
 ///
 /// # Errors
-/// The adapter's open errors.
+/// The adapter's open errors; InvalidArgument for `inline` on an adapter
+/// without inline writes (PostgreSQL).
 pub fn open_with(
     adapter: Adapter,
     mode: Mode,
@@ -251,12 +313,26 @@ pub fn open_with(
                 .inline_writes(inline)
                 .open(path)?,
         ),
+        Adapter::Postgres => {
+            if inline {
+                return Err(userstate::Error::new(
+                    userstate::ErrorKind::InvalidArgument,
+                    userstate::ids::INVALID_NAME,
+                    "userstate-postgres has no inline writes",
+                ));
+            }
+            Handle::Postgres(
+                PostgresOptions::new(connection(dir)?)
+                    .durability(durability(mode))
+                    .open()?,
+            )
+        }
     })
 }
 
 /// Opens the adapter's database in `dir` the fastest way it allows for a
-/// bulk load: relaxed, and for SQLite with batches of up to 1000 commands
-/// per transaction.
+/// bulk load: relaxed, and for SQLite and PostgreSQL with batches of up to
+/// 1000 commands per transaction.
 ///
 /// # Errors
 /// The adapter's open errors.
@@ -267,6 +343,12 @@ pub fn open_for_loading(adapter: Adapter, dir: &Path) -> userstate::Result<Handl
                 .durability(userstate_sqlite::Durability::Relaxed)
                 .max_batch(1000)
                 .open(database_path(adapter, dir))?,
+        )),
+        Adapter::Postgres => Ok(Handle::Postgres(
+            PostgresOptions::new(connection(dir)?)
+                .durability(userstate::storage::Durability::Relaxed)
+                .max_batch(1000)
+                .open()?,
         )),
         _ => open(adapter, Mode::Relaxed, dir),
     }

@@ -10,12 +10,14 @@
 //!   resident memory per adapter from a process of its own.
 //!
 //! This library holds what both share: the backends and how they are
-//! preloaded ([`fixture`]), the hand-written baselines on rusqlite and sled
-//! ([`raw_sqlite`], [`raw_sled`]) and the measuring tools ([`measure`]).
+//! preloaded ([`fixture`]), the hand-written baselines on rusqlite, sled and
+//! tokio-postgres ([`raw_sqlite`], [`raw_sled`], [`raw_postgres`]) and the
+//! measuring tools ([`measure`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod fixture;
 pub mod measure;
+pub mod raw_postgres;
 pub mod raw_sled;
 pub mod raw_sqlite;

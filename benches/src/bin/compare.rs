@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! cargo run --release -p userstate-benches --bin compare -- [--users N] [--ops N] [--quick]
-//!     [--rounds N] [--seconds S] [--only memory,sqlite,sled] [--dir PATH]
+//!     [--rounds N] [--seconds S] [--only memory,sqlite,sled,postgres] [--dir PATH]
+//!     [--postgres CONNECTION]
 //! ```
 //!
 //! - `--users N`: the large database (default 1,000,000; `--quick`: 100,000);
@@ -14,6 +15,14 @@
 //! - `--rounds N`: alternate library/raw rounds per figure (default 4, `--quick` 2).
 //! - `--only`: the adapters to measure; `--dir`: where the databases go
 //!   (default the system's temporary directory: put it on the disk to measure).
+//! - `--postgres CONNECTION` (or `USERSTATE_POSTGRES_URL`): a PostgreSQL
+//!   server (key=value connection string without `dbname`) on which the run
+//!   creates its databases, and drops them when done. Without it the run
+//!   starts a throwaway PostgreSQL cluster of its own in the temporary
+//!   directory (`userstate_postgres::testing`), which this process owns and
+//!   stops when it exits; the child processes are handed their databases'
+//!   connection strings and never start a cluster. Without a server and
+//!   the binaries to start one, `postgres` is left out.
 //!
 //! Every (adapter, size) runs in two child processes of this program, one
 //! for the library and one for the raw baseline, so that each has its own
@@ -25,10 +34,13 @@
 //! ```text
 //! ratio <adapter> <mode> <users> <library ops/s ÷ raw ops/s>
 //! ratio-inline <adapter> <mode> <users> <the same with the adapter's inline writes>
+//! ratio-64 <adapter> <mode> <users> <the same with 64 callers; PostgreSQL only>
 //! scale <adapter> <mode> <ops/s at the large size ÷ ops/s at 10,000>
 //! group <adapter> <mode> <ops/s with 64 callers ÷ ops/s with 1>
+//! group-raw <adapter> <mode> <the same for the raw baseline; PostgreSQL only>
 //! rss <adapter> <peak MiB of the library process at the large size>
 //! ops <adapter> <mode> <users> <callers> <engine> <ops/s>
+//! target postgres ...   (PostgreSQL's targets, each with its figures and met / MISSED)
 //! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -44,8 +56,10 @@ use serde::{Deserialize, Serialize};
 use userstate::{Caller, ErrorKind, LockRequest, UserService};
 use userstate_benches::fixture::{self, Adapter, Handle, Mode};
 use userstate_benches::measure::{self, Histogram, Sample, Usage};
+use userstate_benches::raw_postgres::{self, RawPostgres};
 use userstate_benches::raw_sled::RawSled;
 use userstate_benches::raw_sqlite::RawSqlite;
+use userstate_postgres::testing::{self as postgres_testing, TestDatabase};
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
@@ -79,6 +93,7 @@ struct Options {
     quick: bool,
     only: Vec<Adapter>,
     dir: Option<PathBuf>,
+    postgres: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Options, Failure> {
@@ -91,6 +106,7 @@ fn parse(args: &[String]) -> Result<Options, Failure> {
         quick,
         only: Adapter::ALL.to_vec(),
         dir: None,
+        postgres: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -102,6 +118,7 @@ fn parse(args: &[String]) -> Result<Options, Failure> {
             "--seconds" => options.seconds = value()?.parse()?,
             "--rounds" => options.rounds = value()?.parse::<usize>()?.max(1),
             "--dir" => options.dir = Some(PathBuf::from(value()?)),
+            "--postgres" => options.postgres = Some(value()?.to_owned()),
             "--only" => {
                 options.only = value()?
                     .split(',')
@@ -111,7 +128,7 @@ fn parse(args: &[String]) -> Result<Options, Failure> {
             "-h" | "--help" => {
                 println!(
                     "compare [--users N] [--ops N] [--quick] [--rounds N] [--seconds S] \
-                     [--only memory,sqlite,sled] [--dir PATH]"
+                     [--only memory,sqlite,sled,postgres] [--dir PATH] [--postgres CONNECTION]"
                 );
                 std::process::exit(0);
             }
@@ -258,8 +275,91 @@ struct Memory {
     raw_kib: Option<u64>,
 }
 
+/// Makes sure a PostgreSQL server is at hand when `postgres` is to be
+/// measured: the one `--postgres` names, or `USERSTATE_POSTGRES_URL`, or a
+/// throwaway cluster this process starts (in `--dir` when given) and stops
+/// when it exits. Without one, `postgres` is left out, saying why.
+fn start_postgres(options: &mut Options) {
+    if !options.only.contains(&Adapter::Postgres) {
+        return;
+    }
+    // Before any thread of this process starts: the environment is read
+    // by `testing` (and inherited by the children, which never use it).
+    if let Some(connection) = &options.postgres {
+        std::env::set_var(postgres_testing::URL_VAR, connection);
+    }
+    if let Some(dir) = &options.dir {
+        std::env::set_var("TMPDIR", dir);
+    }
+    let started = Instant::now();
+    if postgres_testing::available() {
+        eprintln!(
+            "PostgreSQL server ready after {:.1} s ({})",
+            started.elapsed().as_secs_f64(),
+            if std::env::var_os(postgres_testing::URL_VAR).is_some() {
+                "the one named"
+            } else {
+                "a throwaway cluster of this run"
+            }
+        );
+    } else {
+        eprintln!("no PostgreSQL server: leaving postgres out");
+        options.only.retain(|a| *a != Adapter::Postgres);
+    }
+}
+
+/// Runs `sql` (one statement or several) on the database `connection`
+/// names.
+fn postgres_sql(connection: &str, sql: &str) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let (client, driver) = tokio_postgres::connect(connection, tokio_postgres::NoTls).await?;
+        let driver = tokio::spawn(driver);
+        let done = client.batch_execute(sql).await;
+        drop(client);
+        let _ = driver.await;
+        Ok(done?)
+    })
+}
+
+/// The first row of `sql`'s answer on the database `connection` names, as
+/// text.
+fn postgres_row(connection: &str, sql: &str) -> Result<Vec<String>, Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let (client, driver) = tokio_postgres::connect(connection, tokio_postgres::NoTls).await?;
+        let driver = tokio::spawn(driver);
+        let answer = client.simple_query(sql).await;
+        drop(client);
+        let _ = driver.await;
+        let row = answer?.into_iter().find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or("").to_owned())
+                    .collect(),
+            ),
+            _ => None,
+        });
+        Ok(row.unwrap_or_default())
+    })
+}
+
+/// The connection string of the server's `postgres` database, beside `db`.
+fn postgres_admin(db: &TestDatabase) -> String {
+    db.connection_string()
+        .replace(&format!("dbname={}", db.name()), "dbname=postgres")
+}
+
 fn parent(args: &[String]) -> Result<(), Failure> {
-    let options = parse(args)?;
+    let mut options = parse(args)?;
+    start_postgres(&mut options);
+    if options.only.is_empty() {
+        return Err("nothing left to measure".into());
+    }
     let started = Instant::now();
     let base = options.dir.clone().unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::Builder::new()
@@ -287,6 +387,26 @@ fn parent(args: &[String]) -> Result<(), Failure> {
             pending.push(Pair::spawn(adapter, users, dir.path())?);
         }
     }
+    if let Some(db) = pending.iter().find_map(|pair| pair.databases.first()) {
+        let settings = postgres_row(
+            db.connection_string(),
+            "SELECT current_setting('server_version'), current_setting('fsync'), \
+             current_setting('synchronous_commit'), current_setting('shared_buffers')",
+        )?;
+        println!(
+            "postgres: server {} ({}), fsync {}, default synchronous_commit {} (both sides set it \
+             per transaction), shared_buffers {}",
+            settings.first().map_or("?", String::as_str),
+            if std::env::var_os(postgres_testing::URL_VAR).is_some() {
+                "the one named"
+            } else {
+                "a throwaway cluster of this run, on a Unix socket"
+            },
+            settings.get(1).map_or("?", String::as_str),
+            settings.get(2).map_or("?", String::as_str),
+            settings.get(3).map_or("?", String::as_str),
+        );
+    }
     let mut loaded = Vec::new();
     for pair in pending {
         loaded.push(pair.ready()?);
@@ -305,6 +425,18 @@ fn parent(args: &[String]) -> Result<(), Failure> {
         ),
         _ => eprintln!("could not run `sync`; measuring with the loads' pages unwritten"),
     }
+    // PostgreSQL keeps the loads' pages in its own buffers until a
+    // checkpoint: take it now rather than during the rounds.
+    if let Some(db) = loaded.iter().find_map(|pair| pair.databases.first()) {
+        let checkpoint = Instant::now();
+        match postgres_sql(&postgres_admin(db), "CHECKPOINT") {
+            Ok(()) => eprintln!(
+                "PostgreSQL checkpoint in {:.1} s",
+                checkpoint.elapsed().as_secs_f64()
+            ),
+            Err(e) => eprintln!("no PostgreSQL checkpoint ({e}); measuring without"),
+        }
+    }
     let mut rows = Vec::new();
     let mut memory = Vec::new();
     for pair in loaded {
@@ -314,6 +446,7 @@ fn parent(args: &[String]) -> Result<(), Failure> {
     }
     print_table(&rows, &memory);
     print_figures(&rows, &memory, &sizes);
+    print_targets(&rows, &memory, &sizes);
     println!("total time {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -330,6 +463,9 @@ struct Pair {
     lib: Option<Worker>,
     raw: Option<Worker>,
     ready: Ready,
+    /// PostgreSQL: the library's database and the baseline's, dropped
+    /// once measured.
+    databases: Vec<TestDatabase>,
 }
 
 impl Pair {
@@ -338,6 +474,16 @@ impl Pair {
         let dir = base.join(format!("{adapter}-{users}"));
         std::fs::create_dir_all(dir.join("lib"))?;
         std::fs::create_dir_all(dir.join("raw"))?;
+        let mut databases = Vec::new();
+        if adapter == Adapter::Postgres {
+            // This process owns the server; the children get their
+            // databases' connection strings, each in its directory.
+            for side in ["lib", "raw"] {
+                let db = postgres_testing::database().ok_or("no PostgreSQL database")?;
+                fixture::write_connection(&dir.join(side), db.connection_string())?;
+                databases.push(db);
+            }
+        }
         eprintln!("[{adapter} {users}] preloading ...");
         let lib = match adapter {
             // Memory cannot hand its users to another process: it loads and
@@ -368,6 +514,7 @@ impl Pair {
             lib: Some(lib),
             raw,
             ready: Ready::default(),
+            databases,
         })
     }
 
@@ -405,6 +552,7 @@ fn compare(
         lib: mut memory_lib,
         mut raw,
         ready,
+        databases,
     } = pair;
     let run = |callers: usize| {
         format!(
@@ -458,6 +606,16 @@ fn compare(
                     sample.ops_per_sec()
                 );
                 rows.push(row(&callers.to_string(), "library", sample, Vec::new()));
+                // Only the PostgreSQL baseline runs concurrent callers,
+                // each on a connection of its own.
+                if let (Some(raw), Adapter::Postgres) = (raw.as_mut(), adapter) {
+                    let sample: Sample = raw.ask(&run(callers))?;
+                    eprintln!(
+                        "[{adapter} {users}] {mode}: raw, {callers} callers {:.0} ops/s",
+                        sample.ops_per_sec()
+                    );
+                    rows.push(row(&callers.to_string(), "raw", sample, Vec::new()));
+                }
             }
             let same = format!(
                 "same {SAME_USER_CALLERS} {} {}",
@@ -472,7 +630,7 @@ fn compare(
             ));
         }
         let lib_done = lib.quit()?;
-        if let (Some(raw), true) = (raw.as_mut(), adapter != Adapter::Memory) {
+        if let (Some(raw), true) = (raw.as_mut(), adapter.has_inline_writes()) {
             // The same rounds with the adapter's inline writes, in a process
             // of its own (sled allows one open database per directory).
             let mut inline =
@@ -508,6 +666,12 @@ fn compare(
     }
     // The databases of this size are no longer needed: free the disk.
     let _ = std::fs::remove_dir_all(&dir);
+    for db in &databases {
+        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name());
+        if let Err(e) = postgres_sql(&postgres_admin(db), &drop) {
+            eprintln!("could not drop PostgreSQL database {}: {e}", db.name());
+        }
+    }
     Ok((rows, memory))
 }
 
@@ -619,9 +783,10 @@ fn print_table(rows: &[Row], memory: &[Memory]) {
         );
     }
     println!(
-        "(batch: commands per SQLite transaction or sled sync; CPU µs and ctx: CPU time \
-         and context switches per command, all threads of the process; lib/raw: median \
-         of the per-round ratios; * some commands refused as expected on one user)"
+        "(batch: commands per SQLite or PostgreSQL transaction or sled sync; CPU µs and \
+         ctx: CPU time and context switches per command, all threads of the process (not \
+         the PostgreSQL server's); lib/raw: median of the per-round ratios; * some \
+         commands refused as expected on one user)"
     );
     println!();
     println!(
@@ -690,11 +855,23 @@ fn print_figures(rows: &[Row], memory: &[Memory], sizes: &[usize]) {
     }
     for &adapter in &adapters {
         for &mode in adapter.modes() {
-            let one = find(adapter, mode, small, "1", "library");
-            let many = find(adapter, mode, small, "64", "library");
-            if let (Some(one), Some(many)) = (one, many) {
-                let group = many.sample.ops_per_sec() / one.sample.ops_per_sec();
-                println!("group {adapter} {mode} {group:.2}");
+            let lib64 = find(adapter, mode, small, "64", "library");
+            let raw64 = find(adapter, mode, small, "64", "raw");
+            if let (Some(lib64), Some(raw64)) = (lib64, raw64) {
+                let ratio = lib64.sample.ops_per_sec() / raw64.sample.ops_per_sec();
+                println!("ratio-64 {adapter} {mode} {small} {ratio:.2}");
+            }
+        }
+    }
+    for &adapter in &adapters {
+        for &mode in adapter.modes() {
+            for (engine, figure) in [("library", "group"), ("raw", "group-raw")] {
+                let one = find(adapter, mode, small, "1", engine);
+                let many = find(adapter, mode, small, "64", engine);
+                if let (Some(one), Some(many)) = (one, many) {
+                    let group = many.sample.ops_per_sec() / one.sample.ops_per_sec();
+                    println!("{figure} {adapter} {mode} {group:.2}");
+                }
             }
         }
     }
@@ -721,6 +898,92 @@ fn print_figures(rows: &[Row], memory: &[Memory], sizes: &[usize]) {
             row.engine,
             row.sample.ops_per_sec()
         );
+    }
+}
+
+/// PostgreSQL's targets, each with the figures it is made of.
+fn print_targets(rows: &[Row], memory: &[Memory], sizes: &[usize]) {
+    let adapter = Adapter::Postgres;
+    let mode = Mode::Durable;
+    let find = |users: usize, callers: &str, engine: &str| {
+        rows.iter().find(|r| {
+            r.adapter == adapter
+                && r.mode == mode
+                && r.users == users
+                && r.callers == callers
+                && r.engine == engine
+        })
+    };
+    let (small, large) = (sizes[0], sizes[sizes.len() - 1]);
+    let verdict = |met: bool| if met { "met" } else { "MISSED" };
+    let ops = |row: &Row| row.sample.ops_per_sec();
+    if !rows.iter().any(|r| r.adapter == adapter) {
+        return;
+    }
+    println!();
+    for users in sizes {
+        let (Some(lib), Some(raw)) = (find(*users, "1", "library"), find(*users, "1", "raw"))
+        else {
+            continue;
+        };
+        let Some(ratio) = measure::median(&lib.ratios) else {
+            continue;
+        };
+        println!(
+            "target postgres durable one caller, {users} users: library {:.0} ops/s, raw {:.0} \
+             ops/s, library/raw {ratio:.2} (median of the round pairs; target >= 0.85: {})",
+            ops(lib),
+            ops(raw),
+            verdict(ratio >= 0.85)
+        );
+    }
+    if let (Some(one), Some(many)) = (find(small, "1", "library"), find(small, "64", "library")) {
+        let group = ops(many) / ops(one);
+        let raw = match (find(small, "1", "raw"), find(small, "64", "raw")) {
+            (Some(raw1), Some(raw64)) => format!(
+                "; raw 64 callers {:.0} ops/s ({:.2}x raw's one caller; library/raw {:.2})",
+                ops(raw64),
+                ops(raw64) / ops(raw1),
+                ops(many) / ops(raw64)
+            ),
+            _ => String::new(),
+        };
+        println!(
+            "target postgres durable 64 callers, {small} users: library {:.0} ops/s, {group:.2}x \
+             its one caller's {:.0} (target >= 10: {}){raw}",
+            ops(many),
+            ops(one),
+            verdict(group >= 10.0)
+        );
+    }
+    let peak = memory
+        .iter()
+        .filter(|m| m.adapter == adapter && m.users == large)
+        .filter_map(|m| m.run_kib)
+        .max();
+    if let Some(kib) = peak {
+        let target = if large >= 1_000_000 {
+            verdict(kib <= 64 * 1024).to_owned()
+        } else {
+            "the target is for 1,000,000 users".to_owned()
+        };
+        println!(
+            "target postgres rss, {large} users: library process peak {} MiB, worst of its modes \
+             (target <= 64 MiB: {target})",
+            kib / 1024
+        );
+    }
+    if small != large {
+        if let (Some(s), Some(l)) = (find(small, "1", "library"), find(large, "1", "library")) {
+            let scale = ops(l) / ops(s);
+            println!(
+                "target postgres durable scale: one caller {:.0} ops/s at {large} users, {:.0} at \
+                 {small}, {scale:.2} (target >= 0.8: {})",
+                ops(l),
+                ops(s),
+                verdict(scale >= 0.8)
+            );
+        }
     }
 }
 
@@ -845,6 +1108,15 @@ mod child {
         cursor: u64,
     }
 
+    /// Set to `library`, the PostgreSQL loader creates the users through
+    /// the adapter (512 concurrent raw commits, relaxed, batches of up to
+    /// 1000) instead of with `COPY`.
+    const POSTGRES_LOAD_VAR: &str = "USERSTATE_BENCH_POSTGRES_LOAD";
+
+    fn postgres_loads_through_library() -> bool {
+        std::env::var(POSTGRES_LOAD_VAR).is_ok_and(|v| v == "library")
+    }
+
     /// Where a measuring process leaves the users' lock states and its
     /// position for the next one (the next mode) on the same database.
     const STATE_FILE: &str = "lock-states";
@@ -853,10 +1125,24 @@ mod child {
         /// Loads the database and exits: the peak memory of the bulk load
         /// stays out of the measuring processes'.
         pub(super) fn load_only(adapter: Adapter, users: usize, dir: &Path) -> Result<(), Failure> {
+            if adapter == Adapter::Postgres && !postgres_loads_through_library() {
+                // The adapter creates its schema; the rows go in with COPY.
+                let connection = fixture::connection(dir)?;
+                userstate_postgres::PostgresOptions::new(connection.as_str()).migrate()?;
+                let took =
+                    raw_postgres::copy_preload(&connection, users, userstate::Timestamp::now())?;
+                return ready(took);
+            }
             let runtime = fixture::runtime();
             let handle = fixture::open_for_loading(adapter, dir)?;
-            let preload = fixture::preload(&runtime, &handle, users)?;
+            let mut preload = fixture::preload(&runtime, &handle, users)?;
             drop(handle);
+            if adapter == Adapter::Postgres {
+                // As `copy_preload` leaves its tables.
+                let started = Instant::now();
+                raw_postgres::vacuum_analyze(&fixture::connection(dir)?)?;
+                preload += started.elapsed();
+            }
             ready(preload)
         }
 
@@ -1073,6 +1359,7 @@ mod child {
     enum RawStore {
         Sqlite(RawSqlite),
         Sled(RawSled),
+        Postgres(RawPostgres),
     }
 
     impl RawStore {
@@ -1080,6 +1367,9 @@ mod child {
             Ok(match adapter {
                 Adapter::Sqlite => RawStore::Sqlite(RawSqlite::open(&dir.join("raw.db"), durable)?),
                 Adapter::Sled => RawStore::Sled(RawSled::open(&dir.join("raw.sled"), durable)?),
+                Adapter::Postgres => {
+                    RawStore::Postgres(RawPostgres::open(&fixture::connection(dir)?, durable)?)
+                }
                 Adapter::Memory => return Err("memory has no raw baseline".into()),
             })
         }
@@ -1088,6 +1378,7 @@ mod child {
             match self {
                 RawStore::Sqlite(raw) => Ok(raw.toggle_lock(i)?),
                 RawStore::Sled(raw) => raw.toggle_lock(i),
+                RawStore::Postgres(raw) => raw.toggle_lock(i),
             }
         }
     }
@@ -1099,6 +1390,9 @@ mod child {
             match &mut store {
                 RawStore::Sqlite(raw) => raw.preload(users)?,
                 RawStore::Sled(raw) => raw.preload(users)?,
+                RawStore::Postgres(raw) => {
+                    raw.preload(users)?;
+                }
             }
             ready(started.elapsed())?;
             Ok(Raw {
@@ -1117,11 +1411,23 @@ mod child {
             match self.store.as_mut().ok_or("no store")? {
                 RawStore::Sqlite(raw) => raw.set_durable(durable)?,
                 RawStore::Sled(raw) => raw.set_durable(durable),
+                RawStore::Postgres(raw) => raw.set_durable(durable),
             }
             Ok(())
         }
 
         fn run(&mut self, callers: usize, limit: Limit) -> Result<Sample, Failure> {
+            if let Some(RawStore::Postgres(raw)) = self.store.as_mut() {
+                // Its callers' connections are opened outside the round.
+                raw.connect(callers)?;
+                let usage = Usage::now();
+                let more = move |started, done| limit.more(started, done);
+                let mut sample = raw.run(callers, self.users, self.cursor, more)?;
+                usage.finish(&mut sample);
+                self.cursor += sample.ops;
+                raw.connect(1)?;
+                return Ok(sample);
+            }
             if callers != 1 {
                 return Err("the raw baseline runs one caller".into());
             }
