@@ -33,6 +33,10 @@ pub(crate) struct Statements {
     pub(crate) set_policy: String,
     pub(crate) write_users: String,
     pub(crate) write_events: String,
+    /// [`Statements::write_users`] for one user: cheaper for the server.
+    pub(crate) write_user: String,
+    /// [`Statements::write_events`] for one event.
+    pub(crate) write_event: String,
     pub(crate) advance_feed: String,
     pub(crate) all_users: String,
     pub(crate) all_events: String,
@@ -124,6 +128,16 @@ impl Statements {
                 "INSERT INTO {s}.events ({event_columns}) \
                  SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], \
                                       $5::bigint[], $6::text[], $7::text[], $8::bigint[])"
+            ),
+            write_user: format!(
+                "INSERT INTO {s}.users AS u ({user_columns}) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (id) DO UPDATE \
+                 SET org = excluded.org, state = excluded.state, \
+                     sequence = excluded.sequence, snapshot = excluded.snapshot \
+                 WHERE u.sequence = $6"
+            ),
+            write_event: format!(
+                "INSERT INTO {s}.events ({event_columns}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
             ),
             advance_feed: format!("UPDATE {s}.feed SET last = $1 WHERE last = $2"),
             all_users: format!(

@@ -81,10 +81,19 @@ pub(crate) async fn load_many(
         .prepare_cached(&statements.load_many)
         .await
         .map_err(from_postgres)?;
-    let rows = client
-        .query(&select, &[&ids])
-        .await
-        .map_err(from_postgres)?;
+    load_many_with(client, &select, ids).await
+}
+
+/// [`load_many`] with the statement prepared on `client` (the writer's).
+///
+/// # Errors
+/// As [`load_many`].
+pub(crate) async fn load_many_with(
+    client: &tokio_postgres::Client,
+    select: &tokio_postgres::Statement,
+    ids: &[&str],
+) -> Result<HashMap<String, Stored>> {
+    let rows = client.query(select, &[&ids]).await.map_err(from_postgres)?;
     rows.iter()
         .map(|row| {
             let id: String = row.try_get(0).map_err(from_postgres)?;

@@ -81,7 +81,7 @@ impl PostgresRepository {
         // adapter's runtime, which a caller's async task may not do.
         let writer = GroupCommit::start(
             "userstate-postgres-writer",
-            Writer::new(engine.clone(), options.durability, signal.clone()),
+            Writer::new(engine.clone(), options.durability, signal.clone())?,
             options.max_batch,
             false,
         )?;

@@ -1,8 +1,10 @@
 //! Commits of other handles and processes, for readers waiting on the
 //! change feed: this handle's own writer wakes them at once; every writer
 //! sends a `NOTIFY` at its commit, which a listening connection of this
-//! handle turns into a wake. Without one (a host's pool, or while the
-//! listener reconnects), the feed's last position is read every
+//! handle turns into a wake. The connection listens only while some reader
+//! waits (and [`LISTEN_LINGER`] after), so commits wake nobody here when
+//! nobody follows the feed. Without such a connection (a host's pool, or
+//! while the listener reconnects), the feed's last position is read every
 //! [`FEED_POLL_INTERVAL`] while someone waits.
 
 use std::sync::Arc;
@@ -21,6 +23,10 @@ use crate::reader::last_position;
 /// listener connection is up: the bound on how late another process's
 /// commit is seen then.
 pub const FEED_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How long the listener keeps listening after the last reader stopped
+/// waiting: a follower between two reads is not waiting.
+const LISTEN_LINGER: Duration = Duration::from_secs(1);
 
 /// How long the listener waits before connecting again after its
 /// connection failed.
@@ -52,8 +58,9 @@ pub(crate) fn start(
     });
 }
 
-/// Wakes waiters on every notification of a connection that `LISTEN`s.
+/// Wakes waiters on every notification, listening while someone waits.
 async fn listen_on(config: &tokio_postgres::Config, statements: &Statements, signal: &FeedSignal) {
+    signal.someone_waits().await;
     let Ok((client, mut connection)) = config.connect(NoTls).await else {
         return;
     };
@@ -69,22 +76,45 @@ async fn listen_on(config: &tokio_postgres::Config, statements: &Statements, sig
         }
     });
     let channel = format!("\"{}\"", statements.channel);
-    if client
-        .batch_execute(&format!("LISTEN {channel}"))
-        .await
-        .is_err()
-    {
-        driver.abort();
-        return;
-    }
-    // Commits made before the LISTEN took effect sent no wake here.
-    if let Ok(last) = last_position(&client, statements).await {
-        signal.committed(last);
-    }
-    while let Some(payload) = notifications.recv().await {
-        if let Ok(last) = payload.parse::<u64>() {
-            signal.committed(last);
+    loop {
+        signal.someone_waits().await;
+        if client
+            .batch_execute(&format!("LISTEN {channel}"))
+            .await
+            .is_err()
+        {
+            break;
         }
+        // Commits made before the LISTEN took effect sent no wake here.
+        match last_position(&client, statements).await {
+            Ok(last) => signal.committed(last),
+            Err(_) => break,
+        }
+        loop {
+            match tokio::time::timeout(LISTEN_LINGER, notifications.recv()).await {
+                Ok(Some(payload)) => {
+                    if let Ok(last) = payload.parse::<u64>() {
+                        signal.committed(last);
+                    }
+                }
+                Ok(None) => {
+                    driver.abort();
+                    return;
+                }
+                Err(_) if signal.has_waiters() => {}
+                Err(_) => break,
+            }
+        }
+        if client
+            .batch_execute(&format!("UNLISTEN {channel}"))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        // Wakes already on their way are stale: the next LISTEN reads the
+        // last position afresh.
+        while notifications.try_recv().is_ok() {}
     }
     driver.abort();
 }

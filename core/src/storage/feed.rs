@@ -23,6 +23,8 @@ pub struct FeedSignal {
 struct SignalState {
     last: u64,
     waiters: Vec<oneshot::Sender<()>>,
+    /// Told when a reader starts waiting (see [`FeedSignal::someone_waits`]).
+    watchers: Vec<oneshot::Sender<()>>,
 }
 
 impl FeedSignal {
@@ -32,6 +34,7 @@ impl FeedSignal {
             state: Mutex::new(SignalState {
                 last,
                 waiters: Vec::new(),
+                watchers: Vec::new(),
             }),
         }
     }
@@ -66,19 +69,40 @@ impl FeedSignal {
         !state.waiters.is_empty()
     }
 
+    /// Resolves once some reader waits: at once if one does. An adapter
+    /// that learns of other processes' commits only while someone waits
+    /// (say, by listening to the database) starts then.
+    pub fn someone_waits(&self) -> impl Future<Output = ()> + Send + 'static {
+        let receiver = if self.has_waiters() {
+            None
+        } else {
+            let (sender, receiver) = oneshot::channel();
+            self.lock().watchers.push(sender);
+            Some(receiver)
+        };
+        async move {
+            if let Some(receiver) = receiver {
+                let _ = receiver.await;
+            }
+        }
+    }
+
     /// Resolves once the feed reaches past `after`: at once if it already
     /// does. Dropping the future frees its place.
     pub fn wait(&self, after: u64) -> impl Future<Output = ()> + Send + 'static {
-        let receiver = {
+        let (receiver, watchers) = {
             let mut state = self.lock();
             if state.last > after {
-                None
+                (None, Vec::new())
             } else {
                 let (sender, receiver) = oneshot::channel();
                 state.waiters.push(sender);
-                Some(receiver)
+                (Some(receiver), std::mem::take(&mut state.watchers))
             }
         };
+        for watcher in watchers {
+            let _ = watcher.send(());
+        }
         async move {
             if let Some(receiver) = receiver {
                 // A dropped sender (the adapter closing) ends the wait too.
@@ -114,5 +138,20 @@ mod tests {
         assert!(!signal.has_waiters());
         drop(signal.wait(10));
         assert!(!signal.has_waiters(), "a dropped wait frees its place");
+    }
+
+    #[test]
+    fn a_watcher_learns_when_a_reader_starts_waiting() {
+        let signal = FeedSignal::new(3);
+        let mut watching = Box::pin(signal.someone_waits());
+        assert!(watching.as_mut().now_or_never().is_none());
+        drop(signal.wait(2)); // the feed is past 2 already: no one waits
+        assert!(watching.as_mut().now_or_never().is_none());
+        let _waiting = signal.wait(3);
+        block_on(watching);
+        assert!(
+            signal.someone_waits().now_or_never().is_some(),
+            "one waits now"
+        );
     }
 }
