@@ -357,11 +357,11 @@ fn create_database(base: &str) -> Result<TestDatabase, String> {
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
     execute(
-        &format!("{base} dbname=postgres"),
+        &with_database(base, "postgres"),
         &format!("CREATE DATABASE {name}"),
     )?;
     Ok(TestDatabase {
-        connection: format!("{base} dbname={name}"),
+        connection: with_database(base, &name),
         name,
     })
 }
@@ -401,6 +401,18 @@ fn server_binaries() -> Result<PathBuf, String> {
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// `base` (key=value pairs, or a `postgres://` URL as in [`URL_VAR`]) naming
+/// the database `name`.
+fn with_database(base: &str, name: &str) -> String {
+    if base.starts_with("postgres://") || base.starts_with("postgresql://") {
+        // A query parameter is read after the URL's path, so it wins.
+        let separator = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{separator}dbname={name}")
+    } else {
+        format!("{base} dbname={name}")
+    }
 }
 
 /// Runs `statements` (one or several, as a simple query) on the database
