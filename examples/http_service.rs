@@ -11,7 +11,7 @@
 //! (default: `http.sqlite3` in the examples' private folder, see
 //! `userstate_examples::backend::default_dir`; the specs are those of
 //! `userstate_examples::backend::open`), `--listen ADDR` (default
-//! 127.0.0.1:8080), `--tokens FILE` (see `userstate_examples::http::Tokens`),
+//! 127.0.0.1:8080), `--tokens FILE` (see `userstate_http::Tokens`),
 //! `--demo` (demo organisations, users and tokens, and curl commands to
 //! try). Several instances on one PostgreSQL database serve the same users,
 //! each command decided on what all of them committed. Logs go to stderr;
@@ -26,9 +26,9 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
-use userstate::UserRepository;
-use userstate_examples::backend;
-use userstate_examples::http::{self, AppState, Tokens};
+use userstate::{UserRepository, UserService};
+use userstate_examples::{backend, demo};
+use userstate_http::Tokens;
 
 const USAGE: &str = "\
 usage: http_service [--db SPEC] [--listen ADDR] [--tokens FILE] [--demo]
@@ -114,14 +114,15 @@ async fn run(options: Options) -> Result<(), String> {
         Some(path) => Tokens::load(path)?,
         None => Tokens::new(),
     };
-    let state = if options.demo {
-        http::demo(repository, tokens)
+    let (service, tokens) = if options.demo {
+        demo::demo(repository, tokens)
             .await
             .map_err(|e| format!("demo setup: {e}"))?
     } else if tokens.is_empty() {
         return Err("no tokens: pass --tokens FILE or --demo".to_owned());
     } else {
-        AppState::new(repository, tokens)
+        let grants = Arc::new(tokens.authorizer());
+        (UserService::new(repository, grants), tokens)
     };
     let listener = TcpListener::bind(options.listen)
         .await
@@ -129,11 +130,11 @@ async fn run(options: Options) -> Result<(), String> {
     let address = listener
         .local_addr()
         .map_err(|e| format!("listening socket: {e}"))?;
-    tracing::info!(%address, tokens = state.tokens().len(), "serving");
+    tracing::info!(%address, tokens = tokens.len(), "serving");
     if options.demo {
-        println!("{}", http::demo_curl_commands(&format!("http://{address}")));
+        println!("{}", demo::demo_curl_commands(&format!("http://{address}")));
     }
-    axum::serve(listener, http::router(state))
+    axum::serve(listener, userstate_http::router(service, tokens))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("server: {e}"))?;

@@ -5,7 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
-pub mod http;
+pub mod demo;
 
 /// Compiles and runs the README's code blocks as doctests, so the README
 /// cannot drift from the API.

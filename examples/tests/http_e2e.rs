@@ -9,9 +9,9 @@ use reqwest::{Method, RequestBuilder};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use userstate::{ManualClock, Timestamp, UserRepository};
-use userstate_examples::backend;
-use userstate_examples::http::{self, AppState, Tokens, ORG_HEADER};
+use userstate::{ManualClock, Timestamp, UserRepository, UserService};
+use userstate_examples::{backend, demo};
+use userstate_http::{Tokens, ORG_HEADER};
 
 /// Every test runs on its own temporary SQLite file, the service's default
 /// backend, under cargo's per-target scratch folder.
@@ -66,16 +66,17 @@ impl Drop for Server {
 
 impl Server {
     async fn start() -> Server {
-        let state = AppState::new(fresh_backend(), Tokens::from_json(TOKENS).unwrap());
-        Server::serve(state).await
+        let tokens = Tokens::from_json(TOKENS).unwrap();
+        let service = UserService::new(fresh_backend(), Arc::new(tokens.authorizer()));
+        Server::serve((service, tokens)).await
     }
 
-    async fn serve(state: AppState) -> Server {
+    async fn serve((service, tokens): (UserService, Tokens)) -> Server {
         let clock = ManualClock::new(Timestamp::parse_rfc3339(T0).unwrap());
-        let state = state.with_clock(Arc::new(clock.clone()));
+        let service = service.with_clock(Arc::new(clock.clone()));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let app = http::router(state);
+        let app = userstate_http::router(service, tokens);
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -1263,11 +1264,11 @@ async fn concurrent_locks_on_one_user_succeed_exactly_once() {
 #[tokio::test]
 async fn the_demo_serves_its_organisations_users_and_tokens() {
     let repository = fresh_backend();
-    http::demo(Arc::clone(&repository), Tokens::new())
+    demo::demo(Arc::clone(&repository), Tokens::new())
         .await
         .unwrap();
     // Setting it up again on the same storage keeps what is there.
-    let state = http::demo(repository, Tokens::from_json(TOKENS).unwrap())
+    let state = demo::demo(repository, Tokens::from_json(TOKENS).unwrap())
         .await
         .unwrap();
     let s = Server::serve(state).await;
@@ -1304,7 +1305,7 @@ async fn the_demo_serves_its_organisations_users_and_tokens() {
     let (status, _) = s.get("/management/v1/users/alice", WRITER).await;
     assert_eq!(status, 200);
 
-    let commands = http::demo_curl_commands(&s.base);
+    let commands = demo::demo_curl_commands(&s.base);
     assert!(commands.contains(&format!("{}/management/v1/users/alice/_lock", s.base)));
     assert!(commands.contains("Bearer acme-admin-token"));
 }

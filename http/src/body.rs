@@ -1,4 +1,4 @@
-//! Request bodies: JSON of at most [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES)
+//! Request bodies: JSON of at most [`MAX_BODY_BYTES`](crate::MAX_BODY_BYTES)
 //! bytes, where an empty body counts as `{}`, and every failure is an error
 //! body rather than axum's plain-text rejections.
 
@@ -10,8 +10,8 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
-use super::error::{ids, HttpError};
-use super::MAX_BODY_BYTES;
+use crate::error::{ids, HttpError};
+use crate::MAX_BODY_BYTES;
 
 /// A JSON request body deserialised into `T`.
 ///

@@ -1,10 +1,32 @@
-//! The HTTP service example: the library behind the seeds' endpoints
-//! (Management API v1, Resources API v3alpha) and ZITADEL's v2 User service
-//! in Connect's JSON form, on axum.
+//! `userstate-http`: the seeds' HTTP API of `userstate` as an axum
+//! [`Router`] a host mounts next to its own routes, behind its own
+//! authentication: the Management API v1, the Resources API v3alpha,
+//! ZITADEL's v2 User service in Connect's JSON form, lockout policies and
+//! the Event API with its stream.
 //!
-//! Callers authenticate with `Authorization: Bearer <token>` (see
-//! [`Tokens`]); the optional [`ORG_HEADER`] names the organisation a request
-//! targets, by default the caller's own. A user of another organisation is
+//! ```no_run
+//! use std::sync::Arc;
+//! use axum::routing::get;
+//! use userstate::{InMemoryRepository, UserService};
+//! use userstate_http::Tokens;
+//!
+//! # async fn serve() -> std::io::Result<()> {
+//! let tokens = Tokens::from_json(r#"{"s3cret": {"userId": "admin", "orgId": "acme",
+//!     "grants": {"acme": ["user.read", "user.write"]}}}"#).unwrap();
+//! let service = UserService::new(Arc::new(InMemoryRepository::new()), Arc::new(tokens.authorizer()));
+//! let app = axum::Router::new()
+//!     .route("/healthz", get(|| async { "ok" }))        // the host's own route
+//!     .merge(userstate_http::router(service, tokens));  // every userstate endpoint
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+//!
+//! Every request is authenticated first ([`Authenticate`], which the host
+//! implements; [`Tokens`] is a bearer-token table for demos and tests), so
+//! nothing, not even an unknown path, is answered to a caller without
+//! credentials but 401. The optional [`ORG_HEADER`] names the organisation
+//! a request targets, by default the caller's own. A user of another organisation is
 //! answered like a user that does not exist (404), never 403.
 //!
 //! | endpoint | permission | 200 body |
@@ -34,7 +56,6 @@
 mod auth;
 mod body;
 mod connect;
-mod demo;
 mod error;
 mod events;
 mod management;
@@ -48,56 +69,48 @@ use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{
+    DefaultMakeSpan, DefaultOnFailure, DefaultOnRequest, DefaultOnResponse, TraceLayer,
+};
 use tracing::Level;
-use userstate::{Clock, UserRepository, UserService};
+use userstate::UserService;
 
-pub use auth::{Tokens, ORG_HEADER};
-pub use demo::{demo, demo_curl_commands};
+pub use auth::{Authenticate, Tokens, ORG_HEADER};
 pub use error::{ids, HttpError};
 
 /// The largest request body accepted (64 KiB); a larger one is answered 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// What every handler shares: the user service and the token table it
-/// authenticates against. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct AppState {
+/// What every handler shares: the user service and how callers are
+/// authenticated. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct AppState {
     service: UserService,
-    tokens: Arc<Tokens>,
+    auth: Arc<dyn Authenticate>,
 }
 
 impl AppState {
-    /// A service on `repository` that accepts `tokens` and grants what they
-    /// grant, using the system clock and the default lockout policy (never lock).
-    pub fn new(repository: Arc<dyn UserRepository>, tokens: Tokens) -> Self {
-        AppState {
-            service: UserService::new(repository, Arc::new(tokens.authorizer())),
-            tokens: Arc::new(tokens),
-        }
-    }
-
-    /// Replaces the service's clock (tests use a [`userstate::ManualClock`]).
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.service = self.service.with_clock(clock);
-        self
-    }
-
     /// The user service behind the endpoints.
-    pub fn service(&self) -> &UserService {
+    pub(crate) fn service(&self) -> &UserService {
         &self.service
-    }
-
-    /// The accepted tokens.
-    pub fn tokens(&self) -> &Tokens {
-        &self.tokens
     }
 }
 
-/// The service's routes, with request logging (`tracing`, requests and
-/// responses at INFO), the body limit, panics turned into 500 error bodies,
-/// and error bodies for unknown routes (404) and methods (405).
-pub fn router(state: AppState) -> Router {
+/// Every endpoint, on `service`, with callers authenticated by `auth`:
+/// each request is authenticated before anything else (401 with the
+/// seeds' error body otherwise), bodies are limited to
+/// [`MAX_BODY_BYTES`], a handler that panics answers 500 with an error
+/// body, and unknown routes (404) and methods (405) get error bodies too.
+///
+/// Requests are traced (`tracing`, a span per request; requests and
+/// responses at DEBUG, so a client's mistakes never fill a log at INFO);
+/// the server's own faults (Internal, Unavailable) are logged at ERROR and
+/// WARN as they are answered.
+pub fn router(service: UserService, auth: impl Authenticate) -> Router {
+    let state = AppState {
+        service,
+        auth: Arc::new(auth),
+    };
     Router::new()
         .merge(management::routes())
         .merge(resources::routes())
@@ -105,12 +118,18 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .fallback(|| async { HttpError::route_not_found() })
         .method_not_allowed_fallback(|| async { HttpError::method_not_allowed() })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate_every_request,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                .on_request(DefaultOnRequest::new().level(Level::DEBUG))
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         )
         .with_state(state)
 }

@@ -16,7 +16,7 @@ pub mod ids {
     pub const UNAUTHENTICATED: &str = "USER-UNAUTHENTICATED";
     /// The body is not JSON, or not the JSON this endpoint takes (400, code 3).
     pub const INVALID_BODY: &str = "USER-ARG-BODY";
-    /// The body is larger than [`crate::http::MAX_BODY_BYTES`] (413, code 8).
+    /// The body is larger than [`crate::MAX_BODY_BYTES`] (413, code 8).
     pub const BODY_TOO_LARGE: &str = "USER-ARG-BODY-SIZE";
     /// The body's `Content-Type` is not JSON (415, code 3).
     pub const CONTENT_TYPE: &str = "USER-ARG-CONTENT-TYPE";
@@ -62,8 +62,9 @@ impl HttpError {
         Error::new(ErrorKind::InvalidArgument, id, message.into()).into()
     }
 
-    /// 401, code 16: no caller could be established.
-    pub(crate) fn unauthenticated(message: &'static str) -> Self {
+    /// 401, code 16: no caller could be established (for a host's
+    /// [`Authenticate`](crate::Authenticate)).
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
         Self::with_code(
             StatusCode::UNAUTHORIZED,
             UNAUTHENTICATED,

@@ -9,7 +9,7 @@ use userstate::{
     UserRepository, UserService,
 };
 
-use super::{AppState, Tokens};
+use userstate_http::Tokens;
 
 const ALL: &[Permission] = &[
     Permission::Read,
@@ -115,23 +115,25 @@ const DEMO_USERS: [DemoUser; 4] = [
 ///
 /// # Errors
 /// An error of the backend while creating the users.
-pub async fn demo(repository: Arc<dyn UserRepository>, extra: Tokens) -> Result<AppState, Error> {
+pub async fn demo(
+    repository: Arc<dyn UserRepository>,
+    extra: Tokens,
+) -> Result<(UserService, Tokens), Error> {
     let mut tokens = demo_tokens()?;
     tokens.extend(extra);
-    let state = AppState::new(repository, tokens);
+    let service = UserService::new(repository, Arc::new(tokens.authorizer()));
     let root = Caller::new(UserId::new("root")?, OrgId::new("acme")?);
     for demo in DEMO_USERS {
         let caller = root.clone().in_org(OrgId::new(demo.org)?);
         let user = UserId::new(demo.id)?;
-        if create_if_new(state.service(), &caller, &user, demo.state).await? && demo.locked {
+        if create_if_new(&service, &caller, &user, demo.state).await? && demo.locked {
             let reason = Reason::new("suspicious sign-in from a new country")?;
-            state
-                .service()
+            service
                 .lock(&caller, &user, LockRequest::new().reason(reason))
                 .await?;
         }
     }
-    Ok(state)
+    Ok((service, tokens))
 }
 
 fn demo_tokens() -> Result<Tokens, Error> {

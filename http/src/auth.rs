@@ -1,19 +1,57 @@
-//! Who is calling: a table of bearer tokens, each naming a caller and its
-//! grants, and the org header that picks the organisation a request targets.
+//! Who is calling: the [`Authenticate`] trait a host implements, a table of
+//! bearer tokens that implements it, the org header that picks the
+//! organisation a request targets, and the layer that authenticates every
+//! request before it is routed.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::Path;
 
-use axum::extract::FromRequestParts;
+use async_trait::async_trait;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 use userstate::{Caller, Grants, InMemoryAuthorizer, OrgId, Permission, UserId};
 
-use super::error::HttpError;
-use super::AppState;
+use crate::error::HttpError;
+use crate::AppState;
+
+/// How a host tells who is calling: from a request's head (method, path,
+/// headers) to the [`Caller`], in its own organisation (the router applies
+/// [`ORG_HEADER`] after), or the error to answer: typically
+/// [`HttpError::unauthenticated`] (401).
+///
+/// ```
+/// use async_trait::async_trait;
+/// use axum::http::request::Parts;
+/// use userstate::{Caller, OrgId, UserId};
+/// use userstate_http::{Authenticate, HttpError};
+///
+/// /// Trusts the user a front proxy has authenticated.
+/// struct FromProxy;
+///
+/// #[async_trait]
+/// impl Authenticate for FromProxy {
+///     async fn authenticate(&self, parts: &Parts) -> Result<Caller, HttpError> {
+///         let user = parts.headers.get("x-authenticated-user").and_then(|v| v.to_str().ok());
+///         let user = user.ok_or_else(|| HttpError::unauthenticated("no authenticated user"))?;
+///         Ok(Caller::new(UserId::new(user)?, OrgId::new("acme")?))
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Authenticate: Send + Sync + 'static {
+    /// The caller of the request whose head is `parts`.
+    ///
+    /// # Errors
+    /// The answer to give instead: 401 for missing or unknown credentials.
+    async fn authenticate(&self, parts: &Parts) -> Result<Caller, HttpError>;
+}
 
 /// The header naming the organisation a request targets (the seeds' org
 /// header); without it, a request targets the caller's own organisation.
@@ -42,7 +80,7 @@ pub const ORG_HEADER: &str = "x-zitadel-orgid";
 /// their grants.
 ///
 /// ```
-/// use userstate_examples::http::Tokens;
+/// use userstate_http::Tokens;
 /// let tokens = Tokens::from_json(r#"{"t1": {"userId": "u1", "orgId": "acme"}}"#).unwrap();
 /// assert_eq!(tokens.caller("t1").unwrap().user_id.as_str(), "u1");
 /// assert!(tokens.caller("t2").is_none());
@@ -150,9 +188,17 @@ impl Tokens {
         held.instance.extend(grants.instance);
     }
 
-    /// The caller a token stands for.
+    /// The caller a token stands for. Every known token is compared with
+    /// `token` in constant time, so how long this takes tells nothing of
+    /// how much of a token was right (only, at most, of its length).
     pub fn caller(&self, token: &str) -> Option<&Caller> {
-        self.callers.get(token)
+        let mut found = None;
+        for (known, caller) in &self.callers {
+            if bool::from(known.as_bytes().ct_eq(token.as_bytes())) {
+                found = Some(caller);
+            }
+        }
+        found
     }
 
     /// The number of tokens.
@@ -175,43 +221,71 @@ impl Tokens {
     }
 }
 
-/// The caller of a request, targeting the organisation of the org header.
-///
-/// Rejects with 401 (code 16) without a known bearer token, and with 400 for
-/// an org header that is not a valid organisation id.
-#[derive(Debug, Clone)]
-pub(crate) struct Authenticated(pub Caller);
-
-impl FromRequestParts<AppState> for Authenticated {
-    type Rejection = HttpError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        authenticate(state.tokens(), &parts.headers).map(Authenticated)
+/// Accepts `Authorization: Bearer <token>` for the tokens of the table.
+#[async_trait]
+impl Authenticate for Tokens {
+    async fn authenticate(&self, parts: &Parts) -> Result<Caller, HttpError> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            HttpError::unauthenticated("Authorization with a bearer token is required")
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or_else(|| HttpError::unauthenticated("Authorization must be Bearer <token>"))?;
+        self.caller(token)
+            .cloned()
+            .ok_or_else(|| HttpError::unauthenticated("Bearer token is not valid"))
     }
 }
 
-/// Finds the caller of the bearer token in `headers` and applies the org header.
+/// The caller of a request, targeting the organisation of the org header,
+/// as [`authenticate_every_request`] found it.
+#[derive(Debug, Clone)]
+pub(crate) struct Authenticated(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Authenticated>()
+            .cloned()
+            .ok_or_else(|| HttpError::unauthenticated("Authorization is required"))
+    }
+}
+
+/// The layer in front of every route, the fallbacks included: a request is
+/// authenticated before it is routed, so a caller without credentials
+/// learns nothing, not even which paths exist.
+pub(crate) async fn authenticate_every_request(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let caller = match state.auth.authenticate(&parts).await {
+        Ok(caller) => in_target_org(caller, &parts.headers),
+        Err(refused) => Err(refused),
+    };
+    match caller {
+        Ok(caller) => {
+            parts.extensions.insert(Authenticated(caller));
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(refused) if crate::connect::is_connect_path(parts.uri.path()) => refused.into_connect(),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// `caller`, targeting the organisation the org header names.
 ///
 /// # Errors
-/// 401 without a known bearer token; 400 for an invalid org header.
-pub(crate) fn authenticate(tokens: &Tokens, headers: &HeaderMap) -> Result<Caller, HttpError> {
-    let header = headers.get(AUTHORIZATION).ok_or_else(|| {
-        HttpError::unauthenticated("Authorization with a bearer token is required")
-    })?;
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .ok_or_else(|| HttpError::unauthenticated("Authorization must be Bearer <token>"))?;
-    let caller = tokens
-        .caller(token)
-        .cloned()
-        .ok_or_else(|| HttpError::unauthenticated("Bearer token is not valid"))?;
+/// 400 for an org header that is not a valid organisation id.
+fn in_target_org(caller: Caller, headers: &HeaderMap) -> Result<Caller, HttpError> {
     match headers.get(ORG_HEADER) {
         None => Ok(caller),
         Some(value) => {

@@ -5,7 +5,7 @@ use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use userstate::UserId;
 
-use super::error::{ids, HttpError};
+use crate::error::{ids, HttpError};
 
 /// The `{id}` segment of the path.
 ///

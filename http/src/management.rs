@@ -16,11 +16,11 @@ use userstate::{
     UserState, MAX_PAGE_SIZE,
 };
 
-use super::auth::Authenticated;
-use super::body::{self, JsonBody};
-use super::error::HttpError;
-use super::path::UserPath;
-use super::AppState;
+use crate::auth::Authenticated;
+use crate::body::{self, JsonBody};
+use crate::error::HttpError;
+use crate::path::UserPath;
+use crate::AppState;
 
 /// Handler results: a JSON body, or an error body.
 type Reply<T> = Result<Json<T>, HttpError>;

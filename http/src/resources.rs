@@ -6,12 +6,12 @@ use axum::routing::post;
 use axum::{Json, Router};
 use userstate::wire::{DetailsBody, V3Details};
 
-use super::auth::Authenticated;
-use super::body::JsonBody;
-use super::error::HttpError;
-use super::management::{LockArguments, ReasonArguments};
-use super::path::UserPath;
-use super::AppState;
+use crate::auth::Authenticated;
+use crate::body::JsonBody;
+use crate::error::HttpError;
+use crate::management::{LockArguments, ReasonArguments};
+use crate::path::UserPath;
+use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()

@@ -10,13 +10,19 @@ use serde::{Deserialize, Serialize};
 use userstate::wire::{DetailsBody, V1Details};
 use userstate::{LockRequest, UserId};
 
-use super::auth::authenticate;
-use super::body;
-use super::error::HttpError;
-use super::AppState;
+use crate::auth::Authenticated;
+use crate::body;
+use crate::error::HttpError;
+use crate::AppState;
 
 /// The service's path prefix.
 const SERVICE: &str = "/zitadel.user.v2.UserService";
+
+/// Whether `path` is one of the Connect service's, whose errors take
+/// Connect's form.
+pub(crate) fn is_connect_path(path: &str) -> bool {
+    path.starts_with(SERVICE)
+}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route(&format!("{SERVICE}/{{method}}"), post(call))
@@ -85,7 +91,11 @@ async fn dispatch(state: &AppState, request: Request) -> Result<Response, HttpEr
         .ok_or_else(|| HttpError::unimplemented(format!("{SERVICE}/{name} is not implemented")))?;
     // The v2 API carries no organisation: a user is addressed by id alone,
     // in whichever organisation the caller may see it.
-    let caller = authenticate(state.tokens(), request.headers())?.by_id();
+    let caller = request
+        .extensions()
+        .get::<Authenticated>()
+        .map(|Authenticated(caller)| caller.clone().by_id())
+        .ok_or_else(|| HttpError::unauthenticated("Authorization is required"))?;
     let bytes = body::read(request).await?;
     let UserRequest { user_id } = body::parse(&bytes)?;
     let user = UserId::new(user_id)?;

@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use userstate::{FeedEvent, FeedQuery, OrgId, Timestamp, UserId, MAX_PAGE_SIZE};
 
-use super::auth::Authenticated;
-use super::body::{self, JsonBody};
-use super::error::HttpError;
-use super::management::payload;
-use super::AppState;
+use crate::auth::Authenticated;
+use crate::body::{self, JsonBody};
+use crate::error::HttpError;
+use crate::management::payload;
+use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
