@@ -23,15 +23,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 use userstate::{UserRepository, UserService};
 use userstate_examples::{backend, demo};
-use userstate_http::Tokens;
+use userstate_http::{ServeOptions, Tokens};
 
 const USAGE: &str = "\
 usage: http_service [--db SPEC] [--listen ADDR] [--tokens FILE] [--demo]
+                    [--header-timeout SECS] [--body-timeout SECS] [--max-connections N]
 
   --db SPEC      storage backend: sqlite:PATH, sled:PATH, memory,
                  postgres://URL (or postgresql://URL) or postgres:CONNSTRING
@@ -40,7 +42,10 @@ usage: http_service [--db SPEC] [--listen ADDR] [--tokens FILE] [--demo]
                  (default: sqlite:<local data dir>/userstate-examples/http.sqlite3)
   --listen ADDR  address to serve on (default 127.0.0.1:8080)
   --tokens FILE  bearer tokens: {\"TOKEN\": {\"userId\", \"orgId\", \"grants\"?, \"instanceGrants\"?}}
-  --demo         organisations acme and globex with users and tokens, and curl commands";
+  --demo         organisations acme and globex with users and tokens, and curl commands
+  --header-timeout SECS  close a connection whose request head takes longer (default 10)
+  --body-timeout SECS    answer 408 to a body that takes longer (default 30)
+  --max-connections N    connections open at once; more wait to be accepted (default 512)";
 
 /// The command line.
 #[derive(Debug)]
@@ -49,6 +54,7 @@ struct Options {
     listen: SocketAddr,
     tokens: Option<PathBuf>,
     demo: bool,
+    serve: ServeOptions,
 }
 
 impl Options {
@@ -58,6 +64,14 @@ impl Options {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tokens: None,
             demo: false,
+            serve: ServeOptions::default(),
+        };
+        let seconds = |flag: &str, text: String| -> Result<Duration, String> {
+            let seconds: f64 = text.parse().map_err(|e| format!("{flag} {text:?}: {e}"))?;
+            Duration::try_from_secs_f64(seconds)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| format!("{flag} {text:?}: a positive number of seconds"))
         };
         while let Some(flag) = args.next() {
             let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -71,6 +85,17 @@ impl Options {
                 }
                 "--tokens" => options.tokens = Some(PathBuf::from(value()?)),
                 "--demo" => options.demo = true,
+                "--header-timeout" => {
+                    options.serve.header_read_timeout = seconds(&flag, value()?)?;
+                }
+                "--body-timeout" => options.serve.request_body_timeout = seconds(&flag, value()?)?,
+                "--max-connections" => {
+                    let text = value()?;
+                    options.serve.max_connections =
+                        text.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                            format!("--max-connections {text:?}: a positive number")
+                        })?;
+                }
                 "-h" | "--help" => return Err(String::new()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -134,8 +159,8 @@ async fn run(options: Options) -> Result<(), String> {
     if options.demo {
         println!("{}", demo::demo_curl_commands(&format!("http://{address}")));
     }
-    axum::serve(listener, userstate_http::router(service, tokens))
-        .with_graceful_shutdown(shutdown_signal())
+    let app = userstate_http::router(service, tokens);
+    userstate_http::serve(listener, app, options.serve, shutdown_signal())
         .await
         .map_err(|e| format!("server: {e}"))?;
     tracing::info!("stopped");

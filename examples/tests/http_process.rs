@@ -1,6 +1,7 @@
 //! The HTTP service as a real process on a real SQLite file: a lockout
-//! policy set before a restart is in force after it, and a client
-//! following the event stream receives a lock another client makes.
+//! policy set before a restart is in force after it, a client following
+//! the event stream receives a lock another client makes, and clients that
+//! open connections and never finish a request cannot starve it.
 
 mod common;
 
@@ -109,4 +110,36 @@ async fn a_client_following_the_stream_receives_a_lock_made_by_another() {
     }
     assert!(received.contains(r#""reason":"phishing""#), "{received}");
     assert!(received.contains("id: 2"), "{received}");
+}
+
+/// 300 connections that send half a request line and hold on, far more
+/// than the service's cap of 32: the service closes them as their header
+/// timeout passes and answers a legitimate request meanwhile.
+#[tokio::test]
+async fn half_open_connections_beyond_the_cap_do_not_starve_the_service() {
+    use tokio::io::AsyncWriteExt;
+    let (_dir, db, tokens) = files();
+    let service = Service::start_with(
+        &db,
+        &tokens,
+        &["--max-connections", "32", "--header-timeout", "1"],
+    );
+    let host = service.base.trim_start_matches("http://").to_owned();
+    let mut attackers = Vec::new();
+    for _ in 0..300 {
+        let mut socket = tokio::net::TcpStream::connect(&host).await.unwrap();
+        // Accepted or queued, it holds the line open half written.
+        let _ = socket.write_all(b"GET /management/v1/us").await;
+        attackers.push(socket);
+    }
+    let (status, body) = service
+        .call(
+            reqwest::Method::POST,
+            "/management/v1/users/_search",
+            "admin-token",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    drop(attackers);
 }

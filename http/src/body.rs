@@ -43,8 +43,22 @@ pub(crate) async fn read(request: Request) -> Result<Bytes, HttpError> {
         .await
         .map_err(|rejection| match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => HttpError::body_too_large(MAX_BODY_BYTES),
+            _ if timed_out(&rejection) => HttpError::body_timeout(),
             _ => HttpError::invalid(ids::INVALID_BODY, rejection.body_text()),
         })
+}
+
+/// Whether reading the body failed because the client did not send it
+/// within [`ServeOptions::request_body_timeout`](crate::ServeOptions).
+fn timed_out(rejection: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(rejection);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Parses a body as `T`; an empty (or all-whitespace) body counts as `{}`.

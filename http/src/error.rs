@@ -18,6 +18,8 @@ pub mod ids {
     pub const INVALID_BODY: &str = "USER-ARG-BODY";
     /// The body is larger than [`crate::MAX_BODY_BYTES`] (413, code 8).
     pub const BODY_TOO_LARGE: &str = "USER-ARG-BODY-SIZE";
+    /// The body did not arrive within the server's body timeout (408, code 4).
+    pub const BODY_TIMEOUT: &str = "USER-BODY-TIMEOUT";
     /// The body's `Content-Type` is not JSON (415, code 3).
     pub const CONTENT_TYPE: &str = "USER-ARG-CONTENT-TYPE";
     /// A path segment cannot be decoded (400, code 3).
@@ -31,6 +33,7 @@ pub mod ids {
 }
 
 /// gRPC codes the library's [`ErrorKind`]s do not cover.
+const DEADLINE_EXCEEDED: u16 = 4;
 const RESOURCE_EXHAUSTED: u16 = 8;
 const UNIMPLEMENTED: u16 = 12;
 const UNAUTHENTICATED: u16 = 16;
@@ -80,6 +83,16 @@ impl HttpError {
             RESOURCE_EXHAUSTED,
             ids::BODY_TOO_LARGE,
             format!("request body must be at most {limit} bytes"),
+        )
+    }
+
+    /// 408, code 4 (DEADLINE_EXCEEDED): the body did not arrive in time.
+    pub(crate) fn body_timeout() -> Self {
+        Self::with_code(
+            StatusCode::REQUEST_TIMEOUT,
+            DEADLINE_EXCEEDED,
+            ids::BODY_TIMEOUT,
+            "the request body was not received in time",
         )
     }
 

@@ -61,6 +61,7 @@ mod events;
 mod management;
 mod path;
 mod resources;
+mod serve;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -77,6 +78,10 @@ use userstate::UserService;
 
 pub use auth::{Authenticate, Tokens, ORG_HEADER};
 pub use error::{ids, HttpError};
+pub use serve::{
+    serve, ServeOptions, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REQUEST_BODY_TIMEOUT,
+};
 
 /// The largest request body accepted (64 KiB); a larger one is answered 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -48,9 +48,15 @@ impl Service {
     /// # Panics
     /// When the service ends before it serves, with what it logged.
     pub fn start(spec: &str, tokens: &Path) -> Service {
+        Service::start_with(spec, tokens, &[])
+    }
+
+    /// [`Service::start`] with more flags.
+    pub fn start_with(spec: &str, tokens: &Path, flags: &[&str]) -> Service {
         let mut child = Command::new(example("http_service"))
             .args(["--db", spec, "--listen", "127.0.0.1:0", "--tokens"])
             .arg(tokens)
+            .args(flags)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
