@@ -111,6 +111,22 @@ impl LockRequest {
 }
 
 impl Command {
+    /// The command's name, for logs and traces: `create`, `lock`,
+    /// `record_check`, ... (never its arguments).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Create { .. } => "create",
+            Command::CompleteInitialisation => "complete_initialisation",
+            Command::Lock(_) => "lock",
+            Command::Unlock { .. } => "unlock",
+            Command::Deactivate { .. } => "deactivate",
+            Command::Reactivate { .. } => "reactivate",
+            Command::Remove { .. } => "remove",
+            Command::RecordCheck { .. } => "record_check",
+            Command::ChangePassword => "change_password",
+        }
+    }
+
     /// The permission the caller needs in the targeted organisation.
     pub fn permission(&self) -> Permission {
         match self {

@@ -69,6 +69,7 @@ mod query;
 mod service;
 mod state;
 mod timestamp;
+mod trace;
 mod user;
 
 pub mod storage;

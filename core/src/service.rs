@@ -367,6 +367,16 @@ impl UserService {
         user: &UserId,
         command: &Command,
     ) -> Result<(User, LockoutPolicy)> {
+        let decided = self.decide_and_write(caller, user, command);
+        crate::trace::command(command.name(), caller.target(), user, decided).await
+    }
+
+    async fn decide_and_write(
+        &self,
+        caller: &Caller,
+        user: &UserId,
+        command: &Command,
+    ) -> Result<(User, LockoutPolicy)> {
         let now = self.clock.now();
         command.validate(now)?;
         let creating = matches!(command, Command::Create { .. });
@@ -394,7 +404,10 @@ impl UserService {
         } else {
             Scope::Org(org.clone())
         };
-        for _ in 0..=self.conflict_retries {
+        for attempt in 0..=self.conflict_retries {
+            if attempt > 0 {
+                crate::trace::retried(attempt);
+            }
             let decide = decision(
                 command.clone(),
                 user,

@@ -317,6 +317,7 @@ impl<W: BatchWriter> Shared<W> {
             return;
         }
         let size = updates.len();
+        let started = std::time::Instant::now();
         let outcomes =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.commit(updates)))
                 .unwrap_or_else(|_| vec![Err(Error::internal("the write panicked")); size]);
@@ -324,6 +325,7 @@ impl<W: BatchWriter> Shared<W> {
             .iter()
             .filter(|outcome| matches!(outcome, Err(e) if e.kind() == ErrorKind::Conflict))
             .count();
+        crate::trace::batch_committed(size, conflicts, started.elapsed());
         self.commands.fetch_add(size as u64, Ordering::Relaxed);
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.conflicts
