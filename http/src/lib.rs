@@ -80,7 +80,7 @@ pub use auth::{Authenticate, Tokens, ORG_HEADER};
 pub use error::{ids, HttpError};
 pub use serve::{
     serve, ServeOptions, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_REQUEST_BODY_TIMEOUT,
+    DEFAULT_REQUEST_BODY_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
 };
 
 /// The largest request body accepted (64 KiB); a larger one is answered 413.

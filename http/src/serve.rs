@@ -13,6 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 /// The bounds [`serve`] puts on clients. The defaults suit a public
@@ -30,6 +31,10 @@ pub struct ServeOptions {
     pub request_body_timeout: Duration,
     /// The most connections open at once; more wait to be accepted.
     pub max_connections: usize,
+    /// After the shutdown signal, how long the requests in flight may take
+    /// to finish; connections still open then (an event stream followed
+    /// for good, say) are closed.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServeOptions {
@@ -38,6 +43,7 @@ impl Default for ServeOptions {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             request_body_timeout: DEFAULT_REQUEST_BODY_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -48,10 +54,12 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// [`ServeOptions::max_connections`] unless told otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// [`ServeOptions::shutdown_grace`] unless told otherwise.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves `app` on `listener` over HTTP/1.1 within `options`' bounds until
 /// `shutdown` resolves; then stops accepting, lets the requests in flight
-/// finish, and returns.
+/// finish within [`ServeOptions::shutdown_grace`], and returns.
 ///
 /// # Errors
 /// None once serving: a failed accept (out of file descriptors, say) is
@@ -65,8 +73,11 @@ pub async fn serve(
     let app = app.layer(RequestBodyTimeoutLayer::new(options.request_body_timeout));
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // Finished connections are reaped as new ones come.
+        while connections.try_join_next().is_some() {}
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
@@ -88,7 +99,7 @@ pub async fn serve(
         let connection =
             http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             // A client that went away or timed out is no fault of ours.
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended");
@@ -97,6 +108,12 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::info!("connections still open after the shutdown grace are closed");
+    }
+    connections.shutdown().await;
     Ok(())
 }

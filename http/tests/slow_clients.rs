@@ -35,6 +35,7 @@ async fn start() -> (
         header_read_timeout: Duration::from_millis(300),
         request_body_timeout: Duration::from_millis(300),
         max_connections: CAP,
+        shutdown_grace: Duration::from_millis(300),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -93,4 +94,22 @@ async fn a_body_that_never_ends_is_answered_408() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     stop.send(()).unwrap();
     server.await.unwrap();
+}
+
+/// A stream followed for good does not keep the server from stopping: the
+/// connections still open after the grace are closed.
+#[tokio::test]
+async fn a_followed_stream_does_not_hold_up_the_shutdown() {
+    let (base, stop, server) = start().await;
+    let mut stream = reqwest::Client::new()
+        .get(format!("{base}/admin/v1/events/_stream?after=0"))
+        .bearer_auth("t")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    stop.send(()).unwrap();
+    server.await.unwrap();
+    // The server closed the stream: the client sees its end.
+    while let Ok(Some(_)) = stream.chunk().await {}
 }
