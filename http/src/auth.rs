@@ -266,6 +266,10 @@ pub(crate) async fn authenticate_every_request(
     request: Request,
     next: Next,
 ) -> Response {
+    // The OpenAPI document, and nothing else, is public.
+    if crate::openapi::is_public(request.method(), request.uri().path()) {
+        return next.run(request).await;
+    }
     let (mut parts, body) = request.into_parts();
     let caller = match state.auth.authenticate(&parts).await {
         Ok(caller) => in_target_org(caller, &parts.headers),

@@ -4,15 +4,18 @@
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
-use userstate::wire::{DetailsBody, V1Details};
+use userstate::wire::V1Details;
 use userstate::{LockRequest, UserId};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Authenticated;
 use crate::body;
 use crate::error::HttpError;
+use crate::openapi::ConnectErrorResponses;
 use crate::AppState;
 
 /// The service's path prefix.
@@ -24,60 +27,82 @@ pub(crate) fn is_connect_path(path: &str) -> bool {
     path.starts_with(SERVICE)
 }
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route(&format!("{SERVICE}/{{method}}"), post(call))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(call))
 }
 
-/// The methods served; each takes `{"userId"}`.
-#[derive(Debug, Clone, Copy)]
+/// The methods served; each takes `{"userId"}`. Any other name is answered
+/// 501 `unimplemented`.
+#[derive(Debug, Clone, Copy, ToSchema)]
 enum Method {
-    Lock,
-    Unlock,
-    Deactivate,
-    Reactivate,
-    Delete,
-    Get,
+    /// Locks the user.
+    LockUser,
+    /// Unlocks the user.
+    UnlockUser,
+    /// Deactivates the user.
+    DeactivateUser,
+    /// Reactivates the user.
+    ReactivateUser,
+    /// Removes the user.
+    DeleteUser,
+    /// Reads the user (the reply has `user` too).
+    #[allow(clippy::upper_case_acronyms)]
+    GetUserByID,
 }
 
 impl Method {
     fn parse(name: &str) -> Option<Self> {
         Some(match name {
-            "LockUser" => Method::Lock,
-            "UnlockUser" => Method::Unlock,
-            "DeactivateUser" => Method::Deactivate,
-            "ReactivateUser" => Method::Reactivate,
-            "DeleteUser" => Method::Delete,
-            "GetUserByID" => Method::Get,
+            "LockUser" => Method::LockUser,
+            "UnlockUser" => Method::UnlockUser,
+            "DeactivateUser" => Method::DeactivateUser,
+            "ReactivateUser" => Method::ReactivateUser,
+            "DeleteUser" => Method::DeleteUser,
+            "GetUserByID" => Method::GetUserByID,
             _ => return None,
         })
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// Every method's request: the user, by id alone.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"userId": "69629012906488334"}))]
 struct UserRequest {
+    #[schema(min_length = 1)]
     user_id: String,
 }
 
 /// `GetUserByID`'s user: ZITADEL's fields that the library knows.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct User {
+    #[schema(value_type = String)]
     user_id: UserId,
     details: V1Details,
+    #[schema(value_type = crate::openapi::UserStateName)]
     state: &'static str,
     /// The library has no usernames; the id stands in.
+    #[schema(value_type = String)]
     username: UserId,
 }
 
-#[derive(Debug, Serialize)]
-struct GetUserReply {
+/// Every method's reply: `{"details"}`, and for `GetUserByID` the `user` too.
+#[derive(Debug, Serialize, ToSchema)]
+struct ConnectReply {
     details: V1Details,
-    user: User,
+    /// Only in `GetUserByID`'s reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    user: Option<User>,
 }
 
 /// One handler for every method, so every failure (unknown method, token,
 /// body, the library's errors) goes through one conversion to Connect's form.
+#[utoipa::path(post, operation_id = "userServiceCall", path = "/zitadel.user.v2.UserService/{method}", tag = "ZITADEL v2 UserService (Connect)",
+    params(("method" = inline(Method), Path, description = "The method called")),
+    request_body = UserRequest,
+    responses((status = 200, description = "The method's reply", body = ConnectReply), ConnectErrorResponses))]
 async fn call(State(state): State<AppState>, request: Request) -> Response {
     match dispatch(&state, request).await {
         Ok(response) => response,
@@ -101,26 +126,29 @@ async fn dispatch(state: &AppState, request: Request) -> Result<Response, HttpEr
     let user = UserId::new(user_id)?;
     let service = state.service();
     let details = match method {
-        Method::Lock => service.lock(&caller, &user, LockRequest::new()).await?,
-        Method::Unlock => service.unlock(&caller, &user, None).await?,
-        Method::Deactivate => service.deactivate(&caller, &user, None).await?,
-        Method::Reactivate => service.reactivate(&caller, &user, None).await?,
-        Method::Delete => service.remove(&caller, &user, None).await?,
-        Method::Get => {
+        Method::LockUser => service.lock(&caller, &user, LockRequest::new()).await?,
+        Method::UnlockUser => service.unlock(&caller, &user, None).await?,
+        Method::DeactivateUser => service.deactivate(&caller, &user, None).await?,
+        Method::ReactivateUser => service.reactivate(&caller, &user, None).await?,
+        Method::DeleteUser => service.remove(&caller, &user, None).await?,
+        Method::GetUserByID => {
             let found = service.get(&caller, &user).await?;
             let details = found.details().to_v1().details;
-            let reply = GetUserReply {
+            let reply = ConnectReply {
                 details: details.clone(),
-                user: User {
+                user: Some(User {
                     user_id: found.id.clone(),
                     details,
                     state: found.state.api_name(),
                     username: found.id,
-                },
+                }),
             };
             return Ok(Json(reply).into_response());
         }
     };
-    let reply: DetailsBody<V1Details> = details.to_v1();
+    let reply = ConnectReply {
+        details: details.to_v1().details,
+        user: None,
+    };
     Ok(Json(reply).into_response())
 }

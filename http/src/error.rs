@@ -200,9 +200,13 @@ fn with_challenge(status: StatusCode, mut response: Response) -> Response {
 }
 
 /// Connect's JSON error body.
-#[derive(Serialize)]
-struct ConnectError {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"code": "failed_precondition", "message": "User is not locked (USER-NOT-LOCKED)"}))]
+pub(crate) struct ConnectError {
+    /// Connect's name of the code.
+    #[schema(value_type = String, example = "failed_precondition")]
     code: &'static str,
+    /// The message, with the error id in parentheses.
     message: String,
 }
 

@@ -9,75 +9,102 @@ use std::convert::Infallible;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use userstate::{FeedEvent, FeedQuery, OrgId, Timestamp, UserId, MAX_PAGE_SIZE};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Authenticated;
 use crate::body::{self, JsonBody};
 use crate::error::HttpError;
 use crate::management::payload;
+use crate::openapi::{ErrorResponses, OrgParams, Uint};
 use crate::AppState;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/v1/events/_search", post(search))
-        .route("/admin/v1/events/_stream", get(stream))
+/// The OpenAPI tag of these endpoints.
+const TAG: &str = "Event API";
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(search))
+        .routes(routes!(stream))
 }
 
 /// `POST /admin/v1/events/_search`'s body, as ZITADEL's `ListEvents`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = EventSearchArguments)]
+#[schema(example = json!({"sequence": "0", "limit": 100, "asc": true, "eventTypes": ["user.locked"]}))]
 struct SearchArguments {
     /// The position to start after.
     #[serde(default, deserialize_with = "body::uint")]
+    #[schema(value_type = Option<Uint>)]
     sequence: Option<u64>,
+    /// 0 or absent: 100; at most 1000.
     #[serde(default, deserialize_with = "body::uint")]
+    #[schema(value_type = Option<Uint>)]
     limit: Option<u64>,
+    /// Only ascending order (`true` or absent) is supported.
     asc: Option<bool>,
+    /// Only this user's events.
     aggregate_id: Option<String>,
+    /// The only aggregate type is `user`.
     #[serde(default)]
     aggregate_types: Vec<String>,
+    /// Only events of these types (`user.locked`, ...).
     #[serde(default)]
     event_types: Vec<String>,
+    /// Only events of this organisation.
     resource_owner: Option<String>,
 }
 
 /// One event in the Event API's shape.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ApiEvent {
     editor: Editor,
     aggregate: Aggregate,
     /// The feed position, as proto3 JSON writes 64-bit integers.
+    #[schema(pattern = "^[0-9]+$")]
     sequence: String,
+    #[schema(value_type = String, format = DateTime)]
     creation_date: Timestamp,
+    /// What the event carries beyond its type.
+    #[schema(value_type = Object)]
     payload: Value,
     #[serde(rename = "type")]
     event_type: EventType,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Editor {
+    #[schema(value_type = String)]
     user_id: UserId,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Aggregate {
+    #[schema(value_type = String)]
     id: UserId,
+    /// Always `user`.
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "user")]
     aggregate_type: &'static str,
+    #[schema(value_type = String)]
     resource_owner: OrgId,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ApiEventType)]
 struct EventType {
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "user.locked")]
     name: &'static str,
 }
 
@@ -103,7 +130,8 @@ impl From<FeedEvent> for ApiEvent {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EventSearchReply)]
 struct SearchReply {
     events: Vec<ApiEvent>,
 }
@@ -112,6 +140,10 @@ struct SearchReply {
 /// 1000) events after position `sequence`, oldest first, of the user
 /// `aggregateId`, of the types `eventTypes`, of the organisation
 /// `resourceOwner`. A position past the end is an empty list.
+#[utoipa::path(post, operation_id = "searchEvents", path = "/admin/v1/events/_search", tag = TAG,
+    params(OrgParams),
+    request_body(content = Option<SearchArguments>, description = "Optional; an empty body counts as `{}`"),
+    responses((status = 200, description = "The events", body = SearchReply), ErrorResponses))]
 async fn search(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -146,9 +178,11 @@ async fn search(
 }
 
 /// `GET /admin/v1/events/_stream`'s query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct StreamArguments {
+    /// The position to start after (default 0: from the first event).
     #[serde(default)]
     after: u64,
 }
@@ -157,6 +191,14 @@ struct StreamArguments {
 /// the caller may see, then each new one as it commits, one server-sent
 /// event each (`id` the position, `data` the event as the search shows
 /// it). Closing the connection ends it and frees what it held.
+#[utoipa::path(get, operation_id = "streamEvents", path = "/admin/v1/events/_stream", tag = TAG,
+    params(StreamArguments, OrgParams),
+    responses(
+        (status = 200, description = "Server-sent events that never end on their own: \
+            `event: event` with `id` the position and `data` an event as the search \
+            shows it; `event: error` with `data` an error body; comments as keep-alives",
+         content_type = "text/event-stream", body = String),
+        ErrorResponses))]
 async fn stream(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

@@ -25,7 +25,8 @@
 //! Every request is authenticated first ([`Authenticate`], which the host
 //! implements; [`Tokens`] is a bearer-token table for demos and tests), so
 //! nothing, not even an unknown path, is answered to a caller without
-//! credentials but 401. The optional [`ORG_HEADER`] names the organisation
+//! credentials but 401, with one exception: `GET /openapi.json`, the
+//! public OpenAPI 3.1 document of every endpoint ([`openapi`]). The optional [`ORG_HEADER`] names the organisation
 //! a request targets, by default the caller's own. A user of another organisation is
 //! answered like a user that does not exist (404), never 403.
 //!
@@ -45,6 +46,7 @@
 //! | `POST /admin/v1/events/_search` `{"sequence"?,"limit"?,"asc"?,"aggregateId"?,"eventTypes"?,"resourceOwner"?}` | `user.read` (events of the organisations where it is held) | `{"events":[{"editor","aggregate","sequence","creationDate","payload","type"}]}` |
 //! | `GET /admin/v1/events/_stream?after=N` | as the search | server-sent events, one per event, as the search shows it |
 //! | `POST /zitadel.user.v2.UserService/{LockUser,UnlockUser,DeactivateUser,ReactivateUser,DeleteUser,GetUserByID}` `{"userId"}` | as above | `{"details"}`, `GetUserByID`: `{"details","user"}` |
+//! | `GET /openapi.json` | none | the OpenAPI 3.1 document of these endpoints |
 //!
 //! Errors are the seeds' body (`{"code":9,"message":...,"details":[...]}`)
 //! with the status of the library's [`userstate::ErrorKind::http_status`];
@@ -59,6 +61,7 @@ mod connect;
 mod error;
 mod events;
 mod management;
+mod openapi;
 mod path;
 mod resources;
 mod serve;
@@ -75,6 +78,9 @@ use tower_http::trace::{
 };
 use tracing::Level;
 use userstate::UserService;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::{Authenticate, Tokens, ORG_HEADER};
 pub use error::{ids, HttpError};
@@ -116,11 +122,8 @@ pub fn router(service: UserService, auth: impl Authenticate) -> Router {
         service,
         auth: Arc::new(auth),
     };
-    Router::new()
-        .merge(management::routes())
-        .merge(resources::routes())
-        .merge(connect::routes())
-        .merge(events::routes())
+    let (routes, _) = api().split_for_parts();
+    routes
         .fallback(|| async { HttpError::route_not_found() })
         .method_not_allowed_fallback(|| async { HttpError::method_not_allowed() })
         .layer(axum::middleware::from_fn_with_state(
@@ -137,6 +140,26 @@ pub fn router(service: UserService, auth: impl Authenticate) -> Router {
                 .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         )
         .with_state(state)
+}
+
+/// Every route with its documentation: one registration for both.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(management::routes())
+        .merge(resources::routes())
+        .merge(connect::routes())
+        .merge(events::routes())
+        .routes(routes!(openapi::document))
+}
+
+/// The OpenAPI 3.1 document of every route [`router`] mounts, generated
+/// from the handlers' types as the routes are registered; [`router`] serves
+/// it as JSON at `GET /openapi.json`, the one path answered without
+/// authentication.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut document = api().split_for_parts().1;
+    document.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    document
 }
 
 /// A handler that panicked answers 500 with an error body; the panic is logged.

@@ -5,8 +5,7 @@
 use std::collections::BTreeSet;
 
 use axum::extract::State;
-use axum::routing::{get, post, MethodRouter};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use userstate::wire::{DetailsBody, V1Details};
@@ -15,10 +14,14 @@ use userstate::{
     LockCause, LockRequest, LockoutPolicy, OrgId, PolicyInForce, Reason, Timestamp, User, UserId,
     UserState, MAX_PAGE_SIZE,
 };
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Authenticated;
 use crate::body::{self, JsonBody};
 use crate::error::HttpError;
+use crate::openapi::{ErrorResponses, OrgParams, Uint, UserParams, UserStateName};
 use crate::path::UserPath;
 use crate::AppState;
 
@@ -28,40 +31,31 @@ type Reply<T> = Result<Json<T>, HttpError>;
 /// Page size of a search that names none.
 const DEFAULT_SEARCH_LIMIT: u64 = 100;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/management/v1/users", post(create))
-        .route("/management/v1/users/_search", post(search))
-        .route("/management/v1/users/{id}", get(get_user).delete(remove))
-        .route("/management/v1/users/{id}/_lock", post(lock))
-        .route(
-            "/management/v1/users/{id}/_unlock",
-            reasoned_command(|reason| Command::Unlock { reason }),
-        )
-        .route(
-            "/management/v1/users/{id}/_deactivate",
-            reasoned_command(|reason| Command::Deactivate { reason }),
-        )
-        .route(
-            "/management/v1/users/{id}/_reactivate",
-            reasoned_command(|reason| Command::Reactivate { reason }),
-        )
-        .route("/management/v1/users/{id}/changes/_search", post(changes))
-        .route(
-            "/management/v1/users/{id}/_record_check",
-            post(record_check),
-        )
-        .route(
-            "/management/v1/policies/lockout",
-            get(get_lockout_policy).put(set_lockout_policy),
-        )
+/// The OpenAPI tag of these endpoints.
+const TAG: &str = "Management API v1";
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(search))
+        .routes(routes!(get_user, remove))
+        .routes(routes!(lock))
+        .routes(routes!(unlock))
+        .routes(routes!(deactivate))
+        .routes(routes!(reactivate))
+        .routes(routes!(changes))
+        .routes(routes!(record_check))
+        .routes(routes!(get_lockout_policy, set_lockout_policy))
 }
 
 /// The body of the commands other than lock: `{}`, nothing, or
 /// `{"reason": "..."}`, recorded in the event.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "verified by support"}))]
 pub(crate) struct ReasonArguments {
+    /// Recorded in the event: not empty or only whitespace, at most 500 characters.
+    #[schema(min_length = 1, max_length = 500)]
     reason: Option<String>,
 }
 
@@ -74,10 +68,15 @@ impl ReasonArguments {
 }
 
 /// The body of a lock: `{}`, or a reason and an RFC 3339 expiry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"reason": "suspicious activity", "until": "2030-01-01T00:00:00Z"}))]
 pub(crate) struct LockArguments {
+    /// Recorded in the event: not empty or only whitespace, at most 500 characters.
+    #[schema(min_length = 1, max_length = 500)]
     reason: Option<String>,
+    /// When a temporary lock ends (RFC 3339); without it the lock lasts until an unlock.
+    #[schema(format = DateTime)]
     until: Option<String>,
 }
 
@@ -95,22 +94,35 @@ impl LockArguments {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of a create: the new user's id and, optionally, its state.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"userId": "69629012906488334"}))]
 struct CreateArguments {
+    /// The new user's id.
+    #[schema(min_length = 1)]
     user_id: String,
+    /// `USER_STATE_ACTIVE` (the default) or `USER_STATE_INITIAL`; the
+    /// library's own names (`active`, `initial`) are accepted too.
+    #[schema(value_type = Option<String>, example = "USER_STATE_INITIAL")]
     state: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// The created user's id and details.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Created {
+    #[schema(value_type = String)]
     user_id: UserId,
     details: V1Details,
 }
 
 /// `POST /management/v1/users`: creates a user, active unless `state` says
 /// `USER_STATE_INITIAL`.
+#[utoipa::path(post, operation_id = "v1CreateUser", path = "/management/v1/users", tag = TAG,
+    params(OrgParams),
+    request_body = CreateArguments,
+    responses((status = 200, description = "The user was created", body = Created), ErrorResponses))]
 async fn create(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -139,6 +151,12 @@ async fn create(
     }))
 }
 
+/// `POST /management/v1/users/{id}/_lock`: locks the user, until an unlock
+/// or until `until`.
+#[utoipa::path(post, operation_id = "v1LockUser", path = "/management/v1/users/{id}/_lock", tag = TAG,
+    params(UserParams),
+    request_body(content = Option<LockArguments>, description = "Optional; an empty body counts as `{}`"),
+    responses((status = 200, description = "The user was locked", body = DetailsBody<V1Details>), ErrorResponses))]
 async fn lock(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -150,22 +168,75 @@ async fn lock(
     Ok(Json(details.to_v1()))
 }
 
-/// `POST` of a command without arguments (body `{}` or empty), answering
-/// v1 details: `_unlock`, `_deactivate`, `_reactivate`.
-fn reasoned_command(command: fn(Option<Reason>) -> Command) -> MethodRouter<AppState> {
-    post(
-        move |State(state): State<AppState>,
-              Authenticated(caller): Authenticated,
-              UserPath(user): UserPath,
-              JsonBody(arguments): JsonBody<ReasonArguments>| async move {
-            let command = command(arguments.into_reason()?);
-            let details = state.service().execute(&caller, &user, command).await?;
-            Reply::Ok(Json(details.to_v1()))
-        },
-    )
+/// A command whose only argument is an optional reason (body `{}` or
+/// empty), answering v1 details: `_unlock`, `_deactivate`, `_reactivate`.
+async fn reasoned_command(
+    state: AppState,
+    caller: userstate::Caller,
+    user: UserId,
+    arguments: ReasonArguments,
+    command: fn(Option<Reason>) -> Command,
+) -> Reply<DetailsBody<V1Details>> {
+    let command = command(arguments.into_reason()?);
+    let details = state.service().execute(&caller, &user, command).await?;
+    Ok(Json(details.to_v1()))
+}
+
+/// `POST /management/v1/users/{id}/_unlock`: unlocks a locked user.
+#[utoipa::path(post, operation_id = "v1UnlockUser", path = "/management/v1/users/{id}/_unlock", tag = TAG,
+    params(UserParams),
+    request_body(content = Option<ReasonArguments>, description = "Optional; an empty body counts as `{}`"),
+    responses((status = 200, description = "The user was unlocked", body = DetailsBody<V1Details>), ErrorResponses))]
+async fn unlock(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    UserPath(user): UserPath,
+    JsonBody(arguments): JsonBody<ReasonArguments>,
+) -> Reply<DetailsBody<V1Details>> {
+    reasoned_command(state, caller, user, arguments, |reason| Command::Unlock {
+        reason,
+    })
+    .await
+}
+
+/// `POST /management/v1/users/{id}/_deactivate`: deactivates the user.
+#[utoipa::path(post, operation_id = "v1DeactivateUser", path = "/management/v1/users/{id}/_deactivate", tag = TAG,
+    params(UserParams),
+    request_body(content = Option<ReasonArguments>, description = "Optional; an empty body counts as `{}`"),
+    responses((status = 200, description = "The user was deactivated", body = DetailsBody<V1Details>), ErrorResponses))]
+async fn deactivate(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    UserPath(user): UserPath,
+    JsonBody(arguments): JsonBody<ReasonArguments>,
+) -> Reply<DetailsBody<V1Details>> {
+    reasoned_command(state, caller, user, arguments, |reason| {
+        Command::Deactivate { reason }
+    })
+    .await
+}
+
+/// `POST /management/v1/users/{id}/_reactivate`: reactivates a deactivated user.
+#[utoipa::path(post, operation_id = "v1ReactivateUser", path = "/management/v1/users/{id}/_reactivate", tag = TAG,
+    params(UserParams),
+    request_body(content = Option<ReasonArguments>, description = "Optional; an empty body counts as `{}`"),
+    responses((status = 200, description = "The user was reactivated", body = DetailsBody<V1Details>), ErrorResponses))]
+async fn reactivate(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    UserPath(user): UserPath,
+    JsonBody(arguments): JsonBody<ReasonArguments>,
+) -> Reply<DetailsBody<V1Details>> {
+    reasoned_command(state, caller, user, arguments, |reason| {
+        Command::Reactivate { reason }
+    })
+    .await
 }
 
 /// `DELETE /management/v1/users/{id}`: removes the user (needs `user.delete`).
+#[utoipa::path(delete, operation_id = "v1RemoveUser", path = "/management/v1/users/{id}", tag = TAG,
+    params(UserParams),
+    responses((status = 200, description = "The user was removed", body = DetailsBody<V1Details>), ErrorResponses))]
 async fn remove(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -177,30 +248,61 @@ async fn remove(
 
 /// A user as the v1 reads show it. `lock` only while locked, `failedChecks`
 /// only when a factor has failures (proto3 JSON leaves out empty fields).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct UserView {
+    #[schema(value_type = String)]
     id: UserId,
+    #[schema(value_type = UserStateName)]
     state: &'static str,
     details: V1Details,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     lock: Option<LockView>,
+    /// Consecutive failed checks per factor; left out when none failed.
     #[serde(skip_serializing_if = "FailedChecks::is_empty")]
+    #[schema(value_type = Option<FailedChecksView>, nullable = false)]
     failed_checks: FailedChecks,
+}
+
+/// [`FailedChecks`] as it is serialised.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct FailedChecksView {
+    password: u32,
+    totp: u32,
+    sms: u32,
+    email: u32,
 }
 
 /// The lock of a locked user: why (if said), until when (if temporary),
 /// since when, and whether a caller (`command`) or the lockout policy
 /// (`lockout`) locked it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct LockView {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, nullable = false)]
     reason: Option<Reason>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime, nullable = false)]
     expires_at: Option<Timestamp>,
+    #[schema(value_type = String, format = DateTime)]
     locked_at: Timestamp,
+    #[schema(value_type = LockCauseName)]
     cause: LockCause,
+}
+
+/// [`LockCause`] as it is serialised.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+enum LockCauseName {
+    /// A caller's lock command.
+    Command,
+    /// The lockout policy, after too many failed checks.
+    Lockout,
 }
 
 impl From<User> for UserView {
@@ -220,12 +322,15 @@ impl From<User> for UserView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct UserReply {
     user: UserView,
 }
 
 /// `GET /management/v1/users/{id}`.
+#[utoipa::path(get, operation_id = "v1GetUser", path = "/management/v1/users/{id}", tag = TAG,
+    params(UserParams),
+    responses((status = 200, description = "The user", body = UserReply), ErrorResponses))]
 async fn get_user(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -236,8 +341,10 @@ async fn get_user(
 }
 
 /// `{"query":{"offset":"0","limit":100,"asc":true},"queries":[{"stateQuery":{"state":"USER_STATE_LOCKED"}}]}`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"query": {"offset": "0", "limit": 100, "asc": true},
+    "queries": [{"stateQuery": {"state": "USER_STATE_LOCKED"}}]}))]
 struct SearchArguments {
     #[serde(default)]
     query: Window,
@@ -247,35 +354,44 @@ struct SearchArguments {
 
 /// Offset and limit, as numbers or decimal strings. Results are ordered by
 /// user id; only ascending order exists.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Window {
     #[serde(default, deserialize_with = "body::uint")]
+    #[schema(value_type = Option<Uint>)]
     offset: Option<u64>,
+    /// 0 or absent: 100; at most 1000.
     #[serde(default, deserialize_with = "body::uint")]
+    #[schema(value_type = Option<Uint>)]
     limit: Option<u64>,
+    /// Only ascending order (`true` or absent) is supported.
     asc: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SearchQuery {
     state_query: StateQuery,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StateQuery {
+    /// A state's API name (`USER_STATE_LOCKED`, `USER_STATE_UNSPECIFIED`
+    /// for any) or the library's name (`locked`).
+    #[schema(example = "USER_STATE_LOCKED")]
     state: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ListDetails {
+    /// The number of matching users, as a decimal string.
+    #[schema(pattern = "^[0-9]+$")]
     total_result: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct SearchReply {
     details: ListDetails,
     result: Vec<UserView>,
@@ -289,6 +405,10 @@ struct SearchReply {
 /// pages by cursor, not by offset, so the window is cut out of the pages
 /// up to `offset + limit`: O(offset) per search, and pages read at
 /// slightly different moments under concurrent writes.
+#[utoipa::path(post, operation_id = "v1SearchUsers", path = "/management/v1/users/_search", tag = TAG,
+    params(OrgParams),
+    request_body(content = Option<SearchArguments>, description = "Optional; an empty body counts as `{}`"),
+    responses((status = 200, description = "A page of the users", body = SearchReply), ErrorResponses))]
 async fn search(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -365,41 +485,55 @@ async fn search(
 
 /// `{"query":{"sequence":"0","limit":100,"asc":true}}`: events after
 /// `sequence`, at most `limit` (0 or absent: 1000), oldest first.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"query": {"sequence": "0", "limit": 100, "asc": true}}))]
 struct ChangesArguments {
     #[serde(default)]
     query: ChangesWindow,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ChangesWindow {
+    /// The events after this sequence.
     #[serde(default, deserialize_with = "body::uint")]
+    #[schema(value_type = Option<Uint>)]
     sequence: Option<u64>,
+    /// 0 or absent: 1000, the most.
     #[serde(default, deserialize_with = "body::uint")]
+    #[schema(value_type = Option<Uint>)]
     limit: Option<u64>,
+    /// Only ascending order (`true` or absent) is supported.
     asc: Option<bool>,
 }
 
 /// One event of a user's history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Change {
+    /// The event's sequence, as a decimal string.
+    #[schema(pattern = "^[0-9]+$")]
     sequence: String,
+    #[schema(value_type = String, format = DateTime)]
     creation_date: Timestamp,
     event_type: EventType,
+    #[schema(value_type = String)]
     editor_id: UserId,
+    #[schema(value_type = String)]
     resource_owner_id: OrgId,
+    /// What the event carries beyond its type.
+    #[schema(value_type = Object)]
     payload: Value,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct EventType {
+    #[schema(value_type = String, example = "user.locked")]
     key: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ChangesReply {
     result: Vec<Change>,
 }
@@ -409,6 +543,10 @@ struct ChangesReply {
 /// "eventType":{"key":"user.added"},"editorId":...,"resourceOwnerId":...,
 /// "payload":{"state":"USER_STATE_ACTIVE"}}]}`. The history of a removed
 /// user stays readable.
+#[utoipa::path(post, operation_id = "v1ListUserChanges", path = "/management/v1/users/{id}/changes/_search", tag = TAG,
+    params(UserParams),
+    request_body(content = Option<ChangesArguments>, description = "Optional; an empty body counts as `{}`"),
+    responses((status = 200, description = "The user's events", body = ChangesReply), ErrorResponses))]
 async fn changes(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -506,20 +644,26 @@ pub(crate) fn payload(payload: &EventPayload) -> Value {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"factor": "password", "succeeded": false}))]
 struct CheckArguments {
+    /// `password`, `totp`, `sms` or `email`.
+    #[schema(example = "password")]
     factor: String,
     succeeded: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CheckReply {
     details: V1Details,
+    #[schema(value_type = UserStateName)]
     state: &'static str,
     failed_attempts: u32,
+    /// Left out when the policy never locks.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     remaining_attempts: Option<u32>,
     locked: bool,
 }
@@ -529,6 +673,10 @@ struct CheckReply {
 /// failure that reaches the organisation's limit locks the user (`locked`:
 /// true); a check on a locked user is refused with 400 `User is locked`.
 /// `remainingAttempts` is left out when the policy never locks.
+#[utoipa::path(post, operation_id = "v1RecordCheck", path = "/management/v1/users/{id}/_record_check", tag = TAG,
+    params(UserParams),
+    request_body = CheckArguments,
+    responses((status = 200, description = "The check was recorded", body = CheckReply), ErrorResponses))]
 async fn record_check(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -549,7 +697,7 @@ async fn record_check(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct PolicyReply {
     policy: PolicyView,
@@ -559,27 +707,62 @@ struct PolicyReply {
 /// A lockout policy in ZITADEL's `GetLockoutPolicy` shape where its fields
 /// exist (64-bit integers as strings, `showLockoutFailure`, `isDefault`);
 /// the library's other fields keep their names.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct PolicyView {
+    #[schema(pattern = "^[0-9]+$")]
     max_password_attempts: String,
+    #[schema(pattern = "^[0-9]+$")]
     max_otp_attempts: String,
     show_lockout_failure: bool,
     is_default: bool,
+    #[schema(required = true)]
     lock_duration_ms: Option<u64>,
     duration_growth: u32,
+    #[schema(required = true)]
     max_lock_duration_ms: Option<u64>,
     permanent_after: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, nullable = false)]
     changed_by: Option<UserId>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct PolicyDetails {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime, nullable = false)]
     change_date: Option<Timestamp>,
+    #[schema(value_type = String)]
     resource_owner: OrgId,
+}
+
+/// A [`LockoutPolicy`] as the PUT takes it: every field optional (missing
+/// ones take their defaults), unknown ones refused.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"maxPasswordAttempts": 3, "lockDurationMs": 60000, "durationGrowth": 2}))]
+#[allow(dead_code)]
+pub(crate) struct LockoutPolicyBody {
+    /// Failed password checks that lock the user; 0 (the default) = never lock.
+    #[serde(default)]
+    max_password_attempts: u32,
+    /// Failed checks of one OTP factor that lock the user; 0 (the default) = never lock.
+    #[serde(default)]
+    max_otp_attempts: u32,
+    /// Length of a lockout in milliseconds; null or absent locks until an unlock.
+    lock_duration_ms: Option<u64>,
+    /// Each further lockout lasts this many times longer (default 1).
+    #[serde(default)]
+    duration_growth: u32,
+    /// Upper bound for a grown lockout duration, in milliseconds.
+    max_lock_duration_ms: Option<u64>,
+    /// After this many temporary lockouts the next one is permanent; 0 (the default) = never.
+    #[serde(default)]
+    permanent_after: u32,
+    /// Whether a failed check's error carries the attempt counts (default true).
+    #[serde(default)]
+    show_attempts: bool,
 }
 
 impl From<PolicyInForce> for PolicyReply {
@@ -615,6 +798,10 @@ impl From<PolicyInForce> for PolicyReply {
 /// database and after restarts; needs `policy.write` there. The body is a
 /// [`LockoutPolicy`] in camelCase; missing fields take their defaults,
 /// unknown ones are refused. Answers the policy now in force.
+#[utoipa::path(put, operation_id = "v1SetLockoutPolicy", path = "/management/v1/policies/lockout", tag = TAG,
+    params(OrgParams),
+    request_body(content = Option<LockoutPolicyBody>, description = "Optional; an empty body counts as `{}`"),
+    responses((status = 200, description = "The policy now in force", body = PolicyReply), ErrorResponses))]
 async fn set_lockout_policy(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -628,6 +815,9 @@ async fn set_lockout_policy(
 /// `GET /management/v1/policies/lockout`: the policy in force for the target
 /// organisation (its own, or the instance default, `isDefault`); needs
 /// `user.read`.
+#[utoipa::path(get, operation_id = "v1GetLockoutPolicy", path = "/management/v1/policies/lockout", tag = TAG,
+    params(OrgParams),
+    responses((status = 200, description = "The policy in force", body = PolicyReply), ErrorResponses))]
 async fn get_lockout_policy(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

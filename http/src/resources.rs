@@ -2,24 +2,33 @@
 //! answering `{"details":{"id","created","changed","owner":{"type","id"}}}`.
 
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use userstate::wire::{DetailsBody, V3Details};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Authenticated;
 use crate::body::JsonBody;
 use crate::error::HttpError;
 use crate::management::{LockArguments, ReasonArguments};
+use crate::openapi::{ErrorResponses, UserParams};
 use crate::path::UserPath;
 use crate::AppState;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/resources/v3alpha/users/{id}/_lock", post(lock))
-        .route("/resources/v3alpha/users/{id}/_unlock", post(unlock))
+/// The OpenAPI tag of these endpoints.
+const TAG: &str = "Resources API v3alpha";
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(lock))
+        .routes(routes!(unlock))
 }
 
 /// Takes the same optional body as the v1 lock (`reason`, `until`).
+#[utoipa::path(post, operation_id = "v3alphaLockUser", path = "/resources/v3alpha/users/{id}/_lock", tag = TAG,
+    params(UserParams),
+    request_body(content = Option<LockArguments>, description = "Optional; an empty body counts as `{}`"),
+    responses((status = 200, description = "The user was locked", body = DetailsBody<V3Details>), ErrorResponses))]
 async fn lock(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -32,6 +41,10 @@ async fn lock(
 }
 
 /// Takes an optional `{"reason": "..."}`.
+#[utoipa::path(post, operation_id = "v3alphaUnlockUser", path = "/resources/v3alpha/users/{id}/_unlock", tag = TAG,
+    params(UserParams),
+    request_body(content = Option<ReasonArguments>, description = "Optional; an empty body counts as `{}`"),
+    responses((status = 200, description = "User successfully unlocked", body = DetailsBody<V3Details>), ErrorResponses))]
 async fn unlock(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

@@ -56,6 +56,16 @@ pub const ERROR_DETAIL_TYPE: &str = "type.googleapis.com/userstate.v1.ErrorDetai
 
 /// The error body: `{"code":9,"message":"User is not locked (USER-NOT-LOCKED)","details":[...]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "code": 9,
+    "message": "User is not locked (USER-NOT-LOCKED)",
+    "details": [{
+        "@type": "type.googleapis.com/userstate.v1.ErrorDetail",
+        "id": "USER-NOT-LOCKED",
+        "message": "User is not locked"
+    }]
+})))]
 pub struct ErrorBody {
     /// gRPC status code.
     pub code: u16,
@@ -67,6 +77,7 @@ pub struct ErrorBody {
 
 /// The detail of an [`ErrorBody`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
     /// Always [`ERROR_DETAIL_TYPE`].
