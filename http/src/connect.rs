@@ -28,12 +28,24 @@ pub(crate) fn is_connect_path(path: &str) -> bool {
 }
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(call))
+    OpenApiRouter::new()
+        .routes(routes!(lock_user))
+        .routes(routes!(unlock_user))
+        .routes(routes!(deactivate_user))
+        .routes(routes!(reactivate_user))
+        .routes(routes!(delete_user))
+        .routes(routes!(get_user_by_id))
+}
+
+/// The answer to a method the service does not have (the router's
+/// fallback, for a path under the service's prefix): 501 `unimplemented`.
+pub(crate) fn unimplemented(path: &str) -> Response {
+    HttpError::unimplemented(format!("{path} is not implemented")).into_connect()
 }
 
 /// The methods served; each takes `{"userId"}`. Any other name is answered
-/// 501 `unimplemented`.
-#[derive(Debug, Clone, Copy, ToSchema)]
+/// 501 `unimplemented` by the router's fallback.
+#[derive(Debug, Clone, Copy)]
 enum Method {
     /// Locks the user.
     LockUser,
@@ -48,20 +60,6 @@ enum Method {
     /// Reads the user (the reply has `user` too).
     #[allow(clippy::upper_case_acronyms)]
     GetUserByID,
-}
-
-impl Method {
-    fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "LockUser" => Method::LockUser,
-            "UnlockUser" => Method::UnlockUser,
-            "DeactivateUser" => Method::DeactivateUser,
-            "ReactivateUser" => Method::ReactivateUser,
-            "DeleteUser" => Method::DeleteUser,
-            "GetUserByID" => Method::GetUserByID,
-            _ => return None,
-        })
-    }
 }
 
 /// Every method's request: the user, by id alone.
@@ -97,23 +95,47 @@ struct ConnectReply {
     user: Option<User>,
 }
 
-/// One handler for every method, so every failure (unknown method, token,
-/// body, the library's errors) goes through one conversion to Connect's form.
-#[utoipa::path(post, operation_id = "userServiceCall", path = "/zitadel.user.v2.UserService/{method}", tag = "ZITADEL v2 UserService (Connect)",
-    params(("method" = inline(Method), Path, description = "The method called")),
-    request_body = UserRequest,
-    responses((status = 200, description = "The method's reply", body = ConnectReply), ConnectErrorResponses))]
-async fn call(State(state): State<AppState>, request: Request) -> Response {
-    match dispatch(&state, request).await {
+/// The documentation and route of one method, answered by [`call`].
+macro_rules! method {
+    ($handler:ident, $method:ident, $summary:literal) => {
+        #[doc = $summary]
+        #[utoipa::path(post, operation_id = stringify!($method),
+            path = concat!("/zitadel.user.v2.UserService/", stringify!($method)),
+            tag = "ZITADEL v2 UserService (Connect)", summary = $summary,
+            request_body = UserRequest,
+            responses((status = 200, description = "The method's reply", body = ConnectReply),
+                ConnectErrorResponses))]
+        async fn $handler(State(state): State<AppState>, request: Request) -> Response {
+            call(&state, Method::$method, request).await
+        }
+    };
+}
+
+method!(lock_user, LockUser, "Locks the user.");
+method!(unlock_user, UnlockUser, "Unlocks the user.");
+method!(deactivate_user, DeactivateUser, "Deactivates the user.");
+method!(reactivate_user, ReactivateUser, "Reactivates the user.");
+method!(delete_user, DeleteUser, "Removes the user.");
+method!(
+    get_user_by_id,
+    GetUserByID,
+    "Reads the user (the reply has `user` too)."
+);
+
+/// Every method through one conversion of every failure (token, body, the
+/// library's errors) to Connect's form.
+async fn call(state: &AppState, method: Method, request: Request) -> Response {
+    match dispatch(state, method, request).await {
         Ok(response) => response,
         Err(error) => error.into_connect(),
     }
 }
 
-async fn dispatch(state: &AppState, request: Request) -> Result<Response, HttpError> {
-    let name = request.uri().path().rsplit('/').next().unwrap_or_default();
-    let method = Method::parse(name)
-        .ok_or_else(|| HttpError::unimplemented(format!("{SERVICE}/{name} is not implemented")))?;
+async fn dispatch(
+    state: &AppState,
+    method: Method,
+    request: Request,
+) -> Result<Response, HttpError> {
     // The v2 API carries no organisation: a user is addressed by id alone,
     // in whichever organisation the caller may see it.
     let caller = request

@@ -124,7 +124,13 @@ pub fn router(service: UserService, auth: impl Authenticate) -> Router {
     };
     let (routes, _) = api().split_for_parts();
     routes
-        .fallback(|| async { HttpError::route_not_found() })
+        .fallback(|uri: axum::http::Uri| async move {
+            if connect::is_connect_path(uri.path()) {
+                connect::unimplemented(uri.path())
+            } else {
+                HttpError::route_not_found().into_response()
+            }
+        })
         .method_not_allowed_fallback(|| async { HttpError::method_not_allowed() })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
