@@ -10,7 +10,7 @@
 //! Flags: `--db sqlite:PATH | sled:PATH | postgres://URL | postgres:CONNSTRING | memory`
 //! (default: `http.sqlite3` in the examples' private folder, see
 //! `userstate_examples::backend::default_dir`; the specs are those of
-//! `userstate_examples::backend::open`), `--listen ADDR` (default
+//! `userstate_backend::open`), `--listen ADDR` (default
 //! 127.0.0.1:8080), `--tokens FILE` (see `userstate_http::Tokens`),
 //! `--demo` (demo organisations, users and tokens, and curl commands to
 //! try). Several instances on one PostgreSQL database serve the same users,
@@ -175,10 +175,12 @@ async fn open_backend(spec: Option<String>) -> Result<Arc<dyn UserRepository>, S
         Some(spec) => spec,
         None => backend::default_sqlite("http.sqlite3")?,
     };
-    let shown = backend::redacted(&spec);
-    let repository = tokio::task::spawn_blocking(move || backend::open(&spec))
+    let shown = userstate_backend::redacted(&spec);
+    let repository = tokio::task::spawn_blocking(move || userstate_backend::open(&spec))
         .await
-        .map_err(|e| format!("opening the backend: {e}"))??;
+        .map_err(|e| format!("opening the backend: {e}"))?
+        .map_err(|e| e.to_string())?
+        .repository();
     tracing::info!(backend = %shown, "storage");
     Ok(repository)
 }

@@ -1,6 +1,6 @@
 //! Runnable examples of `userstate` (`cargo run --example quickstart`); see
 //! the README for what each one shows. The library part holds what the
-//! examples share: opening a backend from a spec, and the HTTP server.
+//! examples share: where they keep their databases, and the demo data.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

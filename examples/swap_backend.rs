@@ -47,7 +47,7 @@ async fn onboard_and_lock(repository: Arc<dyn UserRepository>) -> Result<(), use
 fn main() -> ExitCode {
     let specs: Vec<String> = match std::env::args().nth(1) {
         Some(help) if help == "-h" || help == "--help" => {
-            println!("usage: swap_backend [SPEC]\n\n  SPEC  {}", backend::SPECS);
+            println!("usage: swap_backend [SPEC]\n\n  SPEC  {}", userstate_backend::SPECS);
             return ExitCode::SUCCESS;
         }
         Some(spec) => vec![spec],
@@ -67,10 +67,13 @@ fn main() -> ExitCode {
         }
     };
     for spec in specs {
-        println!("{}", backend::redacted(&spec));
-        let outcome = backend::open(&spec).and_then(|repo| {
-            futures::executor::block_on(onboard_and_lock(repo)).map_err(|e| e.to_string())
-        });
+        println!("{}", userstate_backend::redacted(&spec));
+        let outcome = userstate_backend::open(&spec)
+            .map_err(|e| e.to_string())
+            .and_then(|backend| {
+                futures::executor::block_on(onboard_and_lock(backend.repository()))
+                    .map_err(|e| e.to_string())
+            });
         if let Err(message) = outcome {
             eprintln!("  {message}");
             return ExitCode::FAILURE;

@@ -204,6 +204,9 @@ pub mod ids {
     pub const INVALID_NAME: &str = "USER-ARG-NAME";
     /// A lockout policy is inconsistent.
     pub const INVALID_POLICY: &str = "USER-ARG-POLICY";
+    /// A storage backend spec is unknown, or names a path of the wrong
+    /// kind (a folder for a file-backed backend, a file for a folder).
+    pub const INVALID_BACKEND: &str = "USER-ARG-BACKEND";
     /// The user does not exist in the targeted organisation.
     pub const NOT_FOUND: &str = "USER-NOT-FOUND";
     /// The id exists or existed.

@@ -63,6 +63,18 @@ impl Tables {
             .cloned()
     }
 
+    /// Runs `update` on the user as stored and stores what it decided.
+    fn decide(&mut self, update: Update) -> Result<User> {
+        let stored = self.users.get(update.id()).cloned();
+        let actor = update
+            .actor()
+            .and_then(|actor| self.visible(&actor.user, &actor.scope()));
+        match update.decide(stored, actor)? {
+            Decision::Unchanged(user) => Ok(user),
+            Decision::Write(commit) => Ok(self.write(commit)),
+        }
+    }
+
     /// Stores a commit decided on the stored user; returns the user after it.
     fn write(&mut self, commit: Commit) -> User {
         let (events, new) = commit.into_parts();
@@ -110,20 +122,23 @@ impl UserRepository for InMemoryRepository {
 
     async fn update(&self, update: Update) -> Result<User> {
         let mut tables = self.tables();
-        let stored = tables.users.get(update.id()).cloned();
-        let actor = update
-            .actor()
-            .and_then(|actor| tables.visible(&actor.user, &actor.scope()));
-        match update.decide(stored, actor)? {
-            Decision::Unchanged(user) => Ok(user),
-            Decision::Write(commit) => {
-                let user = tables.write(commit);
-                let last = tables.feed.len() as u64;
-                drop(tables);
-                self.signal.committed(last);
-                Ok(user)
-            }
-        }
+        let outcome = tables.decide(update);
+        let last = tables.feed.len() as u64;
+        drop(tables);
+        self.signal.committed(last);
+        outcome
+    }
+
+    async fn update_many(&self, updates: Vec<Update>) -> Vec<Result<User>> {
+        let mut tables = self.tables();
+        let outcomes = updates
+            .into_iter()
+            .map(|update| tables.decide(update))
+            .collect();
+        let last = tables.feed.len() as u64;
+        drop(tables);
+        self.signal.committed(last);
+        outcomes
     }
 
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
@@ -202,6 +217,17 @@ impl UserRepository for InMemoryRepository {
     async fn set_policy(&self, org: Option<&OrgId>, policy: StoredPolicy) -> Result<()> {
         self.tables().policies.insert(org.cloned(), policy);
         Ok(())
+    }
+
+    async fn policy_organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+        let t = self.tables();
+        let orgs: BTreeSet<&OrgId> = t
+            .policies
+            .keys()
+            .flatten()
+            .filter(|org| after.is_none_or(|after| *org > after))
+            .collect();
+        Ok(orgs.into_iter().take(limit as usize).cloned().collect())
     }
 
     async fn organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {

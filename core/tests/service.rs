@@ -56,6 +56,9 @@ impl UserRepository for RivalLocksFirst {
             ))
             .await
     }
+    async fn update_many(&self, updates: Vec<Update>) -> Vec<userstate::Result<User>> {
+        self.inner.update_many(updates).await
+    }
     async fn history(
         &self,
         id: &UserId,
@@ -93,6 +96,13 @@ impl UserRepository for RivalLocksFirst {
     ) -> userstate::Result<()> {
         self.inner.set_policy(org, policy).await
     }
+    async fn policy_organisations(
+        &self,
+        after: Option<&OrgId>,
+        limit: u32,
+    ) -> userstate::Result<Vec<OrgId>> {
+        self.inner.policy_organisations(after, limit).await
+    }
 }
 
 /// Every update fails with `error`.
@@ -116,6 +126,10 @@ impl UserRepository for AlwaysFails {
     async fn update(&self, _: Update) -> userstate::Result<User> {
         self.updates.fetch_add(1, Ordering::SeqCst);
         Err(self.error.clone())
+    }
+    async fn update_many(&self, updates: Vec<Update>) -> Vec<userstate::Result<User>> {
+        self.updates.fetch_add(1, Ordering::SeqCst);
+        vec![Err(self.error.clone()); updates.len()]
     }
     async fn history(
         &self,
@@ -152,6 +166,13 @@ impl UserRepository for AlwaysFails {
         _: userstate::StoredPolicy,
     ) -> userstate::Result<()> {
         Err(self.error.clone())
+    }
+    async fn policy_organisations(
+        &self,
+        _: Option<&OrgId>,
+        _: u32,
+    ) -> userstate::Result<Vec<OrgId>> {
+        Ok(Vec::new())
     }
 }
 

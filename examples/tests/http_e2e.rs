@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use userstate::{ManualClock, Timestamp, UserRepository, UserService};
-use userstate_examples::{backend, demo};
+use userstate_examples::demo;
 use userstate_http::{Tokens, ORG_HEADER};
 
 /// Every test runs on its own temporary SQLite file, the service's default
@@ -23,7 +23,9 @@ fn fresh_backend() -> Arc<dyn UserRepository> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    backend::open(&format!("sqlite:{}", path.display())).unwrap()
+    userstate_backend::open(&format!("sqlite:{}", path.display()))
+        .unwrap()
+        .repository()
 }
 
 const ADMIN: &str = "acme-admin-token";

@@ -27,6 +27,7 @@ pub(crate) struct Statements {
     pub(crate) count_in_state: String,
     pub(crate) count_existing: String,
     pub(crate) organisations: String,
+    pub(crate) policy_organisations: String,
     pub(crate) feed: String,
     pub(crate) last_position: String,
     pub(crate) policies: String,
@@ -98,6 +99,10 @@ impl Statements {
                      SELECT (SELECT u.org FROM {s}.users u WHERE u.org > orgs.org ORDER BY u.org LIMIT 1) \
                      FROM orgs WHERE orgs.org IS NOT NULL) \
                  SELECT org FROM orgs WHERE org IS NOT NULL LIMIT $2"
+            ),
+            // The instance default's key, the empty text, sorts first.
+            policy_organisations: format!(
+                "SELECT org FROM {s}.policies WHERE org > $1 ORDER BY org LIMIT $2"
             ),
             feed: format!(
                 "SELECT {event_columns} FROM {s}.events \

@@ -310,6 +310,40 @@ pub(crate) async fn count(
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
+/// The organisations with a lockout policy of their own, in order, after
+/// `after`, at most `limit`.
+///
+/// # Errors
+/// As PostgreSQL answers; Corrupt for a stored organisation that is not
+/// valid.
+pub(crate) async fn policy_organisations(
+    client: &ClientWrapper,
+    statements: &Statements,
+    after: Option<&OrgId>,
+    limit: u32,
+) -> Result<Vec<OrgId>> {
+    let after = policy_key(after);
+    let select = client
+        .prepare_cached(&statements.policy_organisations)
+        .await
+        .map_err(from_postgres)?;
+    let rows = client
+        .query(&select, &[&after, &i64::from(limit)])
+        .await
+        .map_err(from_postgres)?;
+    rows.iter()
+        .map(|row| {
+            let org: String = row.try_get(0).map_err(from_postgres)?;
+            OrgId::from_stored(org).map_err(|e| {
+                Error::corrupt(format!(
+                    "the policies table holds an invalid organisation: {}",
+                    e.message()
+                ))
+            })
+        })
+        .collect()
+}
+
 /// The organisations with users (removed ones included), in order, after
 /// `after`, at most `limit`.
 ///

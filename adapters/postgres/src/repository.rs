@@ -195,6 +195,11 @@ impl UserRepository for PostgresRepository {
         self.inner.writer.update(update).await
     }
 
+    /// One batch of the writer's, in one transaction.
+    async fn update_many(&self, updates: Vec<Update>) -> Vec<Result<User>> {
+        self.inner.writer.update_many(updates).await
+    }
+
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
         let (id, scope) = (id.clone(), scope.clone());
         self.read("reading a history", move |client, statements| {
@@ -215,6 +220,16 @@ impl UserRepository for PostgresRepository {
         let org = org.clone();
         self.read("counting users", move |client, statements| {
             Box::pin(async move { reader::count(client, statements, &org, state).await })
+        })
+        .await
+    }
+
+    async fn policy_organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+        let after = after.cloned();
+        self.read("listing policies", move |client, statements| {
+            Box::pin(async move {
+                reader::policy_organisations(client, statements, after.as_ref(), limit).await
+            })
         })
         .await
     }

@@ -240,6 +240,47 @@ pub(crate) fn policies(trees: &Trees, org: &OrgId) -> Result<StoredPolicies> {
     })
 }
 
+/// The organisations with a lockout policy of their own, in order, after
+/// `after`, at most `limit` of them (the instance default's empty key
+/// sorts first and is skipped).
+///
+/// # Errors
+/// Corrupt when a key cannot be read or is not an organisation id.
+pub(crate) fn policy_organisations(
+    trees: &Trees,
+    after: Option<&OrgId>,
+    limit: u32,
+) -> Result<Vec<OrgId>> {
+    use std::ops::Bound;
+    let start = match after {
+        Some(org) => Bound::Excluded(layout::policy_key(Some(org)).to_vec()),
+        None => Bound::Excluded(Vec::new()),
+    };
+    let keys = guarded(|| {
+        trees
+            .policies
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .keys()
+            .take(limit as usize)
+            .collect::<sled::Result<Vec<_>>>()
+    })?;
+    let orgs = keys
+        .iter()
+        .map(|key| {
+            String::from_utf8(key.to_vec())
+                .map_err(|e| Error::corrupt(e.to_string()))
+                .and_then(OrgId::from_stored)
+                .map_err(|e| {
+                    Error::corrupt(format!(
+                        "the policies tree holds an invalid organisation: {}",
+                        e.message()
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(orgs)
+}
+
 /// How many users of `org` the index holds in `state` (`None`: all but
 /// deleted ones), counting keys without reading a snapshot.
 ///

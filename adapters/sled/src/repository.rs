@@ -242,6 +242,11 @@ impl UserRepository for SledRepository {
         self.inner.writer.update(update).await
     }
 
+    /// One batch of the writer's, in one sled transaction.
+    async fn update_many(&self, updates: Vec<Update>) -> Vec<Result<User>> {
+        self.inner.writer.update_many(updates).await
+    }
+
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
         let (id, scope) = (id.clone(), scope.clone());
         self.inner
@@ -293,6 +298,14 @@ impl UserRepository for SledRepository {
         self.inner
             .readers
             .run(move |trees| reader::count(trees, &org, state))
+            .await
+    }
+
+    async fn policy_organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+        let after = after.cloned();
+        self.inner
+            .readers
+            .run(move |trees| reader::policy_organisations(trees, after.as_ref(), limit))
             .await
     }
 

@@ -85,6 +85,11 @@ pub(crate) const COUNT_EXISTING: &str =
 /// per organisation, however many users each has.
 pub(crate) const NEXT_ORG: &str = "SELECT MIN(org) FROM users WHERE org > ?1";
 
+/// The organisations with a policy of their own after `?1`, in order, at
+/// most `?2` (the instance default's key, the empty text, sorts first).
+pub(crate) const POLICY_ORGS: &str =
+    "SELECT org FROM policies WHERE org > ?1 ORDER BY org LIMIT ?2";
+
 /// A stored lockout policy; the key `''` is the instance default.
 pub(crate) const POLICY: &str = "SELECT record, checksum FROM policies WHERE org = ?1";
 

@@ -263,6 +263,37 @@ pub(crate) fn count(conn: &Connection, org: &OrgId, state: Option<UserState>) ->
 ///
 /// # Errors
 /// As SQLite answers; Corrupt for a stored organisation that is not valid.
+/// The organisations with a lockout policy of their own, in order, after
+/// `after`, at most `limit` of them.
+///
+/// # Errors
+/// Corrupt when a stored key is not an organisation id.
+pub(crate) fn policy_organisations(
+    conn: &Connection,
+    after: Option<&OrgId>,
+    limit: u32,
+) -> Result<Vec<OrgId>> {
+    let after = crate::record::policy_key(after);
+    let keys = conn
+        .prepare_cached(crate::layout::POLICY_ORGS)
+        .and_then(|mut select| {
+            select
+                .query_map(params![after, limit], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(from_sqlite)?;
+    keys.into_iter()
+        .map(|key| {
+            OrgId::from_stored(key.as_str()).map_err(|e| {
+                Error::corrupt(format!(
+                    "the policies table holds an invalid organisation: {}",
+                    e.message()
+                ))
+            })
+        })
+        .collect()
+}
+
 pub(crate) fn organisations(
     conn: &Connection,
     after: Option<&OrgId>,

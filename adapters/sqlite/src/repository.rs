@@ -231,6 +231,11 @@ impl UserRepository for SqliteRepository {
         self.inner.writer.update(update).await
     }
 
+    /// One batch of the writer's, in one transaction.
+    async fn update_many(&self, updates: Vec<Update>) -> Vec<Result<User>> {
+        self.inner.writer.update_many(updates).await
+    }
+
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
         let (id, scope) = (id.clone(), scope.clone());
         self.inner
@@ -282,6 +287,14 @@ impl UserRepository for SqliteRepository {
         self.inner
             .writer
             .exclusive(move |writer| writer.set_policy(org.as_ref(), &policy))
+            .await
+    }
+
+    async fn policy_organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+        let after = after.cloned();
+        self.inner
+            .readers
+            .run(move |conn| reader::policy_organisations(conn, after.as_ref(), limit))
             .await
     }
 

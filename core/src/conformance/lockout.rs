@@ -279,3 +279,48 @@ pub async fn policy_survives_reopening(
     let globex = f.service.lockout_policy(&f.globex_admin).await.unwrap();
     assert_eq!((globex.policy, globex.is_default), (policy(5, 1), true));
 }
+
+/// Every organisation with a policy of its own is listed, in order and in
+/// pages, whether or not it has users; the instance default is not one.
+pub async fn policy_organisations_lists_every_stored_policy(repo: Arc<dyn UserRepository>) {
+    use crate::conformance::{at, org, user, T0};
+    use crate::StoredPolicy;
+    let stored = |max: u32| StoredPolicy {
+        policy: policy(max, 0),
+        changed_by: user("root"),
+        changed_at: at(T0),
+    };
+    assert!(repo
+        .policy_organisations(None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    repo.set_policy(None, stored(9)).await.unwrap();
+    for name in ["zeta-no-users", "acme", "mid"] {
+        repo.set_policy(Some(&org(name)), stored(3)).await.unwrap();
+    }
+    // Set twice: still one organisation.
+    repo.set_policy(Some(&org("acme")), stored(4))
+        .await
+        .unwrap();
+    let all = repo.policy_organisations(None, 10).await.unwrap();
+    assert_eq!(all, [org("acme"), org("mid"), org("zeta-no-users")]);
+    assert_eq!(
+        repo.policy_organisations(None, 1).await.unwrap(),
+        [org("acme")]
+    );
+    assert_eq!(
+        repo.policy_organisations(Some(&org("acme")), 10)
+            .await
+            .unwrap(),
+        [org("mid"), org("zeta-no-users")]
+    );
+    assert!(repo
+        .policy_organisations(Some(&org("zeta-no-users")), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let acme = repo.policies(&org("zeta-no-users")).await.unwrap();
+    assert_eq!(acme.org, Some(stored(3)));
+    assert_eq!(acme.default, Some(stored(9)));
+}

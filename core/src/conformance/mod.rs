@@ -47,7 +47,7 @@ pub use isolation::tenant_isolation_matrix;
 pub use lockout::{
     admin_unlock_resets_escalation_and_expiry_does_not, concurrent_failures_are_counted_exactly,
     lockout_failure_and_lock_are_one_commit, policy_is_stored_and_in_force_for_every_service,
-    policy_survives_reopening,
+    policy_organisations_lists_every_stored_policy, policy_survives_reopening,
 };
 pub use model::{model_check_bytes, model_test, model_test_cases};
 pub use race::{concurrent_commands_keep_history_exact, concurrent_locks_one_wins};
@@ -57,11 +57,14 @@ pub use reads::{
     literal_ids_are_stored_and_listed_literally, removed_and_foreign_ids_stay_taken,
     removed_users_are_listed_for_operators, state_filters_mean_the_state_in_force_now,
 };
-pub use replay::snapshot_equals_replay;
+pub use replay::{
+    checked_through_the_trait_a_sound_database_has_no_findings, snapshot_equals_replay,
+};
 pub use update::{
     concurrent_checked_appends_one_wins, concurrent_updates_store_every_decision_once,
     stale_commits_are_conflicts_and_write_nothing,
     update_decides_on_the_stored_user_and_checks_the_commit,
+    update_many_keeps_order_and_answers_each,
 };
 
 /// Expands to one `#[test]` per conformance function, each on a fresh
@@ -83,7 +86,9 @@ macro_rules! conformance_tests {
             stale_commits_are_conflicts_and_write_nothing,
             concurrent_updates_store_every_decision_once,
             concurrent_checked_appends_one_wins,
+            update_many_keeps_order_and_answers_each,
             snapshot_equals_replay,
+            checked_through_the_trait_a_sound_database_has_no_findings,
             history_records_every_event,
             history_of_removed_user_stays_readable,
             list_pages_and_filters,
@@ -99,6 +104,7 @@ macro_rules! conformance_tests {
             concurrent_failures_are_counted_exactly,
             admin_unlock_resets_escalation_and_expiry_does_not,
             policy_is_stored_and_in_force_for_every_service,
+            policy_organisations_lists_every_stored_policy,
             caller_state_that_cannot_log_in_is_refused,
             caller_state_expired_lock_does_not_count,
             caller_state_of_someone_else_does_not_count,

@@ -196,3 +196,39 @@ pub async fn snapshot_equals_replay(repo: Arc<dyn UserRepository>) {
         assert_eq!(read, f.stored(id).await, "get reads the stored snapshot");
     }
 }
+
+/// [`check_through`](crate::storage::check_through) finds nothing on a
+/// sound database: users in every state (a removed one too), in two
+/// organisations, and policies, one of an organisation without users.
+pub async fn checked_through_the_trait_a_sound_database_has_no_findings(
+    repo: Arc<dyn UserRepository>,
+) {
+    let f = Fixture::new(repo);
+    let empty = crate::storage::check_through(f.repo.as_ref())
+        .await
+        .unwrap();
+    assert!(empty.is_sound(), "{:?}", empty.findings);
+    assert_eq!((empty.users, empty.events), (0, 0));
+    for (id, state) in [
+        ("sound-initial", UserState::Initial),
+        ("sound-active", UserState::Active),
+        ("sound-locked", UserState::Locked),
+        ("sound-inactive", UserState::Inactive),
+        ("sound-removed", UserState::Deleted),
+    ] {
+        f.user_in_state(id, state).await;
+    }
+    f.service
+        .create(&f.globex_admin, &user("sound-globex"), InitialState::Active)
+        .await
+        .unwrap();
+    f.acme_policy(LockoutPolicy::default()).await;
+    f.default_policy(LockoutPolicy::default()).await;
+    let checked = crate::storage::check_through(f.repo.as_ref())
+        .await
+        .unwrap();
+    assert!(checked.is_sound(), "{:?}", checked.findings);
+    assert_eq!(checked.users, 6);
+    // 5 creations, a lock, a deactivation, a removal and globex's creation.
+    assert_eq!(checked.events, 9);
+}

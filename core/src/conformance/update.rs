@@ -402,3 +402,54 @@ pub async fn concurrent_checked_appends_one_wins(repo: Arc<dyn UserRepository>) 
         f.assert_snapshot_is_replay(&id).await;
     }
 }
+
+/// [`UserRepository::update_many`]: each update sees what the earlier ones
+/// stored (of the same user too), a stale one is a conflict that leaves
+/// the others stored, and the events take feed positions in the order of
+/// the updates.
+pub async fn update_many_keeps_order_and_answers_each(repo: Arc<dyn UserRepository>) {
+    assert!(repo.update_many(Vec::new()).await.is_empty());
+    let (a, b) = (user("many-a"), user("many-b"));
+    let first = |id: &UserId| Commit::new(None, vec![event(id, 1, added())]).unwrap();
+    let a1 = first(&a);
+    let b1 = first(&b);
+    let a2 = Commit::new(Some(a1.snapshot().clone()), vec![event(&a, 2, locked())]).unwrap();
+    let b2 = Commit::new(Some(b1.snapshot().clone()), vec![event(&b, 2, locked())]).unwrap();
+    let stale = a1.clone();
+    let append = |id: &UserId, commit: Commit| {
+        Update::new(id.clone(), Scope::Instance, storage::append(commit))
+    };
+    let outcomes = repo
+        .update_many(vec![
+            append(&a, a1),
+            append(&b, b1),
+            append(&a, a2.clone()),
+            append(&a, stale),
+            append(&b, b2.clone()),
+        ])
+        .await;
+    assert_eq!(outcomes.len(), 5);
+    assert_eq!(outcomes[2].as_ref().unwrap(), a2.snapshot());
+    assert!(
+        outcomes[3].as_ref().is_err_and(Error::is_conflict),
+        "a stale update in a batch is a conflict: {:?}",
+        outcomes[3]
+    );
+    assert_eq!(outcomes[4].as_ref().unwrap(), b2.snapshot());
+    let order: Vec<(String, u64)> = super::feed::whole_feed(repo.as_ref(), 0)
+        .await
+        .into_iter()
+        .map(|e| (e.event.user_id.as_str().to_owned(), e.event.sequence))
+        .collect();
+    let expected = [("many-a", 1), ("many-b", 1), ("many-a", 2), ("many-b", 2)];
+    assert_eq!(
+        order,
+        expected.map(|(id, sequence)| (id.to_owned(), sequence)),
+        "positions follow the order of the updates"
+    );
+    for id in [&a, &b] {
+        let stored = repo.load(id, &Scope::Instance).await.unwrap().unwrap();
+        assert_eq!(stored.state, UserState::Locked);
+        assert_eq!(stored.sequence, 2);
+    }
+}

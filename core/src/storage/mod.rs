@@ -68,6 +68,8 @@ pub use paging::page_of;
 pub use repository::UserRepository;
 pub use scope::Scope;
 pub use temporary::TemporaryDir;
-pub use verify::{check_user, CheckAtOpen, Finding, Verification, CHECK_EVERYTHING_UP_TO};
+pub use verify::{
+    check_through, check_user, CheckAtOpen, Finding, Verification, CHECK_EVERYTHING_UP_TO,
+};
 pub use workers::WorkerPool;
 pub use writer::{BatchWriter, GroupCommit, WriterStats, DEFAULT_MAX_BATCH};

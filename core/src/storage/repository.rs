@@ -63,6 +63,20 @@ pub trait UserRepository: Send + Sync + fmt::Debug {
     /// Internal for backend faults.
     async fn update(&self, update: Update) -> Result<User>;
 
+    /// Runs `updates` in order, each as [`UserRepository::update`] runs it
+    /// (a later one sees what an earlier one stored, of the same user too),
+    /// and commits what they decided together, as one write; returns each
+    /// one's outcome, in order. Their events take feed positions in this
+    /// order. For imports and migrations, which must keep a feed's order
+    /// and cannot afford a commit per event; a service runs its commands
+    /// through `update`.
+    ///
+    /// One update's refusal or conflict leaves the others alone. When the
+    /// write as a whole fails, every outcome is that error and none of the
+    /// updates is stored (an outcome marked unknown may have been stored
+    /// whole).
+    async fn update_many(&self, updates: Vec<Update>) -> Vec<Result<User>>;
+
     /// Events of `id` in sequence order, as selected by `query`; none when
     /// its user is outside `scope`.
     ///
@@ -123,6 +137,14 @@ pub trait UserRepository: Send + Sync + fmt::Debug {
     /// # Errors
     /// Unavailable or Internal for backend faults.
     async fn set_policy(&self, org: Option<&OrgId>, policy: StoredPolicy) -> Result<()>;
+
+    /// The organisations that have a lockout policy of their own (whether
+    /// or not they have users), in order, after `after`, at most `limit`
+    /// of them: how an export finds every stored policy.
+    ///
+    /// # Errors
+    /// Unavailable or Internal for backend faults.
+    async fn policy_organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>>;
 }
 
 /// Shared ownership forwards every method.
@@ -138,6 +160,10 @@ impl<T: UserRepository + ?Sized> UserRepository for Arc<T> {
 
     async fn update(&self, update: Update) -> Result<User> {
         (**self).update(update).await
+    }
+
+    async fn update_many(&self, updates: Vec<Update>) -> Vec<Result<User>> {
+        (**self).update_many(updates).await
     }
 
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
@@ -170,6 +196,10 @@ impl<T: UserRepository + ?Sized> UserRepository for Arc<T> {
 
     async fn set_policy(&self, org: Option<&OrgId>, policy: StoredPolicy) -> Result<()> {
         (**self).set_policy(org, policy).await
+    }
+
+    async fn policy_organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+        (**self).policy_organisations(after, limit).await
     }
 }
 
@@ -188,6 +218,10 @@ impl<T: UserRepository + ?Sized> UserRepository for Box<T> {
         (**self).update(update).await
     }
 
+    async fn update_many(&self, updates: Vec<Update>) -> Vec<Result<User>> {
+        (**self).update_many(updates).await
+    }
+
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
         (**self).history(id, scope, query).await
     }
@@ -218,5 +252,9 @@ impl<T: UserRepository + ?Sized> UserRepository for Box<T> {
 
     async fn set_policy(&self, org: Option<&OrgId>, policy: StoredPolicy) -> Result<()> {
         (**self).set_policy(org, policy).await
+    }
+
+    async fn policy_organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+        (**self).policy_organisations(after, limit).await
     }
 }

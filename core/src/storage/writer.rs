@@ -105,6 +105,8 @@ enum Lead<W> {
 
 enum Job<W> {
     Update(Update, oneshot::Sender<Result<User>>),
+    /// Commits alone, as one batch, whatever its size.
+    Batch(Vec<Update>, oneshot::Sender<Vec<Result<User>>>),
     /// Runs alone on the engine between batches; it sends its own answer.
     Exclusive(Box<dyn FnOnce(&mut W) + Send>),
 }
@@ -160,6 +162,21 @@ impl<W: BatchWriter> GroupCommit<W> {
         answer
             .await
             .unwrap_or_else(|_| Err(Error::internal("the writer stopped before answering")))
+    }
+
+    /// Commits `updates` as one batch of their own, in order, after the
+    /// writes queued before them, however many they are; resolves to each
+    /// one's outcome, in order.
+    pub async fn update_many(&self, updates: Vec<Update>) -> Vec<Result<User>> {
+        if updates.is_empty() {
+            return Vec::new();
+        }
+        let size = updates.len();
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Batch(updates, reply));
+        answer.await.unwrap_or_else(|_| {
+            vec![Err(Error::internal("the writer stopped before answering")); size]
+        })
     }
 
     /// Runs `job` on the engine alone, after the writes queued before it.
@@ -296,6 +313,11 @@ impl<W: BatchWriter> Shared<W> {
                     updates.push(update);
                     replies.push(reply);
                 }
+                Job::Batch(batch, reply) => {
+                    self.commit(writer, std::mem::take(&mut updates), &mut replies);
+                    // A caller that stopped waiting does not need its answer.
+                    let _ = reply.send(self.outcomes(writer, batch));
+                }
                 Job::Exclusive(job) => {
                     self.commit(writer, std::mem::take(&mut updates), &mut replies);
                     // A panic drops the job's reply, which answers Internal.
@@ -316,6 +338,18 @@ impl<W: BatchWriter> Shared<W> {
         if updates.is_empty() {
             return;
         }
+        let mut outcomes = self.outcomes(writer, updates).into_iter();
+        for reply in replies.drain(..) {
+            let outcome = outcomes
+                .next()
+                .unwrap_or_else(|| Err(Error::internal("the writer lost an answer")));
+            // A caller that stopped waiting does not need its answer.
+            let _ = reply.send(outcome);
+        }
+    }
+
+    /// Commits `updates` as one batch and counts it.
+    fn outcomes(&self, writer: &mut W, updates: Vec<Update>) -> Vec<Result<User>> {
         let size = updates.len();
         let started = std::time::Instant::now();
         let outcomes =
@@ -331,14 +365,9 @@ impl<W: BatchWriter> Shared<W> {
         self.conflicts
             .fetch_add(conflicts as u64, Ordering::Relaxed);
         self.largest_batch.fetch_max(size as u64, Ordering::Relaxed);
-        let mut outcomes = outcomes.into_iter();
-        for reply in replies.drain(..) {
-            let outcome = outcomes
-                .next()
-                .unwrap_or_else(|| Err(Error::internal("the writer lost an answer")));
-            // A caller that stopped waiting does not need its answer.
-            let _ = reply.send(outcome);
-        }
+        let mut outcomes = outcomes;
+        outcomes.resize_with(size, || Err(Error::internal("the writer lost an answer")));
+        outcomes
     }
 }
 

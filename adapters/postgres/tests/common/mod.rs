@@ -97,6 +97,9 @@ macro_rules! forward {
             async fn update(&$self, update: Update) -> Result<User> {
                 $target.update(update).await
             }
+            async fn update_many(&$self, updates: Vec<Update>) -> Vec<Result<User>> {
+                $target.update_many(updates).await
+            }
             async fn history(&$self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
                 $target.history(id, scope, query).await
             }
@@ -120,6 +123,9 @@ macro_rules! forward {
             }
             async fn set_policy(&$self, org: Option<&OrgId>, policy: StoredPolicy) -> Result<()> {
                 $target.set_policy(org, policy).await
+            }
+            async fn policy_organisations(&$self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+                $target.policy_organisations(after, limit).await
             }
         }
     };

@@ -54,6 +54,9 @@ impl UserRepository for OnDisk {
     async fn update(&self, update: Update) -> Result<User> {
         self.repo.update(update).await
     }
+    async fn update_many(&self, updates: Vec<Update>) -> Vec<Result<User>> {
+        self.repo.update_many(updates).await
+    }
 
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
         self.repo.history(id, scope, query).await
@@ -79,5 +82,8 @@ impl UserRepository for OnDisk {
     }
     async fn set_policy(&self, org: Option<&OrgId>, policy: userstate::StoredPolicy) -> Result<()> {
         self.repo.set_policy(org, policy).await
+    }
+    async fn policy_organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+        self.repo.policy_organisations(after, limit).await
     }
 }

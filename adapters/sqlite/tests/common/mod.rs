@@ -82,6 +82,9 @@ impl UserRepository for TempRepo {
     async fn update(&self, update: Update) -> Result<User> {
         self.repo.update(update).await
     }
+    async fn update_many(&self, updates: Vec<Update>) -> Vec<Result<User>> {
+        self.repo.update_many(updates).await
+    }
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
         self.repo.history(id, scope, query).await
     }
@@ -105,6 +108,9 @@ impl UserRepository for TempRepo {
     }
     async fn set_policy(&self, org: Option<&OrgId>, policy: userstate::StoredPolicy) -> Result<()> {
         self.repo.set_policy(org, policy).await
+    }
+    async fn policy_organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+        self.repo.policy_organisations(after, limit).await
     }
 }
 
@@ -162,6 +168,9 @@ impl UserRepository for TwoHandles {
     async fn update(&self, update: Update) -> Result<User> {
         self.handle().update(update).await
     }
+    async fn update_many(&self, updates: Vec<Update>) -> Vec<Result<User>> {
+        self.handle().update_many(updates).await
+    }
     async fn history(&self, id: &UserId, scope: &Scope, query: HistoryQuery) -> Result<Vec<Event>> {
         self.handle().history(id, scope, query).await
     }
@@ -185,6 +194,9 @@ impl UserRepository for TwoHandles {
     }
     async fn set_policy(&self, org: Option<&OrgId>, policy: userstate::StoredPolicy) -> Result<()> {
         self.handle().set_policy(org, policy).await
+    }
+    async fn policy_organisations(&self, after: Option<&OrgId>, limit: u32) -> Result<Vec<OrgId>> {
+        self.handle().policy_organisations(after, limit).await
     }
 }
 
