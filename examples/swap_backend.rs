@@ -47,7 +47,10 @@ async fn onboard_and_lock(repository: Arc<dyn UserRepository>) -> Result<(), use
 fn main() -> ExitCode {
     let specs: Vec<String> = match std::env::args().nth(1) {
         Some(help) if help == "-h" || help == "--help" => {
-            println!("usage: swap_backend [SPEC]\n\n  SPEC  {}", userstate_backend::SPECS);
+            println!(
+                "usage: swap_backend [SPEC]\n\n  SPEC  {}",
+                userstate_backend::SPECS
+            );
             return ExitCode::SUCCESS;
         }
         Some(spec) => vec![spec],
