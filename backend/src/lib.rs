@@ -36,7 +36,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use userstate::storage::{check_through, Durability, Verification};
+use userstate::storage::{check_through, CheckAtOpen, Durability, Verification};
 use userstate::{ids, Error, ErrorKind, InMemoryRepository, Result, UserRepository};
 use userstate_postgres::{PostgresOptions, PostgresRepository};
 use userstate_sled::{SledOptions, SledRepository};
@@ -68,6 +68,10 @@ pub struct OpenOptions {
     pub create_if_missing: bool,
     /// How commits are made durable (default [`Durability::Durable`]).
     pub durability: Durability,
+    /// How much of an SQLite file or sled folder is checked at open
+    /// (default [`CheckAtOpen::Auto`]); a tool that reports damage itself
+    /// ([`Backend::verify`]) opens with less, so a damaged database opens.
+    pub check_at_open: CheckAtOpen,
 }
 
 impl Default for OpenOptions {
@@ -75,6 +79,7 @@ impl Default for OpenOptions {
         OpenOptions {
             create_if_missing: true,
             durability: Durability::Durable,
+            check_at_open: CheckAtOpen::Auto,
         }
     }
 }
@@ -121,6 +126,7 @@ pub fn open_with(spec: &str, options: &OpenOptions) -> Result<Backend> {
                 check_path(Path::new(path), Kind::File, options).map_err(config)?;
                 SqliteOptions::new()
                     .durability(options.durability)
+                    .check_at_open(options.check_at_open)
                     .create_if_missing(options.create_if_missing)
                     .open(path)
                     .map(|repo| Backend::Sqlite(Arc::new(repo)))
@@ -129,6 +135,7 @@ pub fn open_with(spec: &str, options: &OpenOptions) -> Result<Backend> {
                 check_path(Path::new(path), Kind::Folder, options).map_err(config)?;
                 SledOptions::new()
                     .durability(options.durability)
+                    .check_at_open(options.check_at_open)
                     .create_if_missing(options.create_if_missing)
                     .open(path)
                     .map(|repo| Backend::Sled(Arc::new(repo)))

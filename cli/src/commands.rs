@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use serde::Serialize;
-use userstate::storage::{create_private_file, Scope};
+use userstate::storage::{create_private_file, CheckAtOpen, Scope};
 use userstate::{
     Caller, Cursor, ErrorKind, FeedQuery, HistoryQuery, InMemoryAuthorizer, ListQuery, LockRequest,
     OrgId, Permission, Reason, UserId, UserService,
@@ -43,8 +43,17 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     let spec = db.ok_or_else(|| {
         Failure::Usage("name the database with --db SPEC or USERSTATE_DB".to_owned())
     })?;
-    let creates = matches!(command, Command::Import { .. });
-    let backend = open(&spec, creates)?;
+    let options = OpenOptions {
+        create_if_missing: matches!(command, Command::Import { .. }),
+        // Verify reports damage user by user, which a full check at open
+        // would refuse to let it see.
+        check_at_open: match command {
+            Command::Verify => CheckAtOpen::Nothing,
+            _ => CheckAtOpen::Auto,
+        },
+        ..OpenOptions::default()
+    };
+    let backend = open(&spec, &options)?;
     let operator = Operator::new(&backend, operator)?;
     match command {
         Command::Users(users) => self::users(&operator, users, json),
@@ -58,12 +67,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 /// Opens `spec`; a wrong spec is a usage error.
-fn open(spec: &str, create: bool) -> Result<Backend, Failure> {
-    let options = OpenOptions {
-        create_if_missing: create,
-        ..OpenOptions::default()
-    };
-    userstate_backend::open_with(spec, &options).map_err(|e| match e.kind() {
+fn open(spec: &str, options: &OpenOptions) -> Result<Backend, Failure> {
+    userstate_backend::open_with(spec, options).map_err(|e| match e.kind() {
         ErrorKind::InvalidArgument => Failure::Usage(e.message().to_owned()),
         _ => Failure::Refused(e.message().to_owned()),
     })
@@ -685,8 +690,14 @@ fn migrate(from: &str, to: &str, copy: &CopyArgs, json: bool) -> Result<(), Fail
             "--from and --to name the same database".to_owned(),
         ));
     }
-    let source = open(from, false)?;
-    let target = open(to, true)?;
+    let source = open(
+        from,
+        &OpenOptions {
+            create_if_missing: false,
+            ..OpenOptions::default()
+        },
+    )?;
+    let target = open(to, &OpenOptions::default())?;
     let (source, target) = (source.repository(), target.repository());
     refuse_non_empty(target.as_ref(), copy.resume)?;
     let started = Instant::now();

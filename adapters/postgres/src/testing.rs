@@ -452,3 +452,79 @@ pub fn query(connection: &str, sql: &str) -> Result<Option<String>, String> {
             .flatten())
     })
 }
+
+/// A session of its own holding the advisory lock `key` until dropped: a
+/// gate that a test's trigger or statement can wait on, to stop a writer
+/// at a chosen point without any timing.
+#[derive(Debug)]
+pub struct AdvisoryLock {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    session: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AdvisoryLock {
+    /// Takes the lock `key` on a new connection to `connection`, returning
+    /// once it is held.
+    ///
+    /// # Errors
+    /// The server's or the connection's error, as text.
+    pub fn hold(connection: &str, key: i64) -> Result<AdvisoryLock, String> {
+        let (held, taken) = std::sync::mpsc::channel::<Result<(), String>>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let connection = connection.to_owned();
+        let session = std::thread::spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = held.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let connected = tokio_postgres::connect(&connection, tokio_postgres::NoTls).await;
+                let (client, driver) = match connected {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        let _ = held.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let driver = tokio::spawn(driver);
+                let locked = client
+                    .execute("SELECT pg_advisory_lock($1)", &[&key])
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string());
+                let ok = locked.is_ok();
+                let _ = held.send(locked);
+                if ok {
+                    // Blocks this session's thread only; the lock is held
+                    // until the test lets go or drops the gate.
+                    let _ = tokio::task::spawn_blocking(move || released.recv()).await;
+                }
+                drop(client);
+                let _ = driver.await;
+            });
+        });
+        match taken.recv() {
+            Ok(Ok(())) => Ok(AdvisoryLock {
+                release: Some(release),
+                session: Some(session),
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("the locking session ended".to_owned()),
+        }
+    }
+}
+
+impl Drop for AdvisoryLock {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(session) = self.session.take() {
+            let _ = session.join();
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! checks of each user the same way for every engine, and how much is
 //! checked when a database is opened.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::error::Result;
@@ -121,6 +121,7 @@ pub async fn check_through(repo: &dyn UserRepository) -> Result<Verification> {
     // Per user: the snapshot's sequence, then the last sequence the feed had.
     let mut users: HashMap<UserId, (u64, u64)> = HashMap::new();
     let mut indexed = 0u64;
+    let mut unlisted: HashSet<OrgId> = HashSet::new();
     let mut after: Option<OrgId> = None;
     let mut some_org = None;
     loop {
@@ -133,10 +134,13 @@ pub async fn check_through(repo: &dyn UserRepository) -> Result<Verification> {
                 let listed = match indexed_users(repo, &org, state, &mut users).await {
                     Ok(listed) => listed,
                     Err(e) if damage(&e) => {
+                        // A damaged user stops the listing; the others of
+                        // the organisation go unchecked against the feed.
                         found(
                             None,
                             format!("the {state} users of {org} cannot be listed: {e}"),
                         );
+                        unlisted.insert(org.clone());
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -193,6 +197,10 @@ pub async fn check_through(repo: &dyn UserRepository) -> Result<Verification> {
                 );
             }
             position = position.max(fed.position);
+            if unlisted.contains(&event.org_id) {
+                users.remove(&event.user_id);
+                continue;
+            }
             let (_, seen) = users.entry(event.user_id.clone()).or_insert((0, 0));
             if event.sequence != *seen + 1 {
                 found(
