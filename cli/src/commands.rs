@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::Serialize;
@@ -625,12 +625,17 @@ fn write_failed(e: std::io::Error) -> Failure {
 
 /// What an import or migrate did, as printed.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Summary {
     policies: u64,
     users: u64,
     events: u64,
     skipped: u64,
+    /// The whole run: the copy and the comparison.
     seconds: f64,
+    copy_seconds: f64,
+    /// `None` when nothing was compared (an import read from stdin).
+    compare_seconds: Option<f64>,
     users_per_second: f64,
     verified: bool,
 }
@@ -660,7 +665,8 @@ fn import(
         &progress,
     )?;
     progress.finish_and_clear();
-    let verified = match from {
+    let copied_in = started.elapsed();
+    let compared = match from {
         Some(path) => {
             let file = File::open(path)
                 .map_err(|e| Failure::Refused(format!("{}: {e}", path.display())))?;
@@ -677,11 +683,11 @@ fn import(
                     "imported, but the database is not the export: {difference}"
                 )));
             }
-            true
+            Some(started.elapsed() - copied_in)
         }
-        None => false,
+        None => None,
     };
-    summary(copied, started, verified, json)
+    summary(copied, copied_in, compared, json)
 }
 
 fn migrate(from: &str, to: &str, copy: &CopyArgs, json: bool) -> Result<(), Failure> {
@@ -709,6 +715,7 @@ fn migrate(from: &str, to: &str, copy: &CopyArgs, json: bool) -> Result<(), Fail
         &progress,
     )?;
     progress.finish_and_clear();
+    let copied_in = started.elapsed();
     let progress = output::progress(copied.events + copied.skipped, "events compared", json);
     let difference = transfer::compare(
         Records::of(source.as_ref()),
@@ -722,7 +729,7 @@ fn migrate(from: &str, to: &str, copy: &CopyArgs, json: bool) -> Result<(), Fail
              was written meanwhile, run again with --resume"
         )));
     }
-    summary(copied, started, true, json)
+    summary(copied, copied_in, Some(started.elapsed() - copied_in), json)
 }
 
 fn refuse_non_empty(repo: &dyn userstate::UserRepository, resume: bool) -> Result<(), Failure> {
@@ -739,18 +746,21 @@ fn refuse_non_empty(repo: &dyn userstate::UserRepository, resume: bool) -> Resul
 
 fn summary(
     copied: transfer::Copied,
-    started: Instant,
-    verified: bool,
+    copy: Duration,
+    compare: Option<Duration>,
     json: bool,
 ) -> Result<(), Failure> {
-    let seconds = started.elapsed().as_secs_f64();
+    let seconds = (copy + compare.unwrap_or_default()).as_secs_f64();
     let users = copied.users;
+    let verified = compare.is_some();
     let summary = Summary {
         policies: copied.policies,
         users,
         events: copied.events,
         skipped: copied.skipped,
         seconds,
+        copy_seconds: copy.as_secs_f64(),
+        compare_seconds: compare.map(|d| d.as_secs_f64()),
         users_per_second: users as f64 / seconds.max(f64::EPSILON),
         verified,
     };

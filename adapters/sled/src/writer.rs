@@ -19,6 +19,7 @@
 //! not write, so a later sync that succeeds proves nothing about them.
 //! Every later batch is refused with the first failure.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -148,28 +149,38 @@ impl Writer {
 }
 
 impl BatchWriter for Writer {
+    /// Decides every update on the users as stored (and as earlier updates
+    /// of the batch left them), then writes every decided commit in one
+    /// sled transaction: a transaction per command would cost most of the
+    /// batch. Should that transaction fail, each commit is written in a
+    /// transaction of its own, so one user's damage fails only its updates.
     fn commit(&mut self, batch: Vec<Update>) -> Vec<Result<User>> {
         if let Some(failure) = &self.failure {
             return vec![Err(failure.clone()); batch.len()];
         }
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let mut written = 0;
+        let mut decided = Vec::with_capacity(batch.len());
+        let mut plans: Vec<Plan> = Vec::new();
+        let mut seen: HashMap<UserId, User> = HashMap::new();
         for update in batch {
-            let outcome = apply(&self.trees, update, self.committed, self.last_position);
-            if let Ok((_, events)) = outcome {
-                if events > 0 {
-                    written += 1;
-                    self.committed += events;
-                    self.last_position += events;
-                }
-            }
-            outcomes.push(outcome);
+            decided.push(
+                decide(&self.trees, &seen, update).and_then(|(decision, old)| match decision {
+                    Decision::Unchanged(user) => Ok(Decided::Unchanged(user)),
+                    Decision::Write(commit) => {
+                        let plan = Plan::of(old, commit)?;
+                        seen.insert(plan.user.id.clone(), plan.user.clone());
+                        plans.push(plan);
+                        Ok(Decided::Planned)
+                    }
+                }),
+            );
         }
+        let written = self.write_plans(&plans);
+        let stored = written.iter().filter(|w| w.is_ok()).count() as u64;
         let synced = match self.durability {
-            _ if written == 0 => Ok(()),
+            _ if stored == 0 => Ok(()),
             Durability::Durable => self.sync(),
             Durability::Relaxed => {
-                self.unsynced += written;
+                self.unsynced += stored;
                 if self.unsynced > self.max_unsynced {
                     self.sync()
                 } else {
@@ -177,18 +188,107 @@ impl BatchWriter for Writer {
                 }
             }
         };
-        if written > 0 {
+        if stored > 0 {
             self.signal.committed(self.last_position);
         }
-        outcomes
+        // Plans are in the order of the updates that made them.
+        let mut planned = plans.into_iter().zip(written);
+        decided
             .into_iter()
-            .map(|outcome| match (outcome, &synced) {
-                // Committed but not made durable: not acknowledged.
-                (Ok((_, events)), Err(failure)) if events > 0 => Err(failure.clone()),
-                (outcome, _) => outcome.map(|(user, _)| user),
+            .map(|outcome| match outcome? {
+                Decided::Unchanged(user) => Ok(user),
+                Decided::Planned => {
+                    let (plan, written) = planned
+                        .next()
+                        .ok_or_else(|| Error::internal("the writer lost a plan"))?;
+                    written?;
+                    // Committed but not made durable: not acknowledged.
+                    synced.clone()?;
+                    Ok(plan.user)
+                }
             })
             .collect()
     }
+}
+
+impl Writer {
+    /// Writes `plans` in one transaction, else each in its own; returns
+    /// each one's outcome and advances the counts by what was written.
+    fn write_plans(&mut self, plans: &[Plan]) -> Vec<Result<()>> {
+        if plans.is_empty() {
+            return Vec::new();
+        }
+        let events: u64 = plans.iter().map(|plan| plan.events.len() as u64).sum();
+        match write(
+            &self.trees,
+            plans,
+            self.committed + events,
+            self.last_position,
+        ) {
+            Ok(()) => {
+                self.committed += events;
+                self.last_position += events;
+                return vec![Ok(()); plans.len()];
+            }
+            Err(e) if plans.len() == 1 => return vec![Err(e)],
+            Err(_) => {}
+        }
+        let mut failed: HashMap<&UserId, Error> = HashMap::new();
+        plans
+            .iter()
+            .map(|plan| {
+                if let Some(earlier) = failed.get(&plan.user.id) {
+                    return Err(earlier.clone());
+                }
+                let events = plan.events.len() as u64;
+                let plan_slice = std::slice::from_ref(plan);
+                match write(
+                    &self.trees,
+                    plan_slice,
+                    self.committed + events,
+                    self.last_position,
+                ) {
+                    Ok(()) => {
+                        self.committed += events;
+                        self.last_position += events;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        failed.insert(&plan.user.id, e.clone());
+                        Err(e)
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+/// What an update of a batch decided.
+enum Decided {
+    Unchanged(User),
+    /// A commit, whose plan is the next of the batch's.
+    Planned,
+}
+
+/// Reads the update's user (and its caller's) as stored or as an earlier
+/// update of the batch left it, and runs the decision; returns it with the
+/// index entries of the user it was decided on.
+fn decide(
+    trees: &Trees,
+    seen: &HashMap<UserId, User>,
+    update: Update,
+) -> Result<(Decision, Option<IndexKeys>)> {
+    let load = |id: &UserId, scope: &userstate::storage::Scope| match seen.get(id) {
+        Some(user) => Ok(scope.admits(&user.org_id).then(|| user.clone())),
+        None => reader::load(trees, id, scope),
+    };
+    let stored = load(update.id(), update.scope())?;
+    let actor = match update.actor() {
+        Some(actor) => load(&actor.user, &actor.scope())?,
+        None => None,
+    };
+    let old = stored.as_ref().map(index_keys);
+    Ok((update.decide(stored, actor)?, old))
 }
 
 impl Drop for Writer {
@@ -209,27 +309,28 @@ pub(crate) fn lock(mark: &SharedMark) -> MutexGuard<'_, Closing> {
     mark.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// One update: the user as stored, the decision on it, and what it
-/// decided, on a database that has `committed` events. Returns the user
-/// after it and the events it wrote.
+/// One update on its own: the user as stored, the decision on it, and
+/// what it decided, written in one transaction, on a database that has
+/// `committed` events. Returns the user after it and the events it wrote.
+#[cfg(test)]
 pub(crate) fn apply(
     trees: &Trees,
     update: Update,
     committed: u64,
     last_position: u64,
 ) -> Result<(User, u64)> {
-    let stored = reader::load(trees, update.id(), update.scope())?;
-    let actor = match update.actor() {
-        Some(actor) => reader::load(trees, &actor.user, &actor.scope())?,
-        None => None,
-    };
-    let old_keys = stored.as_ref().map(index_keys);
-    match update.decide(stored, actor)? {
-        Decision::Unchanged(user) => Ok((user, 0)),
-        Decision::Write(commit) => {
-            let events = commit.events().len() as u64;
-            write(trees, old_keys, commit, committed + events, last_position)
-                .map(|user| (user, events))
+    match decide(trees, &HashMap::new(), update)? {
+        (Decision::Unchanged(user), _) => Ok((user, 0)),
+        (Decision::Write(commit), old) => {
+            let plan = Plan::of(old, commit)?;
+            let events = plan.events.len() as u64;
+            write(
+                trees,
+                std::slice::from_ref(&plan),
+                committed + events,
+                last_position,
+            )?;
+            Ok((plan.user, events))
         }
     }
 }
@@ -247,38 +348,55 @@ fn index_keys(user: &User) -> IndexKeys {
     }
 }
 
-/// Writes a commit decided on the stored user (whose index entries are
-/// `old`) in one transaction over all trees, with the count of committed
-/// events after it; returns the user after it.
-/// Only this writer writes, so the user cannot have moved on since it was
-/// read.
+/// A decided commit, encoded: the records it writes and the index
+/// entries it replaces.
+struct Plan {
+    events: Vec<(Vec<u8>, Vec<u8>)>,
+    snapshot_key: Vec<u8>,
+    snapshot_record: Vec<u8>,
+    old: Option<IndexKeys>,
+    new: IndexKeys,
+    exists: bool,
+    /// The user after the commit.
+    user: User,
+}
+
+impl Plan {
+    /// Encodes `commit`, decided on a user whose index entries are `old`.
+    fn of(old: Option<IndexKeys>, commit: Commit) -> Result<Plan> {
+        let (events, user) = commit.into_parts();
+        let id = &user.id;
+        let events = events
+            .iter()
+            .map(|event| {
+                Ok((
+                    layout::event_key(id, event.sequence),
+                    record::encode_event(event)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Plan {
+            events,
+            snapshot_key: layout::snapshot_key(id),
+            snapshot_record: record::encode_user(&user)?,
+            old,
+            new: index_keys(&user),
+            exists: user.state != UserState::Deleted,
+            user,
+        })
+    }
+}
+
+/// Writes `plans` in one transaction over all trees, with the count of
+/// committed events after them; their events take the positions after
+/// `last_position`, in order. Only this writer writes, so no user can have
+/// moved on since it was read.
 ///
 /// # Errors
-/// Corrupt when an event is already stored at a sequence the commit writes
+/// Corrupt when an event is already stored at a sequence a commit writes
 /// (the history ran ahead of its snapshot: never overwritten); sled errors
 /// as mapped by [`from_sled`]. Nothing is written on error.
-fn write(
-    trees: &Trees,
-    old: Option<IndexKeys>,
-    commit: Commit,
-    committed: u64,
-    last_position: u64,
-) -> Result<User> {
-    let (events, snapshot) = commit.into_parts();
-    let id: &UserId = &snapshot.id;
-    let events = events
-        .iter()
-        .map(|event| {
-            Ok((
-                layout::event_key(id, event.sequence),
-                record::encode_event(event)?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let snapshot_key = layout::snapshot_key(id);
-    let snapshot_record = record::encode_user(&snapshot)?;
-    let new = index_keys(&snapshot);
-    let exists = snapshot.state != UserState::Deleted;
+fn write(trees: &Trees, plans: &[Plan], committed: u64, last_position: u64) -> Result<()> {
     let committed = committed.to_be_bytes();
     let trees_in_order = (
         &trees.events,
@@ -293,32 +411,40 @@ fn write(
     // also sees its events.
     let outcome = trees_in_order.transaction(
         |(events_tree, feed, snapshots, by_org_state, by_org, meta)| {
-            for ((key, value), position) in events.iter().zip(last_position + 1..) {
-                if events_tree
-                    .insert(key.as_slice(), value.as_slice())?
-                    .is_some()
-                {
-                    return Err(ConflictableTransactionError::Abort(Error::corrupt(
-                        format!("user {id} has stored events beyond its snapshot"),
-                    )));
+            let mut position = last_position;
+            for plan in plans {
+                let id = &plan.user.id;
+                for (key, value) in &plan.events {
+                    position += 1;
+                    if events_tree
+                        .insert(key.as_slice(), value.as_slice())?
+                        .is_some()
+                    {
+                        return Err(ConflictableTransactionError::Abort(Error::corrupt(
+                            format!("user {id} has stored events beyond its snapshot"),
+                        )));
+                    }
+                    if feed
+                        .insert(&layout::feed_key(position), key.as_slice())?
+                        .is_some()
+                    {
+                        return Err(ConflictableTransactionError::Abort(Error::corrupt(
+                            format!("the feed already holds position {position}"),
+                        )));
+                    }
                 }
-                if feed
-                    .insert(&layout::feed_key(position), key.as_slice())?
-                    .is_some()
-                {
-                    return Err(ConflictableTransactionError::Abort(Error::corrupt(
-                        format!("the feed already holds position {position}"),
-                    )));
+                snapshots.insert(
+                    plan.snapshot_key.as_slice(),
+                    plan.snapshot_record.as_slice(),
+                )?;
+                if let Some(old) = &plan.old {
+                    by_org_state.remove(old.org_state.as_slice())?;
+                    by_org.remove(old.org.as_slice())?;
                 }
-            }
-            snapshots.insert(snapshot_key.as_slice(), snapshot_record.as_slice())?;
-            if let Some(old) = &old {
-                by_org_state.remove(old.org_state.as_slice())?;
-                by_org.remove(old.org.as_slice())?;
-            }
-            by_org_state.insert(new.org_state.as_slice(), &[][..])?;
-            if exists {
-                by_org.insert(new.org.as_slice(), &[][..])?;
+                by_org_state.insert(plan.new.org_state.as_slice(), &[][..])?;
+                if plan.exists {
+                    by_org.insert(plan.new.org.as_slice(), &[][..])?;
+                }
             }
             meta.insert(layout::COMMITTED_KEY, &committed[..])?;
             Ok(())
@@ -327,8 +453,7 @@ fn write(
     outcome.map_err(|e| match e {
         TransactionError::Abort(error) => error,
         TransactionError::Storage(error) => from_sled(error),
-    })?;
-    Ok(snapshot)
+    })
 }
 
 #[cfg(test)]
@@ -398,5 +523,73 @@ mod tests {
         let outcomes = writer.commit((0..3).map(|i| create(&format!("u{i}"))).collect());
         assert!(outcomes.iter().all(Result::is_ok));
         assert_eq!(writer.unsynced, 0);
+    }
+
+    #[test]
+    fn a_batch_with_one_damaged_user_writes_the_others_at_contiguous_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = writer(dir.path(), Durability::Durable, 5);
+        // A stray event where b's creation would write its first event.
+        let b = UserId::from_stored("b").unwrap();
+        writer
+            .trees
+            .events
+            .insert(layout::event_key(&b, 1), &b"stray"[..])
+            .unwrap();
+        let first = create("a");
+        let created = Commit::new(
+            None,
+            vec![Event {
+                user_id: UserId::from_stored("a").unwrap(),
+                org_id: OrgId::from_stored("acme").unwrap(),
+                sequence: 1,
+                created_at: Timestamp::UNIX_EPOCH,
+                creator: UserId::from_stored("a").unwrap(),
+                payload: EventPayload::Added {
+                    state: InitialState::Active,
+                },
+            }],
+        )
+        .unwrap();
+        let locked = Commit::new(
+            Some(created.snapshot().clone()),
+            vec![Event {
+                user_id: UserId::from_stored("a").unwrap(),
+                org_id: OrgId::from_stored("acme").unwrap(),
+                sequence: 2,
+                created_at: Timestamp::UNIX_EPOCH,
+                creator: UserId::from_stored("a").unwrap(),
+                payload: EventPayload::Deactivated { reason: None },
+            }],
+        )
+        .unwrap();
+        let second = Update::new(
+            UserId::from_stored("a").unwrap(),
+            Scope::Instance,
+            storage::append(locked),
+        );
+        let outcomes = writer.commit(vec![first, create("b"), second]);
+        assert!(outcomes[0].is_ok(), "{outcomes:?}");
+        assert_eq!(
+            outcomes[1].as_ref().unwrap_err().id(),
+            userstate::ids::CORRUPT
+        );
+        assert_eq!(outcomes[2].as_ref().unwrap().sequence, 2);
+        assert_eq!(
+            writer.last_position, 2,
+            "b's refused event took no position"
+        );
+        assert_eq!(writer.committed, 2);
+        let feed: Vec<_> = writer
+            .trees
+            .feed
+            .iter()
+            .keys()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            feed,
+            [layout::feed_key(1).to_vec(), layout::feed_key(2).to_vec()]
+        );
     }
 }
