@@ -322,26 +322,8 @@ pub(crate) async fn policy_organisations(
     after: Option<&OrgId>,
     limit: u32,
 ) -> Result<Vec<OrgId>> {
-    let after = policy_key(after);
-    let select = client
-        .prepare_cached(&statements.policy_organisations)
-        .await
-        .map_err(from_postgres)?;
-    let rows = client
-        .query(&select, &[&after, &i64::from(limit)])
-        .await
-        .map_err(from_postgres)?;
-    rows.iter()
-        .map(|row| {
-            let org: String = row.try_get(0).map_err(from_postgres)?;
-            OrgId::from_stored(org).map_err(|e| {
-                Error::corrupt(format!(
-                    "the policies table holds an invalid organisation: {}",
-                    e.message()
-                ))
-            })
-        })
-        .collect()
+    let select = &statements.policy_organisations;
+    organisations_of(client, select, policy_key(after), limit, "policies").await
 }
 
 /// The organisations with users (removed ones included), in order, after
@@ -358,10 +340,18 @@ pub(crate) async fn organisations(
 ) -> Result<Vec<OrgId>> {
     // Organisation ids are never empty, so every one sorts after "".
     let after = after.map_or("", OrgId::as_str);
-    let select = client
-        .prepare_cached(&statements.organisations)
-        .await
-        .map_err(from_postgres)?;
+    organisations_of(client, &statements.organisations, after, limit, "users").await
+}
+
+/// The organisations `select` lists after `after` from `table`.
+async fn organisations_of(
+    client: &ClientWrapper,
+    select: &str,
+    after: &str,
+    limit: u32,
+    table: &str,
+) -> Result<Vec<OrgId>> {
+    let select = client.prepare_cached(select).await.map_err(from_postgres)?;
     let rows = client
         .query(&select, &[&after, &i64::from(limit)])
         .await
@@ -371,7 +361,7 @@ pub(crate) async fn organisations(
             let org: String = row.try_get(0).map_err(from_postgres)?;
             OrgId::from_stored(org).map_err(|e| {
                 Error::corrupt(format!(
-                    "the users table holds an invalid organisation: {}",
+                    "the {table} table holds an invalid organisation: {}",
                     e.message()
                 ))
             })
