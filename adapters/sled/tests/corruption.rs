@@ -51,12 +51,27 @@ fn database_with_alice_and_bob(path: &Path) {
 
 /// Changes one stored value directly through sled, with the database closed.
 fn overwrite(path: &Path, tree: &str, key: &[u8], change: impl FnOnce(&mut Vec<u8>)) {
+    until_sled_lets_go(path);
     let raw = sled::open(path).unwrap();
     let tree = raw.open_tree(tree).unwrap();
     let mut value = tree.get(key).unwrap().expect("stored value").to_vec();
     change(&mut value);
     tree.insert(key, value).unwrap();
     raw.flush().unwrap();
+    drop((tree, raw));
+    until_sled_lets_go(path);
+}
+
+/// Returns once sled's lock on the database is free: sled 0.34 releases
+/// it from its flusher thread after the last handle (the adapter's too)
+/// is dropped, so the next open could otherwise find it still held.
+fn until_sled_lets_go(path: &Path) {
+    use rustix::fs::{flock, FlockOperation};
+    let file = std::fs::File::open(path.join("db")).unwrap();
+    while flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+        std::thread::yield_now();
+    }
+    flock(&file, FlockOperation::Unlock).unwrap();
 }
 
 fn event_key(id: &str, sequence: u64) -> Vec<u8> {
