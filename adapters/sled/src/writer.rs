@@ -339,12 +339,15 @@ pub(crate) fn apply(
 struct IndexKeys {
     org_state: Vec<u8>,
     org: Vec<u8>,
+    /// Whether the user has its `org` entry: removed users have none.
+    listed: bool,
 }
 
 fn index_keys(user: &User) -> IndexKeys {
     IndexKeys {
         org_state: layout::org_state_key(&user.org_id, user.state, &user.id),
         org: layout::org_key(&user.org_id, &user.id),
+        listed: user.state != UserState::Deleted,
     }
 }
 
@@ -356,7 +359,6 @@ struct Plan {
     snapshot_record: Vec<u8>,
     old: Option<IndexKeys>,
     new: IndexKeys,
-    exists: bool,
     /// The user after the commit.
     user: User,
 }
@@ -381,7 +383,6 @@ impl Plan {
             snapshot_record: record::encode_user(&user)?,
             old,
             new: index_keys(&user),
-            exists: user.state != UserState::Deleted,
             user,
         })
     }
@@ -437,13 +438,29 @@ fn write(trees: &Trees, plans: &[Plan], committed: u64, last_position: u64) -> R
                     plan.snapshot_key.as_slice(),
                     plan.snapshot_record.as_slice(),
                 )?;
-                if let Some(old) = &plan.old {
-                    by_org_state.remove(old.org_state.as_slice())?;
-                    by_org.remove(old.org.as_slice())?;
+                // An entry that stays is left alone: most commits keep the
+                // organisation, many the state, and each write is a lookup.
+                let new = &plan.new;
+                let old_state = plan.old.as_ref().map(|old| &old.org_state);
+                if old_state != Some(&new.org_state) {
+                    if let Some(old) = old_state {
+                        by_org_state.remove(old.as_slice())?;
+                    }
+                    by_org_state.insert(new.org_state.as_slice(), &[][..])?;
                 }
-                by_org_state.insert(plan.new.org_state.as_slice(), &[][..])?;
-                if plan.exists {
-                    by_org.insert(plan.new.org.as_slice(), &[][..])?;
+                let old_org = plan
+                    .old
+                    .as_ref()
+                    .filter(|old| old.listed)
+                    .map(|old| &old.org);
+                let new_org = new.listed.then_some(&new.org);
+                if old_org != new_org {
+                    if let Some(old) = old_org {
+                        by_org.remove(old.as_slice())?;
+                    }
+                    if let Some(new) = new_org {
+                        by_org.insert(new.as_slice(), &[][..])?;
+                    }
                 }
             }
             meta.insert(layout::COMMITTED_KEY, &committed[..])?;
