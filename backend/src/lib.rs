@@ -72,6 +72,12 @@ pub struct OpenOptions {
     /// (default [`CheckAtOpen::Auto`]); a tool that reports damage itself
     /// ([`Backend::verify`]) opens with less, so a damaged database opens.
     pub check_at_open: CheckAtOpen,
+    /// The page cache sled keeps, in sled's own estimate of bytes
+    /// (`None`, the default: the adapter's
+    /// [`DEFAULT_CACHE_BYTES`](userstate_sled::DEFAULT_CACHE_BYTES)). A
+    /// program that streams through a database once gains little from a
+    /// large one. SQLite and PostgreSQL keep their own.
+    pub cache_bytes: Option<u64>,
 }
 
 impl Default for OpenOptions {
@@ -80,6 +86,7 @@ impl Default for OpenOptions {
             create_if_missing: true,
             durability: Durability::Durable,
             check_at_open: CheckAtOpen::Auto,
+            cache_bytes: None,
         }
     }
 }
@@ -133,12 +140,16 @@ pub fn open_with(spec: &str, options: &OpenOptions) -> Result<Backend> {
             }
             Some(("sled", path)) if !path.is_empty() => {
                 check_path(Path::new(path), Kind::Folder, options).map_err(config)?;
-                SledOptions::new()
+                let sled = SledOptions::new()
                     .durability(options.durability)
                     .check_at_open(options.check_at_open)
-                    .create_if_missing(options.create_if_missing)
-                    .open(path)
-                    .map(|repo| Backend::Sled(Arc::new(repo)))
+                    .create_if_missing(options.create_if_missing);
+                match options.cache_bytes {
+                    Some(bytes) => sled.cache_bytes(bytes),
+                    None => sled,
+                }
+                .open(path)
+                .map(|repo| Backend::Sled(Arc::new(repo)))
             }
             _ => return Err(config(format!("names no backend; use {SPECS}"))),
         }

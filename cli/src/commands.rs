@@ -26,6 +26,20 @@ use crate::{wait, Cli, Command, CopyArgs, EventsArgs, Failure, Policy, Users};
 /// organisation).
 const OPERATORS: &str = "operators";
 
+/// sled's page cache for every command: each reads or writes a database
+/// once through, which a large cache does not speed up (a migrate into
+/// sled ran as fast with 8 MiB as with the adapter's 64, in 200 MiB of
+/// memory instead of 340).
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// How every command opens a database unless it says otherwise.
+fn options() -> OpenOptions {
+    OpenOptions {
+        cache_bytes: Some(CACHE_BYTES),
+        ..OpenOptions::default()
+    }
+}
+
 /// Runs the command `cli` names.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let Cli {
@@ -51,7 +65,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Command::Verify => CheckAtOpen::Nothing,
             _ => CheckAtOpen::Auto,
         },
-        ..OpenOptions::default()
+        ..options()
     };
     let backend = open(&spec, &options)?;
     let operator = Operator::new(&backend, operator)?;
@@ -700,10 +714,10 @@ fn migrate(from: &str, to: &str, copy: &CopyArgs, json: bool) -> Result<(), Fail
         from,
         &OpenOptions {
             create_if_missing: false,
-            ..OpenOptions::default()
+            ..options()
         },
     )?;
-    let target = open(to, &OpenOptions::default())?;
+    let target = open(to, &options())?;
     let (source, target) = (source.repository(), target.repository());
     refuse_non_empty(target.as_ref(), copy.resume)?;
     let started = Instant::now();
