@@ -39,7 +39,7 @@ use std::sync::Arc;
 use userstate::storage::{check_through, CheckAtOpen, Durability, Verification};
 use userstate::{ids, Error, ErrorKind, InMemoryRepository, Result, UserRepository};
 use userstate_postgres::{PostgresOptions, PostgresRepository};
-use userstate_sled::{SledOptions, SledRepository};
+use userstate_sled::{SledOptions, SledRepository, DEFAULT_CACHE_BYTES};
 use userstate_sqlite::{SqliteOptions, SqliteRepository};
 
 /// The specs [`open`] accepts, for usage and error messages.
@@ -140,16 +140,13 @@ pub fn open_with(spec: &str, options: &OpenOptions) -> Result<Backend> {
             }
             Some(("sled", path)) if !path.is_empty() => {
                 check_path(Path::new(path), Kind::Folder, options).map_err(config)?;
-                let sled = SledOptions::new()
+                SledOptions::new()
                     .durability(options.durability)
                     .check_at_open(options.check_at_open)
-                    .create_if_missing(options.create_if_missing);
-                match options.cache_bytes {
-                    Some(bytes) => sled.cache_bytes(bytes),
-                    None => sled,
-                }
-                .open(path)
-                .map(|repo| Backend::Sled(Arc::new(repo)))
+                    .create_if_missing(options.create_if_missing)
+                    .cache_bytes(options.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES))
+                    .open(path)
+                    .map(|repo| Backend::Sled(Arc::new(repo)))
             }
             _ => return Err(config(format!("names no backend; use {SPECS}"))),
         }

@@ -22,7 +22,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
 use sled::Transactional;
 use userstate::storage::{
     BatchWriter, Commit, CommitMark, Decision, Durability, FeedSignal, Update,
@@ -338,17 +340,34 @@ pub(crate) fn apply(
 /// The index entries of a stored user.
 struct IndexKeys {
     org_state: Vec<u8>,
-    org: Vec<u8>,
-    /// Whether the user has its `org` entry: removed users have none.
-    listed: bool,
+    /// `None` for a removed user, which its organisation no longer lists.
+    org: Option<Vec<u8>>,
 }
 
 fn index_keys(user: &User) -> IndexKeys {
     IndexKeys {
         org_state: layout::org_state_key(&user.org_id, user.state, &user.id),
-        org: layout::org_key(&user.org_id, &user.id),
-        listed: user.state != UserState::Deleted,
+        org: (user.state != UserState::Deleted).then(|| layout::org_key(&user.org_id, &user.id)),
     }
+}
+
+/// Moves an index entry from `old` to `new` (either absent). An entry that
+/// stays is left alone: most commits keep the organisation, many the state,
+/// and each transactional write costs sled a lookup.
+fn move_entry(
+    tree: &TransactionalTree,
+    old: Option<&[u8]>,
+    new: Option<&[u8]>,
+) -> std::result::Result<(), UnabortableTransactionError> {
+    if old != new {
+        if let Some(old) = old {
+            tree.remove(old)?;
+        }
+        if let Some(new) = new {
+            tree.insert(new, &[][..])?;
+        }
+    }
+    Ok(())
 }
 
 /// A decided commit, encoded: the records it writes and the index
@@ -438,30 +457,17 @@ fn write(trees: &Trees, plans: &[Plan], committed: u64, last_position: u64) -> R
                     plan.snapshot_key.as_slice(),
                     plan.snapshot_record.as_slice(),
                 )?;
-                // An entry that stays is left alone: most commits keep the
-                // organisation, many the state, and each write is a lookup.
-                let new = &plan.new;
-                let old_state = plan.old.as_ref().map(|old| &old.org_state);
-                if old_state != Some(&new.org_state) {
-                    if let Some(old) = old_state {
-                        by_org_state.remove(old.as_slice())?;
-                    }
-                    by_org_state.insert(new.org_state.as_slice(), &[][..])?;
-                }
-                let old_org = plan
-                    .old
-                    .as_ref()
-                    .filter(|old| old.listed)
-                    .map(|old| &old.org);
-                let new_org = new.listed.then_some(&new.org);
-                if old_org != new_org {
-                    if let Some(old) = old_org {
-                        by_org.remove(old.as_slice())?;
-                    }
-                    if let Some(new) = new_org {
-                        by_org.insert(new.as_slice(), &[][..])?;
-                    }
-                }
+                let old = plan.old.as_ref();
+                move_entry(
+                    by_org_state,
+                    old.map(|old| old.org_state.as_slice()),
+                    Some(&plan.new.org_state),
+                )?;
+                move_entry(
+                    by_org,
+                    old.and_then(|old| old.org.as_deref()),
+                    plan.new.org.as_deref(),
+                )?;
             }
             meta.insert(layout::COMMITTED_KEY, &committed[..])?;
             Ok(())
