@@ -74,7 +74,7 @@ pub struct OpenOptions {
     pub check_at_open: CheckAtOpen,
     /// The page cache sled keeps, in sled's own estimate of bytes
     /// (`None`, the default: the adapter's
-    /// [`DEFAULT_CACHE_BYTES`](userstate_sled::DEFAULT_CACHE_BYTES)). A
+    /// [`DEFAULT_CACHE_BYTES`]). A
     /// program that streams through a database once gains little from a
     /// large one. SQLite and PostgreSQL keep their own.
     pub cache_bytes: Option<u64>,
