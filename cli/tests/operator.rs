@@ -309,7 +309,11 @@ fn reads_list_show_history_events_and_policies() {
         .output()
         .unwrap();
     writer.join().unwrap();
-    assert!(followed.status.success());
+    assert!(
+        followed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&followed.stderr)
+    );
     let line = String::from_utf8(followed.stdout).unwrap();
     assert!(line.starts_with(&format!("{}\t", events + 1)), "{line}");
     assert!(line.contains("late\tuser.added"), "{line}");

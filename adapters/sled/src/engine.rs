@@ -145,7 +145,8 @@ pub(crate) fn open(root: &Path, options: &SledOptions) -> Result<Opened> {
         refuse_findings(verify::everything(&trees)?).map_err(|e| at(root, e))?;
     }
     let (mark, loss) =
-        CommitMark::open(&mark_path, committed, options.accept_loss).map_err(|e| at(root, e))?;
+        CommitMark::open_as_read(&mark_path, recorded, committed, options.accept_loss)
+            .map_err(|e| at(root, e))?;
     if let Some(loss) = loss {
         record_loss(&trees, loss).map_err(|e| at(root, e))?;
     }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, MAIN_DB};
 use userstate::storage::{
-    check_private, create_private_file, CheckAtOpen, CommitMark, Durability, Loss, Recorded,
-    CHECK_EVERYTHING_UP_TO,
+    check_private, check_private_if_present, create_private_file, CheckAtOpen, CommitMark,
+    Durability, Loss, Recorded, CHECK_EVERYTHING_UP_TO,
 };
 use userstate::{Error, Result, Timestamp};
 
@@ -95,13 +95,16 @@ fn check_and_upgrade(
     conn.pragma_update(None, "synchronous", synchronous)
         .map_err(from_sqlite)?;
     format::upgrade(conn, created)?;
+    // The mark before the count: another process's commit in between then
+    // raises only the count.
+    let mark_path = mark_path(path);
+    let recorded = Recorded::read(&mark_path)?;
     let committed: i64 = conn
         .query_row(COMMITTED, [], |row| row.get(0))
         .map_err(from_sqlite)?;
     let committed = record::from_column(committed)?;
     // Nothing is written before a loss, or the check at open, refuses.
-    let mark_path = mark_path(path);
-    Recorded::read(&mark_path)?.check(&mark_path, committed, options.accept_loss)?;
+    recorded.check(&mark_path, committed, options.accept_loss)?;
     if !created && check == CheckAtOpen::Everything {
         let verification = verify::everything(conn)?;
         if let Some(first) = verification.findings.first() {
@@ -114,7 +117,8 @@ fn check_and_upgrade(
             )));
         }
     }
-    let (mark, loss) = CommitMark::open(&mark_path, committed, options.accept_loss)?;
+    let (mark, loss) =
+        CommitMark::open_as_read(&mark_path, recorded, committed, options.accept_loss)?;
     if let Some(loss) = loss {
         record_loss(conn, loss)?;
     }
@@ -133,10 +137,7 @@ fn prepare(path: &Path, options: &SqliteOptions) -> Result<bool> {
         Ok(metadata) => {
             check_private(path)?;
             for companion in ["-wal", "-shm"] {
-                let companion = beside(path, companion);
-                if companion.symlink_metadata().is_ok() {
-                    check_private(&companion)?;
-                }
+                check_private_if_present(&beside(path, companion))?;
             }
             if metadata.len() == 0 {
                 return Err(Error::corrupt(

@@ -70,6 +70,26 @@ pub fn open_private_file(path: &Path) -> Result<File> {
 /// database to trust.
 pub fn check_private(path: &Path) -> Result<()> {
     let metadata = fs::symlink_metadata(path).map_err(|e| io_error("cannot inspect", path, e))?;
+    check_metadata(path, &metadata, false)
+}
+
+/// As [`check_private`], for a file another process may remove at any
+/// moment (SQLite's `-wal` and `-shm`, which the last connection to close
+/// removes): one that is not there, or is gone before it is made private,
+/// is no error.
+///
+/// # Errors
+/// As [`check_private`] for a file that is there.
+pub fn check_private_if_present(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) => check_metadata(path, &metadata, true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error("cannot inspect", path, e)),
+    }
+}
+
+#[cfg_attr(not(unix), allow(unused_variables))]
+fn check_metadata(path: &Path, metadata: &fs::Metadata, may_vanish: bool) -> Result<()> {
     if metadata.file_type().is_symlink() {
         return Err(Error::corrupt(format!(
             "{} is a symbolic link; a database is never opened through one",
@@ -91,8 +111,10 @@ pub fn check_private(path: &Path) -> Result<()> {
         let mode = metadata.permissions().mode();
         if mode & 0o077 != 0 {
             let private = if metadata.is_dir() { 0o700 } else { 0o600 };
-            fs::set_permissions(path, fs::Permissions::from_mode(private))
-                .map_err(|e| io_error("cannot make private", path, e))?;
+            match fs::set_permissions(path, fs::Permissions::from_mode(private)) {
+                Err(e) if may_vanish && e.kind() == io::ErrorKind::NotFound => {}
+                made => made.map_err(|e| io_error("cannot make private", path, e))?,
+            }
         }
     }
     Ok(())
@@ -142,6 +164,25 @@ mod tests {
         assert!(create_private_file(&link).is_err(), "not through a link");
         assert!(open_private_file(&link).is_err());
         check_private(&target).unwrap();
+        assert_eq!(mode(&target), 0o600);
+    }
+
+    #[test]
+    fn a_companion_that_is_gone_is_no_error_but_one_that_is_there_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("db-shm");
+        check_private_if_present(&gone).unwrap();
+        let err = check_private(&gone).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Unavailable);
+
+        let target = dir.path().join("target");
+        fs::write(&target, b"x").unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+        let link = dir.path().join("db-wal");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = check_private_if_present(&link).unwrap_err();
+        assert_eq!(err.id(), crate::ids::CORRUPT);
+        check_private_if_present(&target).unwrap();
         assert_eq!(mode(&target), 0o600);
     }
 }

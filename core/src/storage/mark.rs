@@ -182,14 +182,31 @@ impl CommitMark {
     /// Unavailable when the file cannot be read or written; as
     /// [`check_private`](super::check_private) for a file not the opener's own.
     pub fn open(path: &Path, found: u64, accept_loss: bool) -> Result<(Self, Option<Loss>)> {
-        let (file, recorded, generation) = match path.try_exists() {
+        Self::open_as_read(path, Recorded::read(path)?, found, accept_loss)
+    }
+
+    /// Opens the mark at `path` as [`CommitMark::open`] does, judging a loss
+    /// by `recorded`: the mark as read *before* the database counted its
+    /// `found` events. Where other processes write the same database
+    /// (SQLite), each records its commits after making them, so a mark read
+    /// first never counts more than the database then holds; one read after
+    /// the count may count a commit made in between, a false loss.
+    ///
+    /// # Errors
+    /// As [`CommitMark::open`].
+    pub fn open_as_read(
+        path: &Path,
+        recorded: Recorded,
+        found: u64,
+        accept_loss: bool,
+    ) -> Result<(Self, Option<Loss>)> {
+        let (file, generation) = match path.try_exists() {
             Ok(true) => {
                 let file = open_private_file(path)?;
-                let recorded = read(&file, path)?;
                 let generation = newest_generation(&file, path)?;
-                (file, recorded, generation)
+                (file, generation)
             }
-            Ok(false) => (create_private_file(path)?, Recorded::Nothing, 0),
+            Ok(false) => (create_private_file(path)?, 0),
             Err(e) => return Err(io_error("cannot inspect", path, e)),
         };
         let loss = recorded.check(path, found, accept_loss)?;
@@ -374,6 +391,23 @@ mod tests {
 
     fn mark_path(dir: &tempfile::TempDir) -> PathBuf {
         dir.path().join("users.commits")
+    }
+
+    #[test]
+    fn a_commit_between_reading_the_mark_and_counting_is_no_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = mark_path(&dir);
+        let (mut other, _) = CommitMark::open(&path, 18, false).unwrap();
+        // This opener reads the mark, another process commits its 19th
+        // event and records it, then this opener counts 18 in its snapshot.
+        let recorded = Recorded::read(&path).unwrap();
+        other.record(19).unwrap();
+        // Read after the count, the mark would claim a loss.
+        let late = Recorded::read(&path).unwrap().check(&path, 18, false);
+        assert_eq!(late.unwrap_err().kind(), crate::ErrorKind::Internal);
+        let (mark, loss) = CommitMark::open_as_read(&path, recorded, 18, false).unwrap();
+        assert_eq!(loss, None);
+        assert_eq!(mark.committed(), 18);
     }
 
     #[test]

@@ -62,7 +62,10 @@ mod writer;
 pub use commit::{append, Actor, CheckActor, Commit, Conflict, Decide, Decision, Update};
 pub use durability::Durability;
 pub use feed::FeedSignal;
-pub use files::{check_private, create_private_dir, create_private_file, open_private_file};
+pub use files::{
+    check_private, check_private_if_present, create_private_dir, create_private_file,
+    open_private_file,
+};
 pub use mark::{AcceptedLoss, CommitMark, Loss, Recorded, Seal};
 pub use paging::page_of;
 pub use repository::UserRepository;
